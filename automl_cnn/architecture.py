@@ -1,0 +1,183 @@
+"""Concrete candidates: one architecture and its training settings, as frozen records.
+
+Records round-trip through JSON (``to_dict`` / ``from_dict``) and have a canonical form in which
+settings that change nothing are normalised (dropout 0 vs none, the size of a pooling layer that
+is not there, the width of dense layers that do not exist), so equal networks compare equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ConvBlock:
+    type: str = "plain"  # plain | residual
+    convs: int = 1
+    filters: int = 32
+    kernel_size: int = 3
+    stride: int = 1
+    padding: str = "same"  # same (k // 2 on each side) | valid
+    activation: str = "relu"
+    batch_norm: bool = True
+    pooling: str = "max"  # max | avg | none
+    pool_size: int = 2
+    dropout: float = 0.0
+
+    def canonical(self) -> ConvBlock:
+        return dataclasses.replace(
+            self,
+            padding="same" if self.type == "residual" else self.padding,
+            pool_size=self.pool_size if self.pooling != "none" else 0,
+            dropout=round(float(self.dropout), 6),
+        )
+
+
+@dataclass(frozen=True)
+class Dense:
+    units: int = 128
+    dropout: float = 0.0
+
+    def canonical(self) -> Dense:
+        return Dense(units=self.units, dropout=round(float(self.dropout), 6))
+
+
+@dataclass(frozen=True)
+class Head:
+    type: str = "flatten"  # flatten | global_avg
+    dense: tuple[Dense, ...] = ()
+    activation: str = "relu"
+
+    def canonical(self) -> Head:
+        return Head(
+            type=self.type,
+            dense=tuple(d.canonical() for d in self.dense),
+            activation=self.activation if self.dense else "relu",
+        )
+
+
+@dataclass(frozen=True)
+class Architecture:
+    blocks: tuple[ConvBlock, ...]
+    head: Head = Head()
+
+    def canonical(self) -> Architecture:
+        return Architecture(tuple(b.canonical() for b in self.blocks), self.head.canonical())
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Architecture:
+        head = dict(data.get("head", {}))
+        head["dense"] = tuple(Dense(**d) for d in head.get("dense", ()))
+        return cls(blocks=tuple(ConvBlock(**b) for b in data["blocks"]), head=Head(**head))
+
+    def describe(self) -> str:
+        """A compact one-line summary, e.g. ``conv32x3-max2 | conv64x3 | gap -> fc128``."""
+        parts = []
+        for b in self.blocks:
+            s = f"{'res' if b.type == 'residual' else 'conv'}{b.filters}k{b.kernel_size}"
+            s += f"x{b.convs}" if b.convs > 1 else ""
+            s += f"s{b.stride}" if b.stride > 1 else ""
+            s += "" if b.pooling == "none" else f"-{b.pooling}{b.pool_size}"
+            s += f"-d{b.dropout:.2f}" if b.dropout > 0 else ""
+            parts.append(s)
+        head = "gap" if self.head.type == "global_avg" else "flat"
+        for d in self.head.dense:
+            head += f"-fc{d.units}" + (f"-d{d.dropout:.2f}" if d.dropout > 0 else "")
+        return " | ".join([*parts, head])
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    hflip: bool = False
+    crop_padding: int = 0
+    rotation: float = 0.0  # degrees
+    translate: float = 0.0  # fraction of the image size
+    scale: float = 0.0  # +/- fraction
+    color_jitter: float = 0.0  # brightness / contrast strength
+
+    @property
+    def enabled(self) -> bool:
+        return self != Augmentation()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    batch_size: int = 64
+    epochs: int = 10
+    lr_schedule: str = "constant"
+    label_smoothing: float = 0.0
+    augmentation: Augmentation = field(default_factory=Augmentation)
+
+    def canonical(self) -> TrainConfig:
+        return dataclasses.replace(
+            self,
+            momentum=self.momentum if self.optimizer in ("sgd", "rmsprop") else 0.0,
+            learning_rate=float(f"{self.learning_rate:.6g}"),
+            weight_decay=float(f"{self.weight_decay:.6g}"),
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["augmentation"] = Augmentation(**data.get("augmentation", {}))
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What one trial trains: an architecture and its training settings."""
+
+    architecture: Architecture
+    training: TrainConfig = field(default_factory=TrainConfig)
+
+    def canonical(self) -> Candidate:
+        return Candidate(self.architecture.canonical(), self.training.canonical())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"architecture": self.architecture.to_dict(), "training": dataclasses.asdict(self.training)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Candidate:
+        return cls(Architecture.from_dict(data["architecture"]), TrainConfig.from_dict(data["training"]))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Candidate:
+        return cls.from_dict(json.loads(text))
+
+    def key(self) -> str:
+        """A hash of the canonical form: equal for candidates that train the same network."""
+        return hashlib.sha256(self.canonical().to_json().encode()).hexdigest()[:16]
+
+    def flat_params(self) -> dict[str, Any]:
+        """Flat ``name -> value`` pairs for MLflow params and tables."""
+        out: dict[str, Any] = {"n_blocks": len(self.architecture.blocks)}
+        for i, block in enumerate(self.architecture.blocks, start=1):
+            for k, v in dataclasses.asdict(block).items():
+                out[f"block{i}.{k}"] = v
+        head = self.architecture.head
+        out["head.type"] = head.type
+        out["head.dense_layers"] = len(head.dense)
+        for i, d in enumerate(head.dense, start=1):
+            out[f"head.dense{i}.units"] = d.units
+            out[f"head.dense{i}.dropout"] = d.dropout
+        for k, v in dataclasses.asdict(self.training).items():
+            if k == "augmentation":
+                for ak, av in v.items():
+                    out[f"augment.{ak}"] = av
+            else:
+                out[f"train.{k}"] = v
+        return out

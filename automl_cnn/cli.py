@@ -1,0 +1,177 @@
+"""``automl-cnn``: the command line.
+
+Bad input ends with one line on stderr (``error: ...``) and exit status 2; an interrupted search
+exits 130. Everything else a search meets (a network that does not fit, NaN loss, a dead worker)
+is recorded on its trial and the search goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from automl_cnn.config import PRUNERS, SAMPLERS, parse_duration
+from automl_cnn.errors import AutoMLError, UserInputError
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (progress bars, INFO lines, deprecation notes) off the console."""
+    import logging
+    import warnings
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    for name in ("mlflow", "alembic", "ray", "optuna"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fraction_list(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(p) for p in text.replace("/", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.15,0.15, got {text!r}") from None
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.15,0.15, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line plus a pointer to --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="automl-cnn", description="Search for a CNN: Optuna proposes, Ray trains, MLflow records.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("search", help="run a search and deliver the best model")
+    s.add_argument("--data", required=True, help="digits | mnist5k | a folder with one sub-folder per class")
+    s.add_argument(
+        "--space", default="default", help="a search-space YAML file, or a shipped name (default, tiny, residual)"
+    )
+    s.add_argument("--trials", type=_positive_int, help="the most trials to run")
+    s.add_argument(
+        "--time-budget", help="wall-clock budget for the whole run, e.g. 90s, 10m, 1h (default 10m without --trials)"
+    )
+    s.add_argument("--max-epochs", type=_positive_int, help="cap every trial's epochs")
+    s.add_argument("--workers", type=_positive_int, help="trials at once (default: one per CPU core, or per GPU)")
+    s.add_argument("--cpus-per-trial", type=float, default=1.0)
+    s.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; a fraction packs trials on one GPU")
+    s.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
+    s.add_argument("--pruner", choices=PRUNERS, default="asha", help="early stopping of weak trials (default asha)")
+    s.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and every trial")
+    s.add_argument("--split", type=_fraction_list, default=(0.7, 0.15, 0.15), help="train,val,test fractions")
+    s.add_argument("--final-repeats", type=_positive_int, default=1, help="retrain the winner with N seeds")
+    s.add_argument("--max-params", type=_positive_int, help="never train candidates with more parameters")
+    s.add_argument("--max-flops", type=_positive_int, help="never train candidates with more FLOPs per image")
+    s.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///./mlflow.db)")
+    s.add_argument("--experiment", default="automl-cnn", help="MLflow experiment name")
+    s.add_argument("--model-name", help="registered model name (default automl-cnn-<data>)")
+    s.add_argument("--out", type=Path, help="output folder (default runs/<data>-<time>)")
+    s.add_argument("--ray-address", help="join an existing Ray cluster (e.g. auto or 10.0.0.5:6379)")
+    s.add_argument("--device", choices=("cpu", "cuda"), help="force the device inside workers")
+    s.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live panel")
+
+    u = sub.add_parser("ui", help="open the MLflow UI on the search's tracking store")
+    u.add_argument("--tracking-uri", help="the store (default sqlite:///./mlflow.db)")
+    u.add_argument("--host", default="127.0.0.1")
+    u.add_argument("--port", type=int, default=5000)
+    return p
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from automl_cnn.config import SearchConfig
+    from automl_cnn.search import run_search
+
+    cfg = SearchConfig(
+        trials=args.trials,
+        time_budget=parse_duration(args.time_budget),
+        max_epochs=args.max_epochs,
+        workers=args.workers,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        seed=args.seed,
+        split=args.split,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        model_name=args.model_name,
+        out=args.out,
+        ray_address=args.ray_address,
+        device=args.device,
+        progress=False if args.no_progress else None,
+        extra={"final_repeats": args.final_repeats, "max_params": args.max_params, "max_flops": args.max_flops},
+    )
+    result = run_search(args.data, args.space, cfg)
+    print()
+    print(result.summary())
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from automl_cnn.tracking import local_artifact_root
+
+    uri = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        raise UserInputError(f"no MLflow store at {uri}; run a search first or pass --tracking-uri")
+    if uri.startswith(("http://", "https://")):
+        print(f"the MLflow UI of that server is at {uri}")
+        return 0
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    root = local_artifact_root(uri)
+    if root is not None:
+        cmd += ["--artifacts-destination", str(root)]
+    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    os.execv(sys.executable, cmd)
+    return 0  # pragma: no cover
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    handlers = {"search": _cmd_search, "ui": _cmd_ui}
+    try:
+        return handlers[args.command](args)
+    except UserInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except AutoMLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

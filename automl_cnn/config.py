@@ -1,0 +1,116 @@
+"""The settings of one search, shared by the CLI and the Python API."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl_cnn.errors import UserInputError
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+PRUNERS = ("asha", "hyperband", "median", "none")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
+_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """``"90s"``, ``"10m"``, ``"1.5h"`` or a number of seconds -> seconds."""
+    if text is None:
+        return None
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        m = _DURATION.match(text)
+        if not m:
+            raise UserInputError(f"time budget {text!r} is not a duration; write e.g. 90s, 10m or 1h")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise UserInputError(f"time budget {text!r} must be positive")
+    return seconds
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything a search needs besides the data and the space.
+
+    ``time_budget`` covers the whole run, the final fit included; the search phase leaves room
+    for it, estimated from the best trial's training time.
+    """
+
+    trials: int | None = None
+    time_budget: float | None = None  # seconds
+    max_epochs: int | None = None
+    workers: int | None = None  # default: one per CPU core, or one per GPU
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None  # default: 1 where the cluster has GPUs
+    sampler: str = "tpe"
+    pruner: str = "asha"
+    seed: int = 0
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    tracking_uri: str | None = None  # default: sqlite:///<cwd>/mlflow.db
+    experiment: str = "automl-cnn"
+    model_name: str | None = None  # registered model name; default automl-cnn-<data>
+    out: Path | None = None  # default: runs/<data>-<timestamp>
+    ray_address: str | None = None
+    device: str | None = None  # force "cpu" or "cuda" inside workers
+    progress: bool | None = None  # live display; default: when stdout is a terminal
+    enqueue: tuple[dict[str, Any], ...] = ()  # Optuna params of trials to run first
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise UserInputError(f"unknown sampler {self.sampler!r}; use one of: {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise UserInputError(f"unknown pruner {self.pruner!r}; use one of: {', '.join(PRUNERS)}")
+        for name in ("trials", "max_epochs", "workers"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserInputError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.cpus_per_trial <= 0:
+            raise UserInputError("--cpus-per-trial must be positive")
+        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
+            raise UserInputError("--gpus-per-trial must be zero or positive")
+
+    def budget_seconds(self) -> float | None:
+        """The time budget; without any budget a search runs 10 minutes."""
+        if self.time_budget is None and self.trials is None:
+            return 600.0
+        return self.time_budget
+
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+    def out_dir(self, data_name: str) -> Path:
+        if self.out is not None:
+            return Path(self.out).expanduser().resolve()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", data_name).strip("-") or "data"
+        return (Path.cwd() / "runs" / f"{safe}-{stamp}").resolve()
+
+    def registered_name(self, data_name: str) -> str:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", data_name).strip("-") or "data"
+        return self.model_name or f"automl-cnn-{safe}"
+
+    def default_workers(self, cluster_cpus: float, cluster_gpus: float) -> int:
+        if self.workers:
+            return self.workers
+        if cluster_gpus >= 1 and (self.gpus_per_trial or 1) > 0:
+            return max(1, int(cluster_gpus / (self.gpus_per_trial or 1)))
+        return max(1, int(cluster_cpus / self.cpus_per_trial))
+
+    def to_params(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("extra", "progress", "enqueue")}
+        out["split"] = "/".join(f"{f:g}" for f in self.split)
+        return out
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1

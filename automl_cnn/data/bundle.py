@@ -1,0 +1,152 @@
+"""Splits and statistics: what the search and the final fit train and score on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from automl_cnn.data.images import ImageSet, to_float
+from automl_cnn.errors import DataError
+
+
+@dataclass(frozen=True, eq=False)
+class TrainData:
+    """What one worker needs: a training part, a scoring part, and the shape of the task.
+
+    Small enough to travel through Ray's object store once per worker.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_eval: np.ndarray
+    y_eval: np.ndarray
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_weights: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class DataBundle:
+    images: ImageSet
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    split_seed: int
+    fractions: tuple[float, float, float]
+
+    @property
+    def name(self) -> str:
+        return self.images.name
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.images.class_names
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.images.input_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.images.num_classes
+
+    def fingerprint(self) -> str:
+        return self.images.fingerprint()
+
+    def _part(self, fit_idx: np.ndarray, eval_idx: np.ndarray) -> TrainData:
+        x, y = self.images.x, self.images.y
+        return TrainData(
+            x_train=x[fit_idx],
+            y_train=y[fit_idx],
+            x_eval=x[eval_idx],
+            y_eval=y[eval_idx],
+            input_shape=self.input_shape,
+            num_classes=self.num_classes,
+            mean=self.mean,
+            std=self.std,
+        )
+
+    def search_data(self) -> TrainData:
+        """Train on the training split, score on validation: the test split stays unseen."""
+        return self._part(self.train_idx, self.val_idx)
+
+    def final_data(self) -> TrainData:
+        """Train on train + validation; no scoring set, so the test split is scored only once,
+        after training, by the caller."""
+        return self._part(np.concatenate([self.train_idx, self.val_idx]), self.test_idx[:0])
+
+    def test_split(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.images.x[self.test_idx], self.images.y[self.test_idx]
+
+    def counts(self) -> dict[str, list[int]]:
+        """Images per class in each split."""
+        k = self.num_classes
+        return {
+            name: np.bincount(self.images.y[idx], minlength=k).tolist()
+            for name, idx in (("train", self.train_idx), ("val", self.val_idx), ("test", self.test_idx))
+        }
+
+
+def _stratified_split(
+    y: np.ndarray, fractions: tuple[float, float, float], seed: int, class_names: tuple[str, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class: shuffle, then cut into train / val / test with at least one image in each."""
+    rng = np.random.default_rng(seed)
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    _, f_val, f_test = fractions
+    for c in range(len(class_names)):
+        idx = np.flatnonzero(y == c)
+        need = 1 + (f_val > 0) + (f_test > 0)
+        if len(idx) < need:
+            raise DataError(
+                f"class {class_names[c]!r} has {len(idx)} image(s); a train/val/test split needs "
+                f"at least {need} per class: add images or remove the class"
+            )
+        idx = rng.permutation(idx)
+        n_test = max(1, round(len(idx) * f_test)) if f_test > 0 else 0
+        n_val = max(1, round(len(idx) * f_val)) if f_val > 0 else 0
+        n_train = len(idx) - n_val - n_test
+        if n_train < 1:
+            n_train, n_val = 1, n_val - 1
+        parts[0].append(idx[:n_train])
+        parts[1].append(idx[n_train : n_train + n_val])
+        parts[2].append(idx[n_train + n_val :])
+    train, val, test = (np.sort(np.concatenate(p)) for p in parts)
+    return train, val, test
+
+
+def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of images in [0, 1] (computed in chunks, float64 sums)."""
+    c = x.shape[1]
+    total = np.zeros(c)
+    total_sq = np.zeros(c)
+    count = 0
+    for start in range(0, len(x), 4096):
+        chunk = to_float(x[start : start + 4096]).astype(np.float64)
+        total += chunk.sum(axis=(0, 2, 3))
+        total_sq += (chunk**2).sum(axis=(0, 2, 3))
+        count += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)  # a constant channel: leave it unscaled
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+
+
+def split_data(
+    images: ImageSet,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> DataBundle:
+    """A deterministic stratified split; normalisation statistics from the training split only."""
+    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0 or fractions[0] <= 0:
+        raise DataError(f"split fractions {fractions} must be non-negative and sum to 1")
+    if images.num_classes < 2:
+        raise DataError(f"{images.name}: found a single class; a classifier needs at least two classes")
+    train, val, test = _stratified_split(images.y, fractions, seed, images.class_names)
+    mean, std = channel_stats(images.x[train])
+    return DataBundle(images, train, val, test, mean, std, seed, fractions)

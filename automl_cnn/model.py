@@ -1,0 +1,145 @@
+"""A trained network with everything needed to use it: classes, input shape, preprocessing.
+
+Saved as ``model.safetensors`` (weights) plus ``model.json`` (architecture, training settings,
+classes, preprocessing): loading builds the network from the JSON and reads tensors only, so no
+code is ever unpickled from a file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from automl_cnn.architecture import Candidate
+from automl_cnn.builder import build_model
+from automl_cnn.errors import UserInputError
+
+FORMAT = "automl-cnn/1"
+WEIGHTS = "model.safetensors"
+META = "model.json"
+
+
+class _Probabilities(nn.Module):
+    """The network followed by a softmax: what exported and served models return."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.network(x), dim=1)
+
+
+@dataclass
+class TrainedModel:
+    network: nn.Module  # images in [0, 1], NCHW float -> logits
+    candidate: Candidate
+    input_shape: tuple[int, int, int]
+    class_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # data name, fingerprint, search ids...
+
+    @classmethod
+    def from_weights(
+        cls,
+        candidate: Candidate,
+        weights: dict[str, torch.Tensor],
+        input_shape: tuple[int, int, int],
+        class_names: tuple[str, ...],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        **kwargs: Any,
+    ) -> TrainedModel:
+        net = build_model(candidate.architecture, input_shape, len(class_names), mean, std)
+        net.load_state_dict(weights)
+        net.eval()
+        return cls(net, candidate, tuple(input_shape), tuple(class_names), tuple(mean), tuple(std), **kwargs)
+
+    # -- inference -----------------------------------------------------------------------------
+    def inference_module(self) -> nn.Module:
+        """images in [0, 1] -> class probabilities; for MLflow, TorchScript and ONNX."""
+        return _Probabilities(self.network).eval()
+
+    @torch.inference_mode()
+    def predict_proba(self, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
+        """Probabilities for images ``x`` (NCHW; uint8 0-255 or float 0-1)."""
+        t = torch.as_tensor(x)
+        t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+        self.network.eval()
+        out = [torch.softmax(self.network(t[i : i + batch_size]), dim=1) for i in range(0, len(t), batch_size)]
+        return torch.cat(out).numpy() if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        return self.predict_proba(x).argmax(axis=1)
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float((self.predict(x) == y).mean())
+
+    # -- files ---------------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "candidate": self.candidate.to_dict(),
+            "architecture_summary": self.candidate.architecture.describe(),
+            "input_shape": list(self.input_shape),
+            "class_names": list(self.class_names),
+            "normalization": {"mean": list(self.mean), "std": list(self.std)},
+            "preprocessing": {
+                "channels": self.input_shape[0],
+                "mode": "L" if self.input_shape[0] == 1 else "RGB",
+                "height": self.input_shape[1],
+                "width": self.input_shape[2],
+                "scale": "pixel / 255, then the model normalises with the stored mean and std",
+            },
+            "output": "class probabilities (softmax) from exported models; logits from the network",
+            "metrics": self.metrics,
+            "info": self.info,
+        }
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS))
+        (folder / META).write_text(json.dumps(self.metadata(), indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> TrainedModel:
+        folder = Path(folder)
+        meta_path, weights_path = folder / META, folder / WEIGHTS
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise UserInputError(
+                f"{folder}: not a model folder (needs {META} and {WEIGHTS}); give a search's output folder"
+            )
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT:
+            raise UserInputError(f"{meta_path}: unknown model format {meta.get('format')!r}; expected {FORMAT}")
+        return cls.from_weights(
+            Candidate.from_dict(meta["candidate"]),
+            load_file(str(weights_path)),
+            tuple(meta["input_shape"]),
+            tuple(meta["class_names"]),
+            tuple(meta["normalization"]["mean"]),
+            tuple(meta["normalization"]["std"]),
+            metrics=meta.get("metrics", {}),
+            info=meta.get("info", {}),
+        )
+
+    def save_torchscript(self, path: Path) -> None:
+        example = torch.rand(2, *self.input_shape)
+        with torch.no_grad():
+            scripted = torch.jit.trace(self.inference_module(), example)
+        scripted.save(str(path))
+
+
+def load_model(path: str | Path) -> TrainedModel:
+    """Load a model saved by a search (its output folder, or the folder holding model.json)."""
+    return TrainedModel.load(path)

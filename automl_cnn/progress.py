@@ -1,0 +1,109 @@
+"""What the user sees while a search runs: a live panel on a terminal, plain lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+
+def _fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = max(0, int(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class Progress:
+    """Counts trials by outcome, tracks the best score and the budget, and shows them."""
+
+    def __init__(self, live: bool | None, budget: float | None, trials: int | None, quiet: bool = False) -> None:
+        self.console = Console(stderr=False)
+        self.live_mode = self.console.is_terminal if live is None else live
+        self.quiet = quiet
+        self.budget = budget
+        self.trials = trials
+        self.start = time.monotonic()
+        self.counts: Counter[str] = Counter()
+        self.running: dict[str, str] = {}  # job -> status text
+        self.best: float | None = None
+        self.best_label = ""
+        self.phase = "searching"
+        self._live: Live | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> Progress:
+        if self.live_mode and not self.quiet:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(*exc)
+            self._live = None
+
+    # -- events --------------------------------------------------------------------------------
+    def message(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self._live is not None:
+            self._live.console.print(text)
+        else:
+            print(text, file=sys.stdout, flush=True)
+
+    def trial_running(self, job: str, text: str) -> None:
+        self.running[job] = text
+        self.refresh()
+
+    def trial_done(self, job: str, outcome: str, text: str, score: float | None = None) -> None:
+        self.running.pop(job, None)
+        self.counts[outcome] += 1
+        if score is not None and outcome == "completed" and (self.best is None or score > self.best):
+            self.best = score
+            self.best_label = job
+        self.message(f"[{_fmt_seconds(self.elapsed)}] {job}: {text}")
+        self.refresh()
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.message(f"[{_fmt_seconds(self.elapsed)}] {phase}")
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    @property
+    def remaining(self) -> float | None:
+        return None if self.budget is None else max(0.0, self.budget - self.elapsed)
+
+    def _render(self) -> Table:
+        table = Table(title=f"automl-cnn: {self.phase}", show_header=False, expand=False)
+        table.add_column(style="bold")
+        table.add_column()
+        finished = sum(self.counts.values())
+        total = f" of {self.trials}" if self.trials else ""
+        table.add_row("trials finished", f"{finished}{total}")
+        table.add_row("  completed", str(self.counts["completed"]))
+        table.add_row("  stopped early", str(self.counts["pruned"]))
+        table.add_row("  failed", str(self.counts["failed"]))
+        table.add_row("running", str(len(self.running)))
+        for job, text in list(self.running.items())[:8]:
+            table.add_row(f"  {job}", text)
+        best = "-" if self.best is None else f"{self.best:.4f} ({self.best_label})"
+        table.add_row("best val accuracy", best)
+        table.add_row("elapsed", _fmt_seconds(self.elapsed))
+        table.add_row("remaining budget", _fmt_seconds(self.remaining))
+        return table

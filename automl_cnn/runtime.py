@@ -1,0 +1,43 @@
+"""Starting (or joining) the Ray runtime the workers live in."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+import ray
+
+from automl_cnn.config import cpu_count
+from automl_cnn.errors import UserInputError
+
+
+@contextlib.contextmanager
+def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
+    """Yield the cluster's resources; start a local runtime (and stop it after) unless one is
+    running already or ``address`` names a cluster to join."""
+    if ray.is_initialized():
+        yield dict(ray.cluster_resources())
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    kwargs: dict[str, object] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "configure_logging": True,
+    }
+    try:
+        if address:
+            ray.init(address=address, **kwargs)  # type: ignore[arg-type]
+        else:
+            ray.init(num_cpus=cpu_count(), **kwargs)  # type: ignore[arg-type]
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
+        fix = "start it with 'ray start --head' or fix --ray-address" if address else "check 'ray status'"
+        raise UserInputError(f"cannot connect to {where} ({first[:200]}); {fix}") from None
+    try:
+        yield dict(ray.cluster_resources())
+    finally:
+        ray.shutdown()

@@ -1,0 +1,91 @@
+"""The one adapter between Optuna and our records: a trial's suggestions become a Candidate.
+
+Parameter names are stable and flat (``blocks``, ``block2.filters``, ``head.dense1.units``,
+``train.learning_rate``, ``augment.rotation``), so they read well in Optuna's plots, in MLflow,
+and in ``study.enqueue_trial`` calls for warm starts. Keys that do not matter for a candidate
+(the size of an absent pooling layer, the momentum of Adam, the blocks beyond ``blocks``) are
+never suggested, so the sampler does not model noise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optuna.trial import BaseTrial
+
+from automl_cnn.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
+from automl_cnn.params import Choice, Fixed, FloatRange, IntRange, Param
+from automl_cnn.space import SearchSpace
+
+
+def suggest(trial: BaseTrial, name: str, param: Param) -> Any:
+    """Draw one value of ``param`` under ``name`` (a fixed value is not a suggestion)."""
+    if isinstance(param, Fixed):
+        return param.value
+    if isinstance(param, Choice):
+        return trial.suggest_categorical(name, list(param.options))  # type: ignore[arg-type]
+    if isinstance(param, IntRange):
+        return trial.suggest_int(name, param.low, param.high, step=param.step, log=param.log)
+    assert isinstance(param, FloatRange)
+    return trial.suggest_float(name, param.low, param.high, step=param.step, log=param.log)
+
+
+def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
+    """Define-by-run sampling of one candidate from ``space``."""
+    bs = space.blocks
+    blocks = []
+    for i in range(1, int(suggest(trial, "blocks", bs.count)) + 1):
+        p = f"block{i}."
+        kind = suggest(trial, p + "type", bs.type)
+        pooling = suggest(trial, p + "pooling", bs.pooling)
+        blocks.append(
+            ConvBlock(
+                type=kind,
+                convs=suggest(trial, p + "convs", bs.convs),
+                filters=suggest(trial, p + "filters", bs.filters),
+                kernel_size=suggest(trial, p + "kernel_size", bs.kernel_size),
+                stride=suggest(trial, p + "stride", bs.stride),
+                # residual blocks always pad "same" so the branch and the shortcut add up
+                padding=suggest(trial, p + "padding", bs.padding) if kind == "plain" else "same",
+                activation=suggest(trial, p + "activation", bs.activation),
+                batch_norm=suggest(trial, p + "batch_norm", bs.batch_norm),
+                pooling=pooling,
+                pool_size=suggest(trial, p + "pool_size", bs.pool_size) if pooling != "none" else 0,
+                dropout=suggest(trial, p + "dropout", bs.dropout),
+            )
+        )
+    hs = space.head
+    n_dense = int(suggest(trial, "head.dense_layers", hs.dense_layers))
+    head = Head(
+        type=suggest(trial, "head.type", hs.type),
+        dense=tuple(
+            Dense(
+                units=suggest(trial, f"head.dense{i}.units", hs.units),
+                dropout=suggest(trial, f"head.dense{i}.dropout", hs.dropout),
+            )
+            for i in range(1, n_dense + 1)
+        ),
+        activation=suggest(trial, "head.activation", hs.activation) if n_dense else "relu",
+    )
+    ts = space.training
+    optimizer = suggest(trial, "train.optimizer", ts.optimizer)
+    a = space.augmentation
+    training = TrainConfig(
+        optimizer=optimizer,
+        learning_rate=suggest(trial, "train.learning_rate", ts.learning_rate),
+        weight_decay=suggest(trial, "train.weight_decay", ts.weight_decay),
+        momentum=suggest(trial, "train.momentum", ts.momentum) if optimizer in ("sgd", "rmsprop") else 0.0,
+        batch_size=suggest(trial, "train.batch_size", ts.batch_size),
+        epochs=suggest(trial, "train.epochs", ts.epochs),
+        lr_schedule=suggest(trial, "train.lr_schedule", ts.lr_schedule),
+        label_smoothing=suggest(trial, "train.label_smoothing", ts.label_smoothing),
+        augmentation=Augmentation(
+            hflip=suggest(trial, "augment.hflip", a.hflip),
+            crop_padding=suggest(trial, "augment.crop_padding", a.crop_padding),
+            rotation=suggest(trial, "augment.rotation", a.rotation),
+            translate=suggest(trial, "augment.translate", a.translate),
+            scale=suggest(trial, "augment.scale", a.scale),
+            color_jitter=suggest(trial, "augment.color_jitter", a.color_jitter),
+        ),
+    )
+    return Candidate(Architecture(tuple(blocks), head), training)

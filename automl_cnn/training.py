@@ -1,0 +1,248 @@
+"""Training one candidate: plain PyTorch on in-memory tensors, one epoch at a time.
+
+A :class:`Trainer` is a pure computation: it imports nothing from Optuna, Ray or MLflow and
+returns an :class:`EpochResult` per epoch, so the same code serves a Ray worker, the final fit,
+a plain Optuna loop and the tests. Its whole state (weights, optimiser, schedule, random
+streams) fits in a checkpoint, so an interrupted trial continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from automl_cnn.architecture import Candidate, TrainConfig
+from automl_cnn.augment import augment
+from automl_cnn.builder import build_model
+from automl_cnn.data.bundle import TrainData
+from automl_cnn.errors import TrialError
+
+EVAL_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int  # 1-based
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    seconds: float
+    lr: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    lr, wd = cfg.learning_rate, cfg.weight_decay
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=cfg.momentum)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
+    if schedule == "cosine":
+        return lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
+    if schedule == "step":
+        return lambda s: 0.1 ** ((s >= total_steps // 2) + (s >= 3 * total_steps // 4))
+    return lambda s: 1.0
+
+
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int) -> Any:
+    if cfg.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg.lr_schedule, total_steps))
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Trainer:
+    """Trains ``candidate`` on ``data.x_train`` and scores it on ``data.x_eval`` each epoch."""
+
+    def __init__(
+        self,
+        candidate: Candidate,
+        data: TrainData,
+        seed: int,
+        device: torch.device | str | None = None,
+        *,
+        channels_last: bool = True,
+        amp: bool | None = None,
+    ) -> None:
+        self.candidate = candidate
+        self.cfg = candidate.training
+        self.device = pick_device(str(device) if device is not None else None)
+        self.seed = seed
+        torch.manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        on_cuda = self.device.type == "cuda"
+        use_amp = on_cuda and torch.cuda.is_bf16_supported() if amp is None else amp
+        self.autocast_dtype = torch.bfloat16 if use_amp else None
+        self.model = build_model(candidate.architecture, data.input_shape, data.num_classes, data.mean, data.std).to(
+            self.device, memory_format=self.memory_format
+        )
+        self.x_train = _tensor(data.x_train, self.device)
+        self.y_train = torch.as_tensor(data.y_train, dtype=torch.long).to(self.device)
+        self.x_eval = _tensor(data.x_eval, self.device)
+        self.y_eval = torch.as_tensor(data.y_eval, dtype=torch.long).to(self.device)
+        self.class_weights = (
+            torch.tensor(data.class_weights, dtype=torch.float32, device=self.device) if data.class_weights else None
+        )
+        n = len(self.x_train)
+        self.batch_size = max(1, min(self.cfg.batch_size, n))
+        self.steps_per_epoch = max(1, n // self.batch_size)  # drop the ragged last batch
+        self.optimizer = _optimizer(self.cfg, self.model)
+        self.scheduler = _scheduler(self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs)
+        self.epoch = 0
+
+    # -- one epoch -----------------------------------------------------------------------------
+    def _batch(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+        return x.contiguous(memory_format=self.memory_format)
+
+    def _autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def run_epoch(self) -> EpochResult:
+        if self.epoch >= self.cfg.epochs:
+            raise RuntimeError("all epochs already ran")
+        start = time.perf_counter()
+        self.model.train()
+        perm = torch.randperm(len(self.x_train), generator=self.gen).to(self.device)
+        total_loss = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        aug = self.cfg.augmentation
+        check_each_step = self.device.type == "cpu"  # on a GPU, checking each step would sync
+        for step in range(self.steps_per_epoch):
+            idx = perm[step * self.batch_size : (step + 1) * self.batch_size]
+            xb = augment(self._batch(self.x_train[idx]), aug, self.gen)
+            yb = self.y_train[idx]
+            with self._autocast():
+                logits = self.model(xb)
+                loss = F.cross_entropy(
+                    logits.float(), yb, weight=self.class_weights, label_smoothing=self.cfg.label_smoothing
+                )
+            if check_each_step and not torch.isfinite(loss):
+                raise TrialError(
+                    f"NaN/inf loss ({loss.item()}) at epoch {self.epoch + 1}, step {step + 1}; "
+                    "the learning rate may be too high"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            total_loss += loss.detach() * len(yb)
+            correct += (logits.argmax(1) == yb).sum()
+            seen += len(yb)
+        if not torch.isfinite(total_loss):
+            raise TrialError(f"NaN/inf loss ({float(total_loss)}) during epoch {self.epoch + 1}")
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        val_loss, val_acc = self.evaluate(self.x_eval, self.y_eval)
+        self.epoch += 1
+        return EpochResult(
+            epoch=self.epoch,
+            train_loss=float(total_loss) / seen,
+            train_acc=float(correct) / seen,
+            val_loss=val_loss,
+            val_acc=val_acc,
+            seconds=time.perf_counter() - start,
+            lr=lr,
+        )
+
+    @torch.inference_mode()
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.model.eval()
+        out = []
+        for i in range(0, len(x), EVAL_BATCH):
+            with self._autocast():
+                out.append(self.model(self._batch(x[i : i + EVAL_BATCH].to(self.device))).float())
+        return torch.cat(out) if out else torch.empty(0, 0)
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        if len(x) == 0:
+            return float("nan"), float("nan")
+        logits = self.predict_logits(x)
+        loss = float(F.cross_entropy(logits, y.to(logits.device)))
+        if not math.isfinite(loss):
+            raise TrialError(f"NaN/inf validation loss ({loss}) at epoch {self.epoch + 1}")
+        acc = float((logits.argmax(1) == y.to(logits.device)).float().mean())
+        return loss, acc
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.cfg.epochs
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def checkpoint(self) -> bytes:
+        """Everything needed to continue after the last finished epoch (tensors only)."""
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "epoch": self.epoch,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "gen": self.gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            buf,
+        )
+        return buf.getvalue()
+
+    def restore(self, blob: bytes) -> None:
+        state = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.gen.set_state(state["gen"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        self.epoch = int(state["epoch"])
+
+    def cpu_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
+
+
+def _tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x).copy()).to(device)
+
+
+def fit(
+    candidate: Candidate,
+    data: TrainData,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    on_epoch: Callable[[EpochResult], bool | None] | None = None,
+) -> tuple[Trainer, list[EpochResult]]:
+    """Train all epochs (``on_epoch`` returning True stops early); returns the trainer and history."""
+    trainer = Trainer(candidate, data, seed, device)
+    history: list[EpochResult] = []
+    while not trainer.done:
+        history.append(trainer.run_epoch())
+        if on_epoch is not None and on_epoch(history[-1]):
+            break
+    return trainer, history

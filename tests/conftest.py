@@ -1,0 +1,55 @@
+"""Shared fixtures: one real local Ray runtime per test session, a fresh MLflow store per test."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+ROOT = Path(__file__).resolve().parent.parent
+SPACES = ROOT / "search_spaces"
+TEST_SPACES = Path(__file__).resolve().parent / "spaces"
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """A real local Ray runtime with two CPUs, shared by every test that searches."""
+    import ray
+
+    for name in ("mlflow", "alembic", "ray"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """A real MLflow tracking store (SQLite) in the test's temporary folder."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def digits_search(ray_session: None, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One real search on digits with tiny.yaml, shared by the tests that inspect its results."""
+    from automl_cnn import search
+
+    tmp = tmp_path_factory.mktemp("digits_search")
+    result = search(
+        "digits",
+        SPACES / "tiny.yaml",
+        trials=8,
+        workers=2,
+        seed=3,
+        out=tmp / "out",
+        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+        experiment="tests",
+        progress=False,
+    )
+    return result

@@ -1,0 +1,137 @@
+"""The command line as a user runs it: bad input gets one line and exit 2, nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from automl_cnn.cli import main
+
+SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+def _run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["--data", "no/such/folder"],
+            "dataset 'no/such/folder' not found: give an existing path or one of: digits, mnist5k",
+        ),
+        (["--data", "digits", "--space", "nope"], "search space 'nope' not found; give a YAML path or one of:"),
+        (
+            ["--data", "digits", "--time-budget", "ten minutes"],
+            "time budget 'ten minutes' is not a duration; write e.g. 90s, 10m or 1h",
+        ),
+        (["--data", "digits", "--sampler", "bayes"], "argument --sampler: invalid choice: 'bayes'"),
+        (["--data", "digits", "--trials", "0"], "argument --trials: expected a positive integer, got '0'"),
+        (
+            ["--data", "digits", "--tracking-uri", "http://127.0.0.1:9"],
+            "cannot reach the MLflow server at http://127.0.0.1:9",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(
+    args: list[str], words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _out, err = _run_main(["search", *args], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert words in lines[0]
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no runs/ folder, no mlflow.db
+
+
+def test_malformed_space_file_through_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("blocks:\n  kernel_size: [0]\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run_main(["search", "--data", "digits", "--space", str(bad)], capsys)
+    assert code == 2
+    assert err.strip() == f"error: {bad}: blocks.kernel_size: 0 is below the minimum 1; use sizes such as 3, 5, 7"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def _cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.mark.slow
+def test_cli_search_with_defaults_writes_store_and_model_in_the_working_directory(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "automl_cnn",
+            "search",
+            "--data",
+            "digits",
+            "--space",
+            str(SPACES / "tiny.yaml"),
+            "--trials",
+            "4",
+            "--workers",
+            "2",
+            "--no-progress",
+        ],
+        cwd=tmp_path,
+        env=_cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "test accuracy" in proc.stdout and "registered model    models:/automl-cnn-digits@champion" in proc.stdout
+    assert (tmp_path / "mlflow.db").is_file()
+    assert list((tmp_path / "mlartifacts").rglob("MLmodel"))
+    outs = list((tmp_path / "runs").glob("digits-*"))
+    assert len(outs) == 1 and (outs[0] / "model.json").is_file()
+    for line in ("trial-0:", "final fit of trial"):
+        assert line in proc.stdout
+
+    # `automl-cnn ui` serves the same store
+    port = 5000 + os.getpid() % 1000
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "automl_cnn", "ui", "--port", str(port)],
+        cwd=tmp_path,
+        env=_cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        body = ""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    body = resp.read().decode()
+                break
+            except OSError:
+                time.sleep(1)
+        assert '"name": "automl-cnn"' in body or '"name":"automl-cnn"' in body, body
+    finally:
+        os.killpg(ui.pid, 15)
+        ui.wait(timeout=30)

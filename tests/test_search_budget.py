@@ -1,0 +1,65 @@
+"""Budgets and seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from automl_cnn import search
+
+pytestmark = pytest.mark.slow
+SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
+
+
+def test_time_budget_stops_cleanly_and_still_delivers(ray_session: None, tmp_path: Path, store: str) -> None:
+    budget = 35.0
+    result = search(
+        "digits",
+        SPACES / "tiny.yaml",
+        time_budget=budget,
+        workers=2,
+        out=tmp_path / "out",
+        tracking_uri=store,
+        progress=False,
+    )
+    assert result.wall_seconds <= budget + 10
+    assert sum(result.counts.values()) >= 3
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert result.model_uri.endswith("@champion")
+    assert all(r.outcome in ("completed", "pruned", "failed") for r in result.trials)
+
+
+def test_seed_reproduces_proposals_and_training(ray_session: None, tmp_path: Path, store: str) -> None:
+    def run(tag: str):  # type: ignore[no-untyped-def]
+        return search(
+            "digits",
+            SPACES / "tiny.yaml",
+            trials=4,
+            workers=1,
+            seed=11,
+            pruner="none",
+            out=tmp_path / tag,
+            tracking_uri=store,
+            progress=False,
+        )
+
+    a, b = run("a"), run("b")
+    assert [r.candidate for r in a.trials] == [r.candidate for r in b.trials]
+    assert [r.seed for r in a.trials] == [r.seed for r in b.trials]
+    assert len({r.seed for r in a.trials}) == 4  # every trial has its own seed
+    assert [[e.val_acc for e in r.history] for r in a.trials] == [[e.val_acc for e in r.history] for r in b.trials]
+    assert a.test_accuracy == b.test_accuracy
+
+    c = search(
+        "digits",
+        SPACES / "tiny.yaml",
+        trials=4,
+        workers=1,
+        seed=12,
+        pruner="none",
+        out=tmp_path / "c",
+        tracking_uri=store,
+        progress=False,
+    )
+    assert [r.candidate for r in c.trials] != [r.candidate for r in a.trials]
