@@ -9,12 +9,17 @@ torch's own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from automl_cnn.architecture import Architecture, ConvBlock
-from automl_cnn.errors import InfeasibleArchitecture
+from automl_cnn.errors import DataError, InfeasibleArchitecture
+
+if TYPE_CHECKING:
+    from automl_cnn.params import Param
+    from automl_cnn.space import SearchSpace
 
 Shape = tuple[int, int, int]
 
@@ -86,9 +91,73 @@ class Limits:
     max_flops: int | None = None
 
     def violations(self, prof: Profile) -> list[str]:
-        out = []
+        return [reason for reason, _ in self.check(prof).values()]
+
+    def check(self, prof: Profile) -> dict[str, tuple[str, float]]:
+        """Broken limits: ``name -> (reason, relative excess > 0)``, for Optuna constraints."""
+        out: dict[str, tuple[str, float]] = {}
         if self.max_params is not None and prof.params > self.max_params:
-            out.append(f"{prof.params:,} parameters exceed --max-params {self.max_params:,}")
+            out["max_params"] = (
+                f"{prof.params:,} parameters exceed --max-params {self.max_params:,}",
+                prof.params / self.max_params - 1,
+            )
         if self.max_flops is not None and prof.flops > self.max_flops:
-            out.append(f"{prof.flops:,} FLOPs exceed --max-flops {self.max_flops:,}")
+            out["max_flops"] = (
+                f"{prof.flops:,} FLOPs exceed --max-flops {self.max_flops:,}",
+                prof.flops / self.max_flops - 1,
+            )
         return out
+
+
+def smallest_network(space: SearchSpace) -> Architecture:
+    """The network of ``space`` that shrinks its input least (fewest blocks, no pooling where
+    allowed, smallest kernels with padding, stride 1): if it does not fit, none does."""
+    from automl_cnn.architecture import Head
+    from automl_cnn.params import Choice, Fixed
+
+    def lowest(param: Param) -> Any:
+        values = param.values()
+        return min(values) if isinstance(param, Fixed | Choice) else param.low  # type: ignore[union-attr]
+
+    def prefer(param: Param, value: str) -> str:
+        values = param.values()
+        return value if value in values else str(values[0])
+
+    b = space.blocks
+    block = ConvBlock(
+        type=prefer(b.type, "plain"),
+        convs=int(lowest(b.convs)),
+        filters=1,
+        kernel_size=int(lowest(b.kernel_size)),
+        stride=int(lowest(b.stride)),
+        padding=prefer(b.padding, "same"),
+        pooling=prefer(b.pooling, "none"),
+        pool_size=int(lowest(b.pool_size)),
+    )
+    return Architecture(tuple(block for _ in range(int(lowest(b.count)))), Head())
+
+
+def check_input_fits(space: SearchSpace, input_shape: Shape, data_name: str) -> None:
+    """Refuse, before anything runs, images too small for every network of the space."""
+    arch = smallest_network(space)
+    try:
+        feature_shapes(arch, input_shape)
+    except InfeasibleArchitecture as exc:
+        c, h, w = input_shape
+        need = next(
+            (s for s in range(max(h, w) + 1, 4097) if _fits(arch, (c, s, s))),
+            None,
+        )
+        fix = f"pass --image-size {need} (or larger)" if need else "use a space with fewer blocks"
+        raise DataError(
+            f"{data_name}: images are {h}x{w}, smaller than any network of space {space.name!r} can take "
+            f"({exc}); {fix}, or a space with fewer pooling blocks"
+        ) from None
+
+
+def _fits(arch: Architecture, shape: Shape) -> bool:
+    try:
+        feature_shapes(arch, shape)
+        return True
+    except InfeasibleArchitecture:
+        return False

@@ -51,6 +51,30 @@ def _fraction_list(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 32 or 32x48, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected a size like 32 or 32x48, got {text!r}")
+    return parts[0], parts[1]
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+
+
+def _bytes(text: str) -> int:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size like 512MB or 4GB, got {text!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line plus a pointer to --help."""
 
@@ -63,7 +87,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("search", help="run a search and deliver the best model")
-    s.add_argument("--data", required=True, help="digits | mnist5k | a folder with one sub-folder per class")
+    s.add_argument(
+        "--data",
+        required=True,
+        help="digits | mnist5k | a torchvision name (mnist, fashion-mnist, kmnist, cifar10, cifar100, svhn) | "
+        "a folder with one sub-folder per class | a .csv manifest of path,label | a .npz with x and y",
+    )
+    s.add_argument("--test-data", help="your own test set (folder, .csv or .npz), kept out of the search")
+    s.add_argument("--image-size", type=_image_size, help="resize every image, e.g. 32 or 32x48 (HxW)")
+    s.add_argument("--strict", action="store_true", help="a corrupt or unreadable image is an error, not skipped")
+    s.add_argument("--data-root", default="~/.cache/automl_cnn/torchvision", help="where torchvision datasets are")
+    s.add_argument(
+        "--download", action="store_true", help="let torchvision download a dataset missing from --data-root"
+    )
+    s.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
+    s.add_argument(
+        "--memory-budget",
+        type=_bytes,
+        default=2 * 1024**3,
+        help="decoded bytes kept in memory (e.g. 2GB); more streams from disk",
+    )
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--stream", dest="stream", action="store_const", const=True, help="always stream images from disk"
+    )
+    mode.add_argument(
+        "--in-memory", dest="stream", action="store_const", const=False, help="always load images into memory"
+    )
     s.add_argument(
         "--space", default="default", help="a search-space YAML file, or a shipped name (default, tiny, residual)"
     )
@@ -79,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pruner", choices=PRUNERS, default="asha", help="early stopping of weak trials (default asha)")
     s.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and every trial")
     s.add_argument("--split", type=_fraction_list, default=(0.7, 0.15, 0.15), help="train,val,test fractions")
+    s.add_argument(
+        "--warm-start",
+        default="classics",
+        help="presets enqueued first where they fit the space: classics (default), keras_mnist, lenet5, "
+        "vgg_small, resnet_small (comma-separated), or none",
+    )
     s.add_argument("--final-repeats", type=_positive_int, default=1, help="retrain the winner with N seeds")
     s.add_argument("--max-params", type=_positive_int, help="never train candidates with more parameters")
     s.add_argument("--max-flops", type=_positive_int, help="never train candidates with more FLOPs per image")
@@ -112,6 +168,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
         pruner=args.pruner,
         seed=args.seed,
         split=args.split,
+        test_data=args.test_data,
+        image_size=args.image_size,
+        strict=args.strict,
+        data_root=args.data_root,
+        download=args.download,
+        memory_budget=args.memory_budget,
+        stream=args.stream,
+        class_weights=args.class_weights,
         tracking_uri=args.tracking_uri,
         experiment=args.experiment,
         model_name=args.model_name,
@@ -119,6 +183,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         device=args.device,
         progress=False if args.no_progress else None,
+        warm_start=args.warm_start,
         extra={"final_repeats": args.final_repeats, "max_params": args.max_params, "max_flops": args.max_flops},
     )
     result = run_search(args.data, args.space, cfg)

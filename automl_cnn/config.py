@@ -52,6 +52,14 @@ class SearchConfig:
     pruner: str = "asha"
     seed: int = 0
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    test_data: str | None = None  # a user's test set (folder, .csv, .npz); else split from the data
+    image_size: tuple[int, int] | None = None  # resize every image; default derived from the data
+    strict: bool = False  # a bad image file is an error instead of a skipped file
+    data_root: str = "~/.cache/automl_cnn/torchvision"  # where torchvision datasets are read from
+    download: bool = False  # let torchvision fetch a dataset missing from data_root
+    memory_budget: int | None = 2 * 1024**3  # decoded bytes kept in memory before streaming
+    stream: bool | None = None  # force streaming (True) or in-memory (False)
+    class_weights: bool = False  # weight the loss by inverse class frequency
     tracking_uri: str | None = None  # default: sqlite:///<cwd>/mlflow.db
     experiment: str = "automl-cnn"
     model_name: str | None = None  # registered model name; default automl-cnn-<data>
@@ -60,6 +68,7 @@ class SearchConfig:
     device: str | None = None  # force "cpu" or "cuda" inside workers
     progress: bool | None = None  # live display; default: when stdout is a terminal
     enqueue: tuple[dict[str, Any], ...] = ()  # Optuna params of trials to run first
+    warm_start: tuple[str, ...] = ("classics",)  # presets (or groups) enqueued first, if they fit
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,10 +80,31 @@ class SearchConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UserInputError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if isinstance(self.warm_start, str):
+            names = [] if self.warm_start in ("", "none") else self.warm_start.split(",")
+            object.__setattr__(self, "warm_start", tuple(n.strip() for n in names if n.strip()))
+        from automl_cnn.presets import GROUPS, PRESETS
+
+        for name in self.warm_start:
+            if name not in GROUPS and name not in PRESETS:
+                known = ", ".join([*GROUPS, *PRESETS, "none"])
+                raise UserInputError(f"unknown warm start {name!r}; use one of: {known}")
         if self.cpus_per_trial <= 0:
             raise UserInputError("--cpus-per-trial must be positive")
         if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
             raise UserInputError("--gpus-per-trial must be zero or positive")
+
+    def data_options(self) -> Any:
+        from automl_cnn.data import DataOptions
+
+        return DataOptions(
+            image_size=self.image_size,
+            strict=self.strict,
+            data_root=Path(self.data_root),
+            download=self.download,
+            memory_budget=self.memory_budget,
+            stream=self.stream,
+        )
 
     def budget_seconds(self) -> float | None:
         """The time budget; without any budget a search runs 10 minutes."""
@@ -105,7 +135,10 @@ class SearchConfig:
 
     def to_params(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("extra", "progress", "enqueue")}
+        out["warm_start"] = ",".join(self.warm_start) or "none"
         out["split"] = "/".join(f"{f:g}" for f in self.split)
+        if self.image_size:
+            out["image_size"] = "x".join(map(str, self.image_size))
         return out
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +27,7 @@ def pick_winner(records: list[TrialRecord]) -> TrialRecord:
     completed = [r for r in records if r.outcome == "completed" and r.val_acc is not None]
     if completed:
         return max(completed, key=key)
-    partial = [r for r in records if r.history]
+    partial = [r for r in records if r.history and not r.too_slow] or [r for r in records if r.history]
     if partial:
         return max(partial, key=lambda r: (len(r.history), *key(r)))
     reasons = sorted({r.reason for r in records if r.reason})[:3]
@@ -39,17 +38,13 @@ def pick_winner(records: list[TrialRecord]) -> TrialRecord:
 
 
 def final_seconds_estimate(records: list[TrialRecord], ratio: float, rounds: int) -> float:
-    """How long the final fit of the current leader will take."""
-    completed = [r for r in records if r.outcome == "completed" and r.history]
-    if completed:
-        best = max(completed, key=lambda r: r.val_acc or 0.0)
-        return best.train_seconds * ratio * rounds
-    running = [r for r in records if r.history and r.candidate is not None]
-    if running:
-        per_epoch = statistics.mean(r.train_seconds / len(r.history) for r in running)
-        epochs = max(r.candidate.training.epochs for r in running if r.candidate)
-        return per_epoch * epochs * ratio * rounds
-    return 0.0
+    """How long the final fit of the current leader will take (0 before any epoch ran)."""
+    scored = [r for r in records if r.history and not r.too_slow]
+    completed = [r for r in scored if r.outcome == "completed"]
+    if not completed and not scored:
+        return 0.0
+    leader = max(completed or scored, key=lambda r: r.val_acc or 0.0)
+    return (leader.projected_seconds() or 0.0) * ratio * rounds
 
 
 @dataclass

@@ -81,6 +81,22 @@ class TrainedModel:
     def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         return self.predict_proba(x).argmax(axis=1)
 
+    def read_images(self, paths: list[str] | list[Path]) -> np.ndarray:
+        """Image files prepared exactly as the training images were (channels, size)."""
+        from automl_cnn.data.files import read_image
+
+        mode = "L" if self.input_shape[0] == 1 else "RGB"
+        size = (self.input_shape[1], self.input_shape[2])
+        return (
+            np.stack([read_image(p, mode, size) for p in paths])
+            if paths
+            else np.zeros((0, *self.input_shape), np.uint8)
+        )
+
+    def predict_files(self, paths: list[str] | list[Path]) -> np.ndarray:
+        """Class probabilities for image files."""
+        return self.predict_proba(self.read_images(paths))
+
     def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
         return float((self.predict(x) == y).mean())
 

@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from automl_cnn.analysis import Limits
+from automl_cnn.analysis import Limits, check_input_fits
 from automl_cnn.architecture import Candidate
 from automl_cnn.config import SearchConfig
-from automl_cnn.data import DataBundle, ImageSet, load_images, split_data
+from automl_cnn.data import DataBundle, ImageSet, prepare_data
 from automl_cnn.driver import SearchDriver, TrialRecord
 from automl_cnn.executor import RayExecutor
 from automl_cnn.final import final_fit, final_seconds_estimate, pick_winner
 from automl_cnn.model import TrainedModel
+from automl_cnn.presets import warm_start_params
 from automl_cnn.progress import Progress
 from automl_cnn.report import search_report
 from automl_cnn.runtime import ray_runtime
@@ -30,6 +31,7 @@ from automl_cnn.study import create_study, journal_storage, make_pruner, make_sa
 from automl_cnn.tracking import MlflowTracker
 
 EXPORT_RESERVE_SECONDS = 20.0  # model export, logging and registration after the final fit
+MAX_TRIAL_SHARE = 0.25  # with a time budget, no trial may take more than this share of it
 
 
 @dataclass
@@ -50,6 +52,7 @@ class SearchResult:
     model_uri: str
     model_version: str
     trials: list[TrialRecord] = field(repr=False, default_factory=list)
+    data: DataBundle | None = field(repr=False, default=None)
 
     def summary(self) -> str:
         test = _accuracy_text(self.test_accuracies)
@@ -100,7 +103,15 @@ def run_search(data: str | Path | ImageSet, space_spec: str | Path | SearchSpace
     space = load_space(space_spec)
     if cfg.max_epochs:
         space = space.with_max_epochs(cfg.max_epochs)
-    bundle = split_data(load_images(data), cfg.split, cfg.seed)
+    bundle = prepare_data(
+        data,
+        cfg.data_options(),
+        test=cfg.test_data,
+        fractions=cfg.split,
+        seed=cfg.seed,
+        class_weights=cfg.class_weights,
+    )
+    check_input_fits(space, bundle.input_shape, bundle.name)
     tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
     out = cfg.out_dir(bundle.name)
     budget = cfg.budget_seconds()
@@ -118,6 +129,7 @@ def run_search(data: str | Path | ImageSet, space_spec: str | Path | SearchSpace
             {"automl_cnn.role": "search", "automl_cnn.out": str(out)},
         )
         tracker.log_text(parent, space.to_yaml(), "search_space.yaml")
+        tracker.log_text(parent, _data_report(bundle), "data_report.txt")
         executor = RayExecutor(workers, cfg.cpus_per_trial, gpus_per_trial, cfg.device)
         status = "FAILED"
         try:
@@ -129,6 +141,8 @@ def run_search(data: str | Path | ImageSet, space_spec: str | Path | SearchSpace
             )
             for params in cfg.enqueue:
                 study.enqueue_trial(dict(params), skip_if_exists=True)
+            for preset, params in warm_start_params(cfg.warm_start, space):
+                study.enqueue_trial(params, user_attrs={"preset": preset}, skip_if_exists=True)
             n_train, n_trainval = len(bundle.train_idx), len(bundle.train_idx) + len(bundle.val_idx)
             rounds = math.ceil(len(final_seeds) / workers)
 
@@ -140,6 +154,13 @@ def run_search(data: str | Path | ImageSet, space_spec: str | Path | SearchSpace
 
             with Progress(cfg.progress, budget, cfg.trials) as progress:
                 progress.start = t0
+                for note in bundle.images.notes:
+                    progress.message(f"data: {note}")
+                progress.message(
+                    f"data: {bundle.name}, {bundle.num_classes} classes, "
+                    + ", ".join(f"{k} {sum(v)}" for k, v in bundle.counts().items())
+                    + f" images; per class in train: {bundle.counts()['train']}"
+                )
                 progress.message(
                     f"searching {space.name} on {bundle.name} {bundle.input_shape} with {workers} worker(s); "
                     f"MLflow run {parent}"
@@ -156,6 +177,7 @@ def run_search(data: str | Path | ImageSet, space_spec: str | Path | SearchSpace
                     seed=cfg.seed,
                     max_trials=cfg.trials,
                     search_deadline=search_deadline,
+                    max_trial_seconds=None if budget is None else MAX_TRIAL_SHARE * budget,
                     limits=Limits(cfg.extra.get("max_params"), cfg.extra.get("max_flops")),
                     pruner_name=cfg.pruner,
                 )
@@ -184,6 +206,28 @@ def run_search(data: str | Path | ImageSet, space_spec: str | Path | SearchSpace
             tracker.end_run(parent, status)
 
 
+def _data_report(bundle: DataBundle) -> str:
+    counts = bundle.counts()
+    lines = [
+        f"data: {bundle.name}",
+        f"fingerprint: {bundle.fingerprint()}",
+        f"split seed: {bundle.split_seed}, fractions {bundle.fractions}",
+        f"input shape: {bundle.input_shape}",
+        f"streamed from disk: {bundle.images.streamed}",
+        f"normalisation (train split): mean {bundle.mean}, std {bundle.std}",
+        f"class weights: {bundle.class_weights}",
+        "",
+        "images per class:",
+        *(
+            f"  {name}: train {counts['train'][i]}, val {counts['val'][i]}, test {counts['test'][i]}"
+            for i, name in enumerate(bundle.class_names)
+        ),
+        "",
+        *bundle.images.notes,
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _search_params(
     cfg: SearchConfig, space: SearchSpace, bundle: DataBundle, workers: int, budget: float | None
 ) -> dict[str, Any]:
@@ -203,6 +247,9 @@ def _search_params(
         "data.n_val": len(bundle.val_idx),
         "data.n_test": len(bundle.test_idx),
         "data.per_class_train": counts["train"],
+        "data.per_class_test": counts["test"],
+        "data.streamed": bundle.images.streamed,
+        "data.class_weights": bundle.class_weights is not None,
     }
 
 
@@ -314,6 +361,7 @@ def _deliver(
         model_uri=model_uri,
         model_version=version,
         trials=records,
+        data=bundle,
     )
     (out / "search.json").write_text(
         json.dumps({**summary, "test_accuracies": test_accs, "config": cfg.to_params()}, indent=2, default=str),

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from automl_cnn.architecture import Candidate, TrainConfig
 from automl_cnn.augment import augment
+from automl_cnn.batches import Batches, make_batches
 from automl_cnn.builder import build_model
 from automl_cnn.data.bundle import TrainData
 from automl_cnn.errors import TrialError
@@ -89,6 +89,7 @@ class Trainer:
         *,
         channels_last: bool = True,
         amp: bool | None = None,
+        loader_workers: int = 2,
     ) -> None:
         self.candidate = candidate
         self.cfg = candidate.training
@@ -103,14 +104,12 @@ class Trainer:
         self.model = build_model(candidate.architecture, data.input_shape, data.num_classes, data.mean, data.std).to(
             self.device, memory_format=self.memory_format
         )
-        self.x_train = _tensor(data.x_train, self.device)
-        self.y_train = torch.as_tensor(data.y_train, dtype=torch.long).to(self.device)
-        self.x_eval = _tensor(data.x_eval, self.device)
-        self.y_eval = torch.as_tensor(data.y_eval, dtype=torch.long).to(self.device)
+        self.train_batches = make_batches(data.x_train, data.y_train, self.device, loader_workers)
+        self.eval_batches = make_batches(data.x_eval, data.y_eval, self.device, loader_workers)
         self.class_weights = (
             torch.tensor(data.class_weights, dtype=torch.float32, device=self.device) if data.class_weights else None
         )
-        n = len(self.x_train)
+        n = len(self.train_batches)
         self.batch_size = max(1, min(self.cfg.batch_size, n))
         self.steps_per_epoch = max(1, n // self.batch_size)  # drop the ragged last batch
         self.optimizer = _optimizer(self.cfg, self.model)
@@ -132,16 +131,15 @@ class Trainer:
             raise RuntimeError("all epochs already ran")
         start = time.perf_counter()
         self.model.train()
-        perm = torch.randperm(len(self.x_train), generator=self.gen).to(self.device)
+        perm = torch.randperm(len(self.train_batches), generator=self.gen)
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         aug = self.cfg.augmentation
         check_each_step = self.device.type == "cpu"  # on a GPU, checking each step would sync
-        for step in range(self.steps_per_epoch):
-            idx = perm[step * self.batch_size : (step + 1) * self.batch_size]
-            xb = augment(self._batch(self.x_train[idx]), aug, self.gen)
-            yb = self.y_train[idx]
+        batches = self.train_batches.iterate(perm, self.batch_size, drop_last=True)
+        for step, (x_raw, yb) in enumerate(batches):
+            xb = augment(self._batch(x_raw), aug, self.gen)
             with self._autocast():
                 logits = self.model(xb)
                 loss = F.cross_entropy(
@@ -162,7 +160,7 @@ class Trainer:
         if not torch.isfinite(total_loss):
             raise TrialError(f"NaN/inf loss ({float(total_loss)}) during epoch {self.epoch + 1}")
         lr = float(self.optimizer.param_groups[0]["lr"])
-        val_loss, val_acc = self.evaluate(self.x_eval, self.y_eval)
+        val_loss, val_acc = self.evaluate(self.eval_batches)
         self.epoch += 1
         return EpochResult(
             epoch=self.epoch,
@@ -175,22 +173,24 @@ class Trainer:
         )
 
     @torch.inference_mode()
-    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_logits(self, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and labels of every image of ``batches``, in order."""
         self.model.eval()
-        out = []
-        for i in range(0, len(x), EVAL_BATCH):
+        logits, labels = [], []
+        for x, y in batches.iterate(torch.arange(len(batches)), EVAL_BATCH, drop_last=False):
             with self._autocast():
-                out.append(self.model(self._batch(x[i : i + EVAL_BATCH].to(self.device))).float())
-        return torch.cat(out) if out else torch.empty(0, 0)
+                logits.append(self.model(self._batch(x)).float())
+            labels.append(y)
+        return torch.cat(logits), torch.cat(labels)
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        if len(x) == 0:
+    def evaluate(self, batches: Batches) -> tuple[float, float]:
+        if len(batches) == 0:
             return float("nan"), float("nan")
-        logits = self.predict_logits(x)
-        loss = float(F.cross_entropy(logits, y.to(logits.device)))
+        logits, y = self.predict_logits(batches)
+        loss = float(F.cross_entropy(logits, y))
         if not math.isfinite(loss):
             raise TrialError(f"NaN/inf validation loss ({loss}) at epoch {self.epoch + 1}")
-        acc = float((logits.argmax(1) == y.to(logits.device)).float().mean())
+        acc = float((logits.argmax(1) == y).float().mean())
         return loss, acc
 
     @property
@@ -225,10 +225,6 @@ class Trainer:
 
     def cpu_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
-
-
-def _tensor(x: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x).copy()).to(device)
 
 
 def fit(

@@ -1,31 +1,177 @@
-"""Data sources, read into :class:`ImageSet` and split into a :class:`DataBundle`."""
+"""Data sources, read into :class:`ImageSet` and split into a :class:`DataBundle`.
+
+``--data`` takes: a built-in name (``digits``, ``mnist5k``), a torchvision dataset name
+(``mnist``, ``fashion-mnist``, ``kmnist``, ``cifar10``, ``cifar100``, ``svhn``), a folder with
+one sub-folder per class, a CSV manifest of ``path,label``, or a ``.npz`` file with ``x`` and
+``y``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from automl_cnn.data.builtin import BUILTIN
 from automl_cnn.data.bundle import DataBundle, TrainData, split_data
-from automl_cnn.data.images import ImageSet
+from automl_cnn.data.files import DEFAULT_MEMORY_BUDGET, load_entries
+from automl_cnn.data.images import ImageFiles, ImageSet
+from automl_cnn.data.tv import TORCHVISION
 from automl_cnn.errors import DataError
 
 
-def load_images(spec: str | Path | ImageSet) -> ImageSet:
-    """Read a dataset: a built-in name (``digits``, ``mnist5k``) or a folder of class folders."""
+@dataclass(frozen=True)
+class DataOptions:
+    image_size: tuple[int, int] | None = None  # (height, width); default derived from the data
+    strict: bool = False  # a bad image file is an error instead of a skipped file
+    data_root: Path = Path("~/.cache/automl_cnn/torchvision")
+    download: bool = False  # let torchvision fetch a dataset that is not under data_root
+    memory_budget: int | None = DEFAULT_MEMORY_BUDGET  # bytes of decoded pixels kept in memory
+    stream: bool | None = None  # force streaming (True) or in-memory (False); None: by budget
+
+
+def _known() -> str:
+    return ", ".join([*BUILTIN, *TORCHVISION])
+
+
+def load_source(spec: str | Path | ImageSet, options: DataOptions = DataOptions()) -> tuple[ImageSet, ImageSet | None]:
+    """Read a dataset; returns (images, its own test split if it has one)."""
     if isinstance(spec, ImageSet):
-        return spec
+        return spec, None
     text = str(spec)
     if text in BUILTIN:
-        return BUILTIN[text]()
+        return _resized(BUILTIN[text](), options), None
+    if text in TORCHVISION:
+        from automl_cnn.data.tv import load_torchvision
+
+        train, test = load_torchvision(text, options.data_root, options.download)
+        return _resized(train, options), _resized(test, options)
     path = Path(text).expanduser()
     if not path.exists():
-        names = ", ".join(BUILTIN)
-        raise DataError(f"dataset {text!r} not found: give an existing path or one of: {names}")
+        raise DataError(f"dataset {text!r} not found: give an existing path or one of: {_known()}")
+    return _load_path(path, options), None
+
+
+def _load_path(path: Path, options: DataOptions, like: ImageSet | None = None) -> ImageSet:
+    from automl_cnn.data.arrays import load_npz
+    from automl_cnn.data.folder import folder_entries
+    from automl_cnn.data.manifest import manifest_entries
+
     if path.is_dir():
-        from automl_cnn.data.folder import load_folder
+        entries, classes, notes = folder_entries(path)
+        root = path
+    elif path.suffix.lower() == ".csv":
+        entries, classes, notes = manifest_entries(path)
+        root = path.parent
+    elif path.suffix.lower() == ".npz":
+        return _resized(load_npz(path), options)
+    else:
+        raise DataError(
+            f"{path}: unsupported data file; give a folder of class folders, a .csv manifest or a .npz file"
+        )
+    size = options.image_size or (like.input_shape[1:] if like is not None else None)
+    mode = None if like is None else ("L" if like.input_shape[0] == 1 else "RGB")
+    images = load_entries(
+        entries,
+        classes,
+        path.stem if path.is_file() else path.name,
+        root.resolve(),
+        strict=options.strict,
+        image_size=size,  # type: ignore[arg-type]
+        mode=mode,
+        memory_budget=options.memory_budget,
+        stream=options.stream,
+    )
+    return ImageSet(
+        x=images.x,
+        y=images.y,
+        class_names=images.class_names,
+        name=images.name,
+        paths=images.paths,
+        notes=(*notes, *images.notes),
+        source_fingerprint=images.source_fingerprint,
+    )
 
-        return load_folder(path)
-    raise DataError(f"{text}: unsupported data file; give a folder with one sub-folder per class")
+
+def _resized(images: ImageSet, options: DataOptions) -> ImageSet:
+    """Arrays resized to ``--image-size`` (bilinear, antialiased), when one is given."""
+    size = options.image_size
+    if size is None or images.input_shape[1:] == tuple(size) or not isinstance(images.x, np.ndarray):
+        return images
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(images.x).float()
+    out = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    arr = out.round().clamp(0, 255).to(torch.uint8).numpy() if images.x.dtype == np.uint8 else out.numpy()
+    note = f"resized from {images.input_shape[1]}x{images.input_shape[2]} to {size[0]}x{size[1]}"
+    return ImageSet(
+        x=np.ascontiguousarray(arr),
+        y=images.y,
+        class_names=images.class_names,
+        name=images.name,
+        notes=(*images.notes, note),
+    )
 
 
-__all__ = ["DataBundle", "ImageSet", "TrainData", "load_images", "split_data"]
+def load_test_source(spec: str | Path, train: ImageSet, options: DataOptions) -> ImageSet:
+    """A user's test set, prepared like the training images and labelled with their classes."""
+    path = Path(str(spec)).expanduser()
+    if str(spec) in TORCHVISION or str(spec) in BUILTIN:
+        test, _ = load_source(spec, options)
+    elif not path.exists():
+        raise DataError(f"test data {str(spec)!r} not found; give an existing folder, .csv or .npz")
+    else:
+        test = _load_path(path, options, like=train)
+    if test.input_shape != train.input_shape:
+        raise DataError(
+            f"test images are {'x'.join(map(str, test.input_shape))} but training images are "
+            f"{'x'.join(map(str, train.input_shape))}; pass --image-size so both are resized alike"
+        )
+    unknown = [c for c in test.class_names if c not in train.class_names]
+    if unknown:
+        raise DataError(f"test data has class(es) {unknown[:5]} that the training data lacks; use the same class names")
+    index = {c: i for i, c in enumerate(train.class_names)}
+    y = np.array([index[test.class_names[int(v)]] for v in test.y], dtype=np.int64)
+    return ImageSet(
+        x=test.x,
+        y=y,
+        class_names=train.class_names,
+        name=test.name,
+        paths=test.paths,
+        notes=test.notes,
+        source_fingerprint=test.source_fingerprint,
+    )
+
+
+def load_images(spec: str | Path | ImageSet, options: DataOptions = DataOptions()) -> ImageSet:
+    """Read a dataset (without its own test split, if it has one)."""
+    return load_source(spec, options)[0]
+
+
+def prepare_data(
+    spec: str | Path | ImageSet,
+    options: DataOptions = DataOptions(),
+    *,
+    test: str | Path | None = None,
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    class_weights: bool = False,
+) -> DataBundle:
+    """Read, check and split a dataset (with a user's or the dataset's own test set if any)."""
+    images, own_test = load_source(spec, options)
+    test_images = load_test_source(test, images, options) if test is not None else own_test
+    return split_data(images, fractions, seed, test=test_images, class_weights=class_weights)
+
+
+__all__ = [
+    "DataBundle",
+    "DataOptions",
+    "ImageFiles",
+    "ImageSet",
+    "TrainData",
+    "load_images",
+    "prepare_data",
+    "split_data",
+]

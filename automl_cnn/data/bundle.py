@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automl_cnn.data.images import ImageSet, to_float
+from automl_cnn.data.images import ImageFiles, ImageSet, Pixels, to_float
 from automl_cnn.errors import DataError
 
 
@@ -17,9 +17,9 @@ class TrainData:
     Small enough to travel through Ray's object store once per worker.
     """
 
-    x_train: np.ndarray
+    x_train: Pixels
     y_train: np.ndarray
-    x_eval: np.ndarray
+    x_eval: Pixels
     y_eval: np.ndarray
     input_shape: tuple[int, int, int]
     num_classes: int
@@ -38,6 +38,7 @@ class DataBundle:
     std: tuple[float, ...]
     split_seed: int
     fractions: tuple[float, float, float]
+    class_weights: tuple[float, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -69,6 +70,7 @@ class DataBundle:
             num_classes=self.num_classes,
             mean=self.mean,
             std=self.std,
+            class_weights=self.class_weights,
         )
 
     def search_data(self) -> TrainData:
@@ -81,7 +83,9 @@ class DataBundle:
         return self._part(np.concatenate([self.train_idx, self.val_idx]), self.test_idx[:0])
 
     def test_split(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.images.x[self.test_idx], self.images.y[self.test_idx]
+        """The test images (read into memory) and labels."""
+        x = self.images.x[self.test_idx]
+        return (x.read() if isinstance(x, ImageFiles) else x), self.images.y[self.test_idx]
 
     def counts(self) -> dict[str, list[int]]:
         """Images per class in each split."""
@@ -120,8 +124,12 @@ def _stratified_split(
     return train, val, test
 
 
-def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of images in [0, 1] (computed in chunks, float64 sums)."""
+def channel_stats(x: Pixels, sample: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of images in [0, 1]: every image in memory, or an evenly
+    spaced sample of ``sample`` images when they stream from disk."""
+    if isinstance(x, ImageFiles):
+        picks = np.linspace(0, len(x) - 1, num=min(sample, len(x))).round().astype(int)
+        x = x.read(np.unique(picks))
     c = x.shape[1]
     total = np.zeros(c)
     total_sq = np.zeros(c)
@@ -137,16 +145,61 @@ def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
+def _concat(a: ImageSet, b: ImageSet) -> ImageSet:
+    """``a`` followed by ``b`` (a user's test set appended to the training images)."""
+    if isinstance(a.x, ImageFiles) and isinstance(b.x, ImageFiles):
+        x: Pixels = ImageFiles(a.x.paths + b.x.paths, a.x.mode, a.x.size)
+    else:
+        xa = a.x if isinstance(a.x, np.ndarray) else a.x.read()
+        xb = b.x if isinstance(b.x, np.ndarray) else b.x.read()
+        if xa.dtype != xb.dtype:
+            xa, xb = to_float(xa), to_float(xb)
+        x = np.concatenate([xa, xb])
+    fp = f"{a.fingerprint()}+{b.fingerprint()}"
+    return ImageSet(
+        x=x,
+        y=np.concatenate([a.y, b.y]),
+        class_names=a.class_names,
+        name=a.name,
+        paths=a.paths + b.paths if a.paths and b.paths else (),
+        notes=a.notes,
+        source_fingerprint=fp,
+    )
+
+
+def class_weights_for(y: np.ndarray, k: int) -> tuple[float, ...]:
+    """Inverse-frequency weights ``n / (k * n_c)``: each class counts as much in the loss."""
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    return tuple(float(len(y) / (k * max(c, 1.0))) for c in counts)
+
+
 def split_data(
     images: ImageSet,
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    *,
+    test: ImageSet | None = None,
+    class_weights: bool = False,
 ) -> DataBundle:
-    """A deterministic stratified split; normalisation statistics from the training split only."""
+    """A deterministic stratified split; normalisation statistics from the training split only.
+
+    With ``test`` (a user's test set, or a dataset's own), the images are split into train and
+    validation only, in the ratio of the first two fractions, and ``test`` is the test split.
+    """
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0 or fractions[0] <= 0:
-        raise DataError(f"split fractions {fractions} must be non-negative and sum to 1")
+        raise DataError(f"split fractions {fractions} must be non-negative and sum to 1, with some training data")
     if images.num_classes < 2:
         raise DataError(f"{images.name}: found a single class; a classifier needs at least two classes")
-    train, val, test = _stratified_split(images.y, fractions, seed, images.class_names)
-    mean, std = channel_stats(images.x[train])
-    return DataBundle(images, train, val, test, mean, std, seed, fractions)
+    if test is None:
+        train, val, test_idx = _stratified_split(images.y, fractions, seed, images.class_names)
+        combined = images
+    else:
+        f_train, f_val = fractions[0], fractions[1]
+        train, val, _ = _stratified_split(
+            images.y, (f_train / (f_train + f_val), f_val / (f_train + f_val), 0.0), seed, images.class_names
+        )
+        combined = _concat(images, test)
+        test_idx = np.arange(len(images.y), len(combined.y))
+    mean, std = channel_stats(combined.x[train])
+    weights = class_weights_for(combined.y[train], combined.num_classes) if class_weights else None
+    return DataBundle(combined, train, val, test_idx, mean, std, seed, fractions, weights)

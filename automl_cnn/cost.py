@@ -1,0 +1,32 @@
+"""How long a candidate will take to train, from its FLOPs and the epochs measured so far.
+
+Used to keep a time-budgeted search from spending its budget on networks it cannot afford:
+a candidate whose training would take more than a share of the budget is stopped (after its
+first epoch), or not started at all once the measured speed of this machine says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CostModel:
+    n_train: int
+    n_val: int
+    rates: list[float] = field(default_factory=list)  # FLOPs of training work per second
+
+    def work(self, flops: int) -> float:
+        """FLOPs of one epoch: forward + backward (about 3x forward) on train, forward on val."""
+        return float(flops) * (3 * self.n_train + self.n_val)
+
+    def observe(self, flops: int, epoch_seconds: float) -> None:
+        if flops > 0 and epoch_seconds > 0:
+            self.rates.append(self.work(flops) / epoch_seconds)
+
+    def lower_bound_seconds(self, flops: int, epochs: int) -> float | None:
+        """A lower bound of the training time: at the fastest rate measured so far (large
+        networks reach it; small ones are dominated by per-batch overhead)."""
+        if len(self.rates) < 3:
+            return None
+        return self.work(flops) * epochs / max(self.rates)
