@@ -8,6 +8,7 @@ is recorded on its trial and the search goes on.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -17,15 +18,28 @@ from automl_cnn.config import PRUNERS, SAMPLERS, parse_duration
 from automl_cnn.errors import AutoMLError, UserInputError
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record arrives."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _quiet_libraries() -> None:
     """Keep library chatter (progress bars, INFO lines, deprecation notes) off the console."""
-    import logging
     import warnings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     for name in ("mlflow", "alembic", "ray", "optuna"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    ours = logging.getLogger("automl_cnn")
+    if not any(isinstance(h, _StderrHandler) for h in ours.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.setLevel(logging.WARNING)
+        ours.addHandler(handler)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
@@ -146,6 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=("cpu", "cuda"), help="force the device inside workers")
     s.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live panel")
 
+    pr = sub.add_parser("predict", help="label image files with a trained model")
+    pr.add_argument("model", help="a search's output folder, or an MLflow URI such as models:/NAME@champion")
+    pr.add_argument("images", nargs="+", type=Path, help="image files or folders of them")
+    pr.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default sqlite:///./mlflow.db)")
+    pr.add_argument("--top", type=_positive_int, default=1, help="show the K most likely classes")
+    pr.add_argument("--json", action="store_true", help="one JSON object per image")
+
+    ex = sub.add_parser("export", help="export a trained model to ONNX or TorchScript")
+    ex.add_argument("model", help="a search's output folder, or an MLflow URI such as models:/NAME@champion")
+    ex.add_argument("--format", choices=("onnx", "torchscript"), required=True)
+    ex.add_argument("--out", type=Path, help="file to write (default: model.onnx / model.torchscript.pt)")
+    ex.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default sqlite:///./mlflow.db)")
+
     u = sub.add_parser("ui", help="open the MLflow UI on the search's tracking store")
     u.add_argument("--tracking-uri", help="the store (default sqlite:///./mlflow.db)")
     u.add_argument("--host", default="127.0.0.1")
@@ -192,6 +219,68 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_paths(items: list[Path]) -> list[Path]:
+    from automl_cnn.data.files import is_image_name
+
+    paths: list[Path] = []
+    for item in items:
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p))
+            if not found:
+                raise UserInputError(f"{item}: no image files in this folder")
+            paths += found
+        elif item.is_file() or item.is_symlink():
+            paths.append(item)
+        else:
+            raise UserInputError(f"{item}: no such file; give image files or folders")
+    return paths
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+
+    from automl_cnn.data.files import read_image
+    from automl_cnn.model import load_model
+
+    model = load_model(args.model, args.tracking_uri)
+    paths = _image_paths(args.images)
+    mode = "L" if model.input_shape[0] == 1 else "RGB"
+    size = (model.input_shape[1], model.input_shape[2])
+    images = []
+    for p in paths:
+        try:
+            images.append(read_image(p, mode, size))
+        except Exception as exc:
+            raise UserInputError(f"{p}: cannot read this image ({exc.__class__.__name__}); give image files") from None
+    probs = model.predict_proba(np.stack(images))
+    for p, row in zip(paths, probs, strict=True):
+        order = np.argsort(-row)[: args.top]
+        if args.json:
+            top = [{"label": model.class_names[i], "probability": float(row[i])} for i in order]
+            print(
+                json.dumps(
+                    {"image": str(p), "label": top[0]["label"], "probability": top[0]["probability"], "top": top}
+                )
+            )
+        else:
+            print(f"{p}\t" + "\t".join(f"{model.class_names[i]}\t{row[i]:.4f}" for i in order))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from automl_cnn.export import export_model
+    from automl_cnn.model import load_model
+
+    model = load_model(args.model, args.tracking_uri)
+    default = "model.onnx" if args.format == "onnx" else "model.torchscript.pt"
+    folder = Path(args.model)
+    out = args.out or ((folder if folder.is_dir() else Path.cwd()) / default)
+    print(export_model(model, args.format, out))
+    return 0
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     from automl_cnn.tracking import local_artifact_root
 
@@ -221,10 +310,24 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
+def _interrupt_on_sigterm() -> None:
+    """``kill PID`` ends a search like Ctrl-C: running trials are recorded as interrupted and
+    their MLflow runs closed, instead of being left RUNNING."""
+    import signal
+    import threading
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
-    handlers = {"search": _cmd_search, "ui": _cmd_ui}
+    _interrupt_on_sigterm()
+    handlers = {"search": _cmd_search, "predict": _cmd_predict, "export": _cmd_export, "ui": _cmd_ui}
     try:
         return handlers[args.command](args)
     except UserInputError as exc:

@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 
 from automl_cnn.analysis import Limits, Profile, profile
 from automl_cnn.architecture import Candidate
+from automl_cnn.builder import build_model
 from automl_cnn.cost import CostModel
 from automl_cnn.data.bundle import DataBundle
 from automl_cnn.errors import InfeasibleArchitecture
@@ -41,6 +42,7 @@ from automl_cnn.sampling import sample_candidate
 from automl_cnn.space import SearchSpace
 from automl_cnn.tracking import MlflowTracker
 from automl_cnn.training import EpochResult
+from automl_cnn.viz import measure_latency_ms
 
 RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 
@@ -63,6 +65,7 @@ class TrialRecord:
     seconds: float = 0.0
     where: dict[str, Any] = field(default_factory=dict)
     too_slow: bool = False  # stopped because it could not finish inside its share of the budget
+    latency_ms: float | None = None  # one image, one CPU thread, median
 
     @property
     def job(self) -> str:
@@ -196,7 +199,13 @@ class SearchDriver:
             rec.profile = profile(rec.candidate.architecture, self.bundle.input_shape, self.bundle.num_classes)
         except InfeasibleArchitecture as exc:
             return _Ending("failed", f"not trained: {exc}", TrialState.FAIL)
-        self.tracker.log_metrics(rec.run_id, {"params": rec.profile.params, "flops": rec.profile.flops})
+        rec.latency_ms = measure_latency_ms(
+            build_model(rec.candidate.architecture, self.bundle.input_shape, self.bundle.num_classes),
+            self.bundle.input_shape,
+        )
+        self.tracker.log_metrics(
+            rec.run_id, {"params": rec.profile.params, "flops": rec.profile.flops, "latency_ms": rec.latency_ms}
+        )
         broken = self.limits.check(rec.profile)
         if broken:
             reason = "not trained: " + "; ".join(r for r, _ in broken.values())

@@ -8,6 +8,7 @@ code is ever unpickled from a file.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,12 +151,41 @@ class TrainedModel:
         )
 
     def save_torchscript(self, path: Path) -> None:
+        import warnings
+
         example = torch.rand(2, *self.input_shape)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated, still asked for
             scripted = torch.jit.trace(self.inference_module(), example)
         scripted.save(str(path))
 
 
-def load_model(path: str | Path) -> TrainedModel:
-    """Load a model saved by a search (its output folder, or the folder holding model.json)."""
-    return TrainedModel.load(path)
+def load_model(source: str | Path, tracking_uri: str | None = None) -> TrainedModel:
+    """Load a model saved by a search: its output folder, or an MLflow model URI such as
+    ``models:/automl-cnn-mnist5k@champion`` (read from ``tracking_uri``, default the local
+    store ``./mlflow.db``). Only tensors and JSON are read, never pickled code."""
+    text = str(source)
+    if text.startswith(("models:/", "runs:/", "m-")) or (text.startswith("mlflow-artifacts:")):
+        return _load_from_mlflow(text, tracking_uri)
+    return TrainedModel.load(source)
+
+
+def _load_from_mlflow(uri: str, tracking_uri: str | None) -> TrainedModel:
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from automl_cnn.tracking import using_tracking_uri
+
+    store = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    with tempfile.TemporaryDirectory() as tmp, using_tracking_uri(store):
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/extra_files", dst_path=tmp)
+        except MlflowException as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise UserInputError(
+                f"cannot load {uri} from the MLflow store {store} ({first}); check the name and alias, "
+                "or pass --tracking-uri"
+            ) from None
+        return TrainedModel.load(local)

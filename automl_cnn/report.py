@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -85,6 +86,7 @@ def search_report(summary: dict[str, Any], network: nn.Sequential, input_shape: 
                 ["test accuracy (held out)", m["test_accuracy_text"]],
                 ["parameters", f"{m['params']:,}"],
                 ["FLOPs per image", f"{m['flops']:,}"],
+                ["latency per image (1 CPU thread)", f"{m.get('latency_ms') or 0:.2f} ms"],
                 ["trials", ", ".join(f"{k}: {v}" for k, v in m["counts"].items())],
                 ["wall time", f"{m['wall_seconds']:.0f} s"],
             ],
@@ -106,3 +108,79 @@ def search_report(summary: dict[str, Any], network: nn.Sequential, input_shape: 
         "",
     ]
     return "\n".join(lines)
+
+
+def _h(text: Any) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
+def _html_table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{_h(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_h(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+TRIAL_COLUMNS = ["trial", "outcome", "val accuracy", "epochs", "parameters", "architecture", "reason"]
+
+
+def html_report(
+    summary: dict[str, Any],
+    network: nn.Sequential,
+    input_shape: tuple[int, int, int],
+    records: list[Any],
+    plots: dict[str, Path],
+    out: Path,
+) -> str:
+    """One self-contained page (beside the PNGs it links) with the tables and pictures."""
+    m = summary
+    metrics = [
+        ["validation accuracy (search)", f"{m['val_accuracy']:.4f}"],
+        ["test accuracy (held out)", m["test_accuracy_text"]],
+        ["parameters", f"{m['params']:,}"],
+        ["FLOPs per image", f"{m['flops']:,}"],
+        ["latency per image (1 CPU thread)", f"{m['latency_ms'] or 0:.2f} ms"],
+        ["trials", ", ".join(f"{k}: {v}" for k, v in m["counts"].items())],
+        ["wall time", f"{m['wall_seconds']:.0f} s"],
+        ["registered model", f"{m['model_uri']} (version {m['model_version']})"],
+        ["MLflow", f"{m['tracking_uri']} run {m['parent_run_id']}"],
+    ]
+    layers = [
+        [r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}"] for r in layer_table(network, input_shape)
+    ]
+    trials = [
+        [
+            r.number,
+            r.outcome,
+            "" if r.val_acc is None else f"{r.val_acc:.4f}",
+            len(r.history),
+            f"{r.profile.params:,}" if r.profile else "",
+            r.candidate.architecture.describe() if r.candidate else "",
+            r.reason,
+        ]
+        for r in records
+    ]
+    figures = "".join(
+        f'<figure><a href="{_h(p.relative_to(out))}"><img src="{_h(p.relative_to(out))}" alt="{_h(name)}"></a>'
+        f"<figcaption>{_h(name.replace('_', ' '))}</figcaption></figure>"
+        for name, p in plots.items()
+    )
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}"
+        "figure{display:inline-block;margin:0.5em;vertical-align:top}img{max-width:560px;border:1px solid #ddd}"
+    )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>automl-cnn: {_h(m["data"])}</title><style>{style}</style></head>
+<body>
+<h1>automl-cnn: {_h(m["data"])}</h1>
+<p>Best architecture (trial {_h(m["best_trial"])}): <code>{_h(m["architecture"])}</code></p>
+<h2>Metrics</h2>{_html_table(["metric", "value"], metrics)}
+<h2>Training settings</h2>{_html_table(["setting", "value"], [[k, v] for k, v in m["training"].items()])}
+<h2>Pictures</h2>{figures}
+<h2>Architecture</h2>{_html_table(["layer", "type", "output shape", "parameters"], layers)}
+<h2>Trials</h2>{_html_table(TRIAL_COLUMNS, trials)}
+<p>Data: {_h(m["data"])}, fingerprint <code>{_h(m["fingerprint"])}</code>, split seed {_h(m["split_seed"])}.</p>
+</body></html>
+"""

@@ -27,6 +27,9 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         "logging_level": logging.WARNING,
         "configure_logging": True,
     }
+    ray_logger = logging.getLogger("ray")
+    level = ray_logger.level
+    ray_logger.setLevel(logging.ERROR)  # start-up notes (token set-up, dashboard) are not ours to show
     try:
         if address:
             ray.init(address=address, **kwargs)  # type: ignore[arg-type]
@@ -37,6 +40,8 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
         fix = "start it with 'ray start --head' or fix --ray-address" if address else "check 'ray status'"
         raise UserInputError(f"cannot connect to {where} ({first[:200]}); {fix}") from None
+    finally:
+        ray_logger.setLevel(level)
     try:
         yield dict(ray.cluster_resources())
     finally:

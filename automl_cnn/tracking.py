@@ -7,6 +7,7 @@ so trials stay pure functions and a tracking server only ever talks to one proce
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -158,7 +159,9 @@ class MlflowTracker:
             output = module(torch.as_tensor(input_example)).numpy()
         signature = infer_signature(input_example, output)
         torch_version = torch.__version__.split("+")[0]
-        with using_tracking_uri(self.uri), mlflow.start_run(run_id=run_id, nested=True):
+        # MLflow prints "Successfully registered model ..." to stderr; the summary says it instead
+        quiet = contextlib.redirect_stderr(io.StringIO())
+        with quiet, using_tracking_uri(self.uri), mlflow.start_run(run_id=run_id, nested=True):
             info = mlflow.pytorch.log_model(
                 module,
                 name="model",

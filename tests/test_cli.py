@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import free_port, wait_http
 
 from automl_cnn.cli import main
 
@@ -111,26 +111,20 @@ def test_cli_search_with_defaults_writes_store_and_model_in_the_working_director
         assert line in proc.stdout
 
     # `automl-cnn ui` serves the same store
-    port = 5000 + os.getpid() % 1000
+    port = free_port()
     ui = subprocess.Popen(
         [sys.executable, "-m", "automl_cnn", "ui", "--port", str(port)],
         cwd=tmp_path,
         env=_cli_env(),
-        stdout=subprocess.PIPE,
+        stdout=(tmp_path / "ui.log").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        body = ""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
-                with urllib.request.urlopen(url, timeout=5) as resp:
-                    body = resp.read().decode()
-                break
-            except OSError:
-                time.sleep(1)
+        wait_http(f"http://127.0.0.1:{port}/health", proc=ui)
+        url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = resp.read().decode()
         assert '"name": "automl-cnn"' in body or '"name":"automl-cnn"' in body, body
     finally:
         os.killpg(ui.pid, 15)

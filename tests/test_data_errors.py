@@ -26,6 +26,7 @@ def cli_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) ->
     """Run ``automl-cnn search ARGS`` in a scratch folder; return the one error line."""
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
+    capsys.readouterr()  # drop what earlier steps of the test printed
     old = Path.cwd()
     os.chdir(work)
     try:

@@ -56,7 +56,7 @@ def test_winner_is_registered_and_every_copy_predicts_the_same(digits_search) ->
     client = MlflowClient(result.tracking_uri)
     version = client.get_model_version_by_alias(result.model_uri.split("/")[1].split("@")[0], "champion")
     assert str(version.version) == result.model_version
-    assert "val accuracy" in (version.description or "")
+    assert "validation accuracy" in (version.description or "")
 
     bundle = split_data(load_images("digits"), seed=3)
     x_test, y_test = bundle.test_split()
