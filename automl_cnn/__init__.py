@@ -1,14 +1,43 @@
-"""automl_cnn: Optuna proposes CNN architectures, Ray trains them, MLflow records every trial."""
+"""automl_cnn: Optuna proposes CNN architectures, Ray trains them, MLflow records every trial.
 
-from automl_cnn.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
-from automl_cnn.config import SearchConfig
-from automl_cnn.data import DataBundle, ImageSet, load_images, split_data
-from automl_cnn.errors import AutoMLError, DataError, SpaceError, TrialError, UserInputError
-from automl_cnn.model import TrainedModel, load_model
-from automl_cnn.search import SearchResult, search
-from automl_cnn.space import SearchSpace, load_space
+The public names below are imported on first use, so ``import automl_cnn.training`` (what a
+worker needs) does not pull in Ray, MLflow or Optuna, and the CLI starts quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Architecture": "automl_cnn.architecture",
+    "Augmentation": "automl_cnn.architecture",
+    "Candidate": "automl_cnn.architecture",
+    "ConvBlock": "automl_cnn.architecture",
+    "Dense": "automl_cnn.architecture",
+    "Head": "automl_cnn.architecture",
+    "TrainConfig": "automl_cnn.architecture",
+    "SearchConfig": "automl_cnn.config",
+    "DataBundle": "automl_cnn.data",
+    "DataOptions": "automl_cnn.data",
+    "ImageSet": "automl_cnn.data",
+    "load_images": "automl_cnn.data",
+    "prepare_data": "automl_cnn.data",
+    "split_data": "automl_cnn.data",
+    "AutoMLError": "automl_cnn.errors",
+    "DataError": "automl_cnn.errors",
+    "SpaceError": "automl_cnn.errors",
+    "TrialError": "automl_cnn.errors",
+    "UserInputError": "automl_cnn.errors",
+    "TrainedModel": "automl_cnn.model",
+    "load_model": "automl_cnn.model",
+    "SearchResult": "automl_cnn.result",
+    "search": "automl_cnn.search",
+    "SearchSpace": "automl_cnn.space",
+    "load_space": "automl_cnn.space",
+}
 
 __all__ = [
     "Architecture",
@@ -18,6 +47,7 @@ __all__ = [
     "ConvBlock",
     "DataBundle",
     "DataError",
+    "DataOptions",
     "Dense",
     "Head",
     "ImageSet",
@@ -32,6 +62,31 @@ __all__ = [
     "load_images",
     "load_model",
     "load_space",
+    "prepare_data",
     "search",
     "split_data",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'automl_cnn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from automl_cnn.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
+    from automl_cnn.config import SearchConfig
+    from automl_cnn.data import DataBundle, DataOptions, ImageSet, load_images, prepare_data, split_data
+    from automl_cnn.errors import AutoMLError, DataError, SpaceError, TrialError, UserInputError
+    from automl_cnn.model import TrainedModel, load_model
+    from automl_cnn.result import SearchResult
+    from automl_cnn.search import search
+    from automl_cnn.space import SearchSpace, load_space

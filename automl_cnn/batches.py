@@ -29,10 +29,29 @@ def _spans(n: int, batch_size: int, drop_last: bool) -> range:
     return range(0, (n // batch_size) * batch_size if drop_last else n, batch_size)
 
 
+GPU_RESIDENT_SHARE = 0.25  # a dataset lives on the GPU when it takes at most this share of free memory
+
+
+def fits_on_gpu(nbytes: int, device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= GPU_RESIDENT_SHARE * free
+
+
 class TensorBatches:
+    """In-memory tensors: on the GPU when they fit there (batches are then pure indexing),
+    otherwise in pinned host memory, each batch copied asynchronously."""
+
     def __init__(self, x: np.ndarray, y: np.ndarray, device: torch.device) -> None:
-        self.x = torch.from_numpy(np.ascontiguousarray(x).copy()).to(device)
-        self.y = torch.as_tensor(y, dtype=torch.long).to(device)
+        host_x = torch.from_numpy(np.ascontiguousarray(x).copy())
+        host_y = torch.as_tensor(y, dtype=torch.long)
+        self.device = device
+        self.resident = device.type == "cpu" or fits_on_gpu(host_x.nbytes + host_y.nbytes, device)
+        if self.resident:
+            self.x, self.y = host_x.to(device), host_y.to(device)
+        else:
+            self.x, self.y = host_x.pin_memory(), host_y.pin_memory()
 
     def __len__(self) -> int:
         return len(self.y)
@@ -41,7 +60,10 @@ class TensorBatches:
         order = order.to(self.x.device)
         for start in _spans(len(order), batch_size, drop_last):
             idx = order[start : start + batch_size]
-            yield self.x[idx], self.y[idx]
+            if self.resident:
+                yield self.x[idx], self.y[idx]
+            else:
+                yield self.x[idx].to(self.device, non_blocking=True), self.y[idx].to(self.device, non_blocking=True)
 
 
 class _Files(Dataset[tuple[torch.Tensor, int]]):
