@@ -89,11 +89,12 @@ class Limits:
 
     max_params: int | None = None
     max_flops: int | None = None
+    max_latency_ms: float | None = None
 
-    def violations(self, prof: Profile) -> list[str]:
-        return [reason for reason, _ in self.check(prof).values()]
+    def violations(self, prof: Profile, latency_ms: float | None = None) -> list[str]:
+        return [reason for reason, _ in self.check(prof, latency_ms).values()]
 
-    def check(self, prof: Profile) -> dict[str, tuple[str, float]]:
+    def check(self, prof: Profile, latency_ms: float | None = None) -> dict[str, tuple[str, float]]:
         """Broken limits: ``name -> (reason, relative excess > 0)``, for Optuna constraints."""
         out: dict[str, tuple[str, float]] = {}
         if self.max_params is not None and prof.params > self.max_params:
@@ -105,6 +106,11 @@ class Limits:
             out["max_flops"] = (
                 f"{prof.flops:,} FLOPs exceed --max-flops {self.max_flops:,}",
                 prof.flops / self.max_flops - 1,
+            )
+        if self.max_latency_ms is not None and latency_ms is not None and latency_ms > self.max_latency_ms:
+            out["max_latency_ms"] = (
+                f"{latency_ms:.2f} ms per image exceeds --max-latency-ms {self.max_latency_ms:g}",
+                latency_ms / self.max_latency_ms - 1,
             )
         return out
 

@@ -149,9 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="presets enqueued first where they fit the space: classics (default), keras_mnist, lenet5, "
         "vgg_small, resnet_small (comma-separated), or none",
     )
+    s.add_argument(
+        "--objective",
+        default="accuracy",
+        help="accuracy, or accuracy plus any of params, flops, latency (e.g. accuracy,params) for a Pareto front",
+    )
+    s.add_argument(
+        "--pick",
+        help="which Pareto member to deliver: accuracy, or OBJECTIVE@TOLERANCE, e.g. params@0.005 (the default: "
+        "fewest of the second objective within 0.5 points of the best accuracy)",
+    )
     s.add_argument("--final-repeats", type=_positive_int, default=1, help="retrain the winner with N seeds")
+    s.add_argument("--final-top-k", type=_positive_int, default=1, help="also retrain and test the next best trials")
     s.add_argument("--max-params", type=_positive_int, help="never train candidates with more parameters")
     s.add_argument("--max-flops", type=_positive_int, help="never train candidates with more FLOPs per image")
+    s.add_argument("--max-latency-ms", type=float, help="never train candidates slower per image (1 CPU thread)")
     s.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///./mlflow.db)")
     s.add_argument("--experiment", default="automl-cnn", help="MLflow experiment name")
     s.add_argument("--model-name", help="registered model name (default automl-cnn-<data>)")
@@ -159,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ray-address", help="join an existing Ray cluster (e.g. auto or 10.0.0.5:6379)")
     s.add_argument("--device", choices=("cpu", "cuda"), help="force the device inside workers")
     s.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live panel")
+
+    r = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, interrupted)")
+    r.add_argument("run_dir", type=Path, help="the search's output folder")
+    r.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live panel")
 
     pr = sub.add_parser("predict", help="label image files with a trained model")
     pr.add_argument("model", help="a search's output folder, or an MLflow URI such as models:/NAME@champion")
@@ -211,7 +227,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
         device=args.device,
         progress=False if args.no_progress else None,
         warm_start=args.warm_start,
-        extra={"final_repeats": args.final_repeats, "max_params": args.max_params, "max_flops": args.max_flops},
+        objectives=args.objective,  # type: ignore[arg-type]
+        pick=args.pick,
+        final_repeats=args.final_repeats,
+        final_top_k=args.final_top_k,
+        max_params=args.max_params,
+        max_flops=args.max_flops,
+        max_latency_ms=args.max_latency_ms,
     )
     result = run_search(args.data, args.space, cfg)
     print()
@@ -281,6 +303,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from automl_cnn.search import resume
+
+    result = resume(args.run_dir, progress=False if args.no_progress else None)
+    print()
+    print(result.summary())
+    return 0
+
+
 def _cmd_ui(args: argparse.Namespace) -> int:
     from automl_cnn.tracking import local_artifact_root
 
@@ -327,7 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
     _interrupt_on_sigterm()
-    handlers = {"search": _cmd_search, "predict": _cmd_predict, "export": _cmd_export, "ui": _cmd_ui}
+    handlers = {
+        "search": _cmd_search,
+        "resume": _cmd_resume,
+        "predict": _cmd_predict,
+        "export": _cmd_export,
+        "ui": _cmd_ui,
+    }
     try:
         return handlers[args.command](args)
     except UserInputError as exc:

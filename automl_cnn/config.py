@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,14 @@ class SearchConfig:
     device: str | None = None  # force "cpu" or "cuda" inside workers
     progress: bool | None = None  # live display; default: when stdout is a terminal
     enqueue: tuple[dict[str, Any], ...] = ()  # Optuna params of trials to run first
-    warm_start: tuple[str, ...] = ("classics",)  # presets (or groups) enqueued first, if they fit
-    extra: dict[str, Any] = field(default_factory=dict)
+    warm_start: tuple[str, ...] = ("classics",)  # presets, groups, or earlier searches' folders
+    objectives: tuple[str, ...] = ("accuracy",)  # accuracy, then any of params, flops, latency
+    pick: str | None = None  # rule choosing the delivered model from a Pareto front
+    max_params: int | None = None
+    max_flops: int | None = None
+    max_latency_ms: float | None = None
+    final_repeats: int = 1  # retrain the winner with this many seeds; test score as mean +- std
+    final_top_k: int = 1  # also retrain (and report) the next best trials
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -83,12 +89,22 @@ class SearchConfig:
         if isinstance(self.warm_start, str):
             names = [] if self.warm_start in ("", "none") else self.warm_start.split(",")
             object.__setattr__(self, "warm_start", tuple(n.strip() for n in names if n.strip()))
+        from automl_cnn.objectives import PickRule, parse_objectives
         from automl_cnn.presets import GROUPS, PRESETS
 
         for name in self.warm_start:
-            if name not in GROUPS and name not in PRESETS:
+            if name not in GROUPS and name not in PRESETS and not Path(name).expanduser().is_dir():
                 known = ", ".join([*GROUPS, *PRESETS, "none"])
-                raise UserInputError(f"unknown warm start {name!r}; use one of: {known}")
+                raise UserInputError(f"unknown warm start {name!r}; use one of: {known}, or an earlier search's folder")
+        object.__setattr__(self, "objectives", parse_objectives(self.objectives))
+        if isinstance(self.enqueue, list):
+            object.__setattr__(self, "enqueue", tuple(self.enqueue))
+        PickRule.parse(self.pick, self.objectives)  # validates
+        if len(self.objectives) > 1 and self.sampler == "cmaes":
+            raise UserInputError("CMA-ES optimises one objective; with several use --sampler tpe, random, gp or qmc")
+        for name in ("final_repeats", "final_top_k"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise UserInputError(f"--{name.replace('_', '-')} must be a positive integer")
         if self.cpus_per_trial <= 0:
             raise UserInputError("--cpus-per-trial must be positive")
         if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
@@ -105,6 +121,20 @@ class SearchConfig:
             memory_budget=self.memory_budget,
             stream=self.stream,
         )
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def pick_rule(self) -> Any:
+        from automl_cnn.objectives import PickRule
+
+        return PickRule.parse(self.pick, self.objectives)
+
+    def limits(self) -> Any:
+        from automl_cnn.analysis import Limits
+
+        return Limits(self.max_params, self.max_flops, self.max_latency_ms)
 
     def budget_seconds(self) -> float | None:
         """The time budget; without any budget a search runs 10 minutes."""
@@ -134,8 +164,9 @@ class SearchConfig:
         return max(1, int(cluster_cpus / self.cpus_per_trial))
 
     def to_params(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("extra", "progress", "enqueue")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("progress", "enqueue")}
         out["warm_start"] = ",".join(self.warm_start) or "none"
+        out["objectives"] = ",".join(self.objectives)
         out["split"] = "/".join(f"{f:g}" for f in self.split)
         if self.image_size:
             out["image_size"] = "x".join(map(str, self.image_size))

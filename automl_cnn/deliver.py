@@ -16,11 +16,12 @@ import optuna
 from automl_cnn import viz
 from automl_cnn.config import SearchConfig
 from automl_cnn.data import DataBundle
-from automl_cnn.driver import TrialRecord
-from automl_cnn.final import FinalFit
+from automl_cnn.final import FinalFit, front
 from automl_cnn.model import TrainedModel
+from automl_cnn.records import TrialRecord
 from automl_cnn.report import html_report, search_report
 from automl_cnn.result import SearchResult, accuracy_text
+from automl_cnn.runstate import RunState
 from automl_cnn.space import SearchSpace
 from automl_cnn.tracking import MlflowTracker
 
@@ -116,18 +117,38 @@ def deliver(
     winner: TrialRecord,
     fits: list[FinalFit],
     t0: float,
+    state: RunState | None = None,
 ) -> SearchResult:
     assert winner.candidate is not None and winner.profile is not None
     x_test, y_test = bundle.test_split()
-    models = [
-        TrainedModel.from_weights(
-            winner.candidate, f.weights, bundle.input_shape, bundle.class_names, bundle.mean, bundle.std
+    by_number = {r.number: r for r in records}
+    scored: dict[int, list[float]] = {}
+    model: TrainedModel | None = None
+    probs = np.zeros((0, bundle.num_classes))
+    for f in fits:
+        rec = by_number[f.trial]
+        assert rec.candidate is not None
+        m = TrainedModel.from_weights(
+            rec.candidate, f.weights, bundle.input_shape, bundle.class_names, bundle.mean, bundle.std
         )
-        for f in fits
+        p = m.predict_proba(x_test)
+        scored.setdefault(f.trial, []).append(float((p.argmax(1) == y_test).mean()))
+        if model is None and f.trial == winner.number:
+            model, probs = m, p
+    assert model is not None
+    test_accs = scored[winner.number]
+    final_table = [
+        {
+            "trial": n,
+            "val_accuracy": by_number[n].val_acc,
+            "test_accuracy": accuracy_text(accs),
+            "test_mean": statistics.mean(accs),
+            "params": by_number[n].profile.params if by_number[n].profile else None,  # type: ignore[union-attr]
+            "architecture": by_number[n].candidate.architecture.describe(),  # type: ignore[union-attr]
+        }
+        for n, accs in scored.items()
     ]
-    probs = models[0].predict_proba(x_test)
-    test_accs = [float((probs.argmax(1) == y_test).mean())] + [m.accuracy(x_test, y_test) for m in models[1:]]
-    model = models[0]
+    pareto = _pareto_rows(records, cfg) if cfg.multi_objective else []
     counts = Counter(r.outcome for r in records)
     counts_by = {k: counts.get(k, 0) for k in ("completed", "pruned", "failed")}
     val_acc = float(winner.val_acc or 0.0)
@@ -146,6 +167,8 @@ def deliver(
     model.save(out)
     model.save_torchscript(out / "model.torchscript.pt")
     write_trials_csv(out / "trials.csv", records)
+    if pareto:
+        _write_rows(out / "pareto.csv", pareto)
     plots = _plots(study, winner, model, bundle, probs.argmax(1), out / PLOTS)
 
     registered = cfg.registered_name(bundle.name)
@@ -161,7 +184,7 @@ def deliver(
     )
     raw = x_test[:4]
     example = np.ascontiguousarray(raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw)
-    model_uri, version = tracker.log_model(
+    model_uri, version = tracker.log_model(  # registered once, even when resumed after a crash
         parent,
         model.inference_module(),
         example,
@@ -189,6 +212,10 @@ def deliver(
         "fingerprint": bundle.fingerprint(),
         "split_seed": bundle.split_seed,
         "best_trial": winner.number,
+        "objectives": list(cfg.objectives),
+        "pick_rule": cfg.pick_rule().describe(),
+        "pareto": pareto,
+        "final_table": final_table,
     }
     report = search_report(summary, model.network, bundle.input_shape)  # type: ignore[arg-type]
     (out / "report.md").write_text(report, encoding="utf-8")
@@ -199,6 +226,8 @@ def deliver(
     tracker.log_text(parent, report, "report.md")
     tracker.log_artifact(parent, out / "report.html")
     tracker.log_artifact(parent, out / "trials.csv")
+    if pareto:
+        tracker.log_artifact(parent, out / "pareto.csv")
     tracker.log_artifact(parent, out / "model.torchscript.pt", "export")
     metrics = {
         "best_val_accuracy": val_acc,
@@ -214,6 +243,8 @@ def deliver(
         metrics["test_accuracy_std"] = statistics.stdev(test_accs)
     tracker.log_metrics(parent, metrics)
     tracker.set_tags(parent, {"automl_cnn.best_trial": winner.number, "automl_cnn.model_uri": model_uri})
+    if state is not None:
+        state.model_uri, state.model_version = model_uri, version
     (out / "search.json").write_text(
         json.dumps({**summary, "test_accuracies": test_accs, "config": cfg.to_params()}, indent=2, default=str),
         encoding="utf-8",
@@ -236,4 +267,28 @@ def deliver(
         model_version=version,
         trials=records,
         data=bundle,
+        pareto=pareto,
+        final_table=final_table,
+        pick_rule=cfg.pick_rule().describe(),
     )
+
+
+def _pareto_rows(records: list[TrialRecord], cfg: SearchConfig) -> list[dict[str, Any]]:
+    """The Pareto front of the completed trials, most accurate first."""
+    members = front(records, cfg.objectives)
+    rows = [
+        {
+            "trial": r.number,
+            **{o: r.objective(o) for o in cfg.objectives},
+            "architecture": r.candidate.architecture.describe() if r.candidate else "",
+        }
+        for r in members
+    ]
+    return sorted(rows, key=lambda row: -row["accuracy"])
+
+
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)

@@ -1,4 +1,10 @@
-"""After the search: pick the winner, retrain it on train + validation, score it once on test."""
+"""After the search: pick the winner, retrain it on train + validation, score it once on test.
+
+The winner is chosen on validation scores only. ``--final-repeats N`` retrains it with N
+seeds (the test score is then reported as mean ± std, as when comparing models in a paper);
+``--final-top-k K`` retrains the next best trials the same way, for a table of how much the
+ranking holds on data the search never saw. The model delivered is the first seed's winner.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +13,46 @@ from dataclasses import dataclass
 from typing import Any
 
 from automl_cnn.architecture import Candidate
-from automl_cnn.driver import TrialRecord
 from automl_cnn.errors import AutoMLError
 from automl_cnn.executor import RayExecutor
+from automl_cnn.objectives import OBJECTIVES, PickRule, pareto_front
 from automl_cnn.progress import Progress
+from automl_cnn.records import TrialRecord
 from automl_cnn.tracking import MlflowTracker
 from automl_cnn.training import EpochResult
 
 
-def pick_winner(records: list[TrialRecord]) -> TrialRecord:
-    """The completed trial with the best final validation accuracy (fewer parameters break ties).
+def _eligible(records: list[TrialRecord]) -> list[TrialRecord]:
+    """Completed trials with a score; a repeat within this search stands behind its original."""
+    return [
+        r
+        for r in records
+        if r.outcome == "completed" and r.val_acc is not None and (r.duplicate_of is None or r.reused_from)
+    ]
 
-    When no trial completed (a budget too short for one), the best partly trained trial wins.
-    """
 
-    def key(r: TrialRecord) -> tuple[float, float]:
-        return (r.val_acc or 0.0, -(r.profile.params if r.profile else 0))
+def front(records: list[TrialRecord], objectives: tuple[str, ...]) -> list[TrialRecord]:
+    """The completed trials no other completed trial dominates on ``objectives``."""
+    directions = [OBJECTIVES[o] for o in objectives]
+    return pareto_front(_eligible(records), lambda r: [r.objective(o) for o in objectives], directions)
 
-    completed = [r for r in records if r.outcome == "completed" and r.val_acc is not None]
+
+def pick_winner(
+    records: list[TrialRecord], objectives: tuple[str, ...] = ("accuracy",), rule: PickRule | None = None
+) -> TrialRecord:
+    """The trial to deliver: by ``rule`` among the Pareto front (several objectives), or the best
+    final validation accuracy (fewer parameters break ties). When no trial completed (a budget
+    too short for one), the best partly trained trial wins."""
+    rule = rule or PickRule()
+    completed = _eligible(records)
     if completed:
-        return max(completed, key=key)
+        pool = front(records, objectives) if len(objectives) > 1 else completed
+        if rule.objective == "accuracy":
+            return max(pool, key=lambda r: (r.val_acc or 0.0, -(r.profile.params if r.profile else 0)))
+        return rule.choose(pool, lambda r, o: r.objective(o))  # type: ignore[no-any-return]
     partial = [r for r in records if r.history and not r.too_slow] or [r for r in records if r.history]
     if partial:
-        return max(partial, key=lambda r: (len(r.history), *key(r)))
+        return max(partial, key=lambda r: (len(r.history), r.val_acc or 0.0))
     reasons = sorted({r.reason for r in records if r.reason})[:3]
     raise AutoMLError(
         f"no trial produced a result ({len(records)} tried; e.g. {'; '.join(reasons) or 'none started'}); "
@@ -37,9 +60,15 @@ def pick_winner(records: list[TrialRecord]) -> TrialRecord:
     )
 
 
+def runners_up(records: list[TrialRecord], winner: TrialRecord, k: int) -> list[TrialRecord]:
+    """The next ``k`` completed trials by validation accuracy, after the winner."""
+    others = [r for r in _eligible(records) if r is not winner]
+    return sorted(others, key=lambda r: -(r.val_acc or 0.0))[:k]
+
+
 def final_seconds_estimate(records: list[TrialRecord], ratio: float, rounds: int) -> float:
     """How long the final fit of the current leader will take (0 before any epoch ran)."""
-    scored = [r for r in records if r.history and not r.too_slow]
+    scored = [r for r in records if r.history and not r.too_slow and r.duplicate_of is None]
     completed = [r for r in scored if r.outcome == "completed"]
     if not completed and not scored:
         return 0.0
@@ -49,6 +78,7 @@ def final_seconds_estimate(records: list[TrialRecord], ratio: float, rounds: int
 
 @dataclass
 class FinalFit:
+    trial: int
     seed: int
     weights: dict[str, Any]
     history: list[EpochResult]
@@ -56,44 +86,48 @@ class FinalFit:
 
 def final_fit(
     executor: RayExecutor,
-    candidate: Candidate,
-    seeds: list[int],
+    jobs: list[tuple[TrialRecord, int]],
     data_ref: Any,
     progress: Progress,
     tracker: MlflowTracker,
     parent_run: str,
 ) -> list[FinalFit]:
-    """Train ``candidate`` once per seed on the workers (in parallel where slots allow)."""
-    todo = list(enumerate(seeds))
-    histories: dict[str, list[EpochResult]] = {}
+    """Train each (trial's candidate, seed) on train + validation, in parallel where slots allow;
+    results in the order of ``jobs``."""
+    todo = [(f"final-{k}", rec, seed) for k, (rec, seed) in enumerate(jobs)]
+    names = [name for name, _, _ in todo]
+    info: dict[str, tuple[TrialRecord, int]] = {name: (rec, seed) for name, rec, seed in todo}
+    histories: dict[str, list[EpochResult]] = {name: [] for name in names}
     runs: dict[str, str] = {}
     done: dict[str, FinalFit] = {}
     pending_weights: set[str] = set()
-    seed_of = {f"final-{k}": s for k, s in todo}
-    epochs = candidate.training.epochs
     while todo or executor.jobs:
         while todo and executor.free > 0:
-            k, seed = todo.pop(0)
-            job = f"final-{k}"
-            histories[job] = []
+            job, rec, seed = todo.pop(0)
+            cand: Candidate = rec.candidate  # type: ignore[assignment]
             runs[job] = tracker.start_run(
-                job, {**candidate.flat_params(), "seed": seed}, {"automl_cnn.final_fit": "true"}, parent=parent_run
+                f"{job} (trial {rec.number})",
+                {**cand.flat_params(), "seed": seed, "trial": rec.number},
+                {"automl_cnn.final_fit": "true", "automl_cnn.trial_of_final": str(rec.number)},
+                parent=parent_run,
             )
-            executor.submit(job, candidate.to_dict(), seed, data_ref)
-            progress.trial_running(job, "final fit: starting")
+            executor.submit(job, cand.to_dict(), seed, data_ref)
+            progress.trial_running(job, f"final fit of trial {rec.number}: starting")
         for result in executor.wait(timeout=0.5):
             job = result["job"]
+            rec, seed = info[job]
             if "error" in result:
                 tracker.set_tags(runs[job], {"automl_cnn.outcome": "failed", "automl_cnn.reason": result["error"]})
                 tracker.end_run(runs[job], "FAILED")
                 for other in executor.jobs:
                     executor.release(other)
-                raise AutoMLError(f"the final fit ({job}, seed {seed_of[job]}) failed: {result['error']}")
+                raise AutoMLError(f"the final fit of trial {rec.number} (seed {seed}) failed: {result['error']}")
             if job in pending_weights:
                 pending_weights.discard(job)
-                done[job] = FinalFit(seed_of[job], result["weights"], histories[job])
+                done[job] = FinalFit(rec.number, seed, result["weights"], histories[job])
                 executor.release(job)
                 tracker.end_run(runs[job], "FINISHED")
+                progress.running.pop(job, None)
                 continue
             epoch = EpochResult(**result["epoch"])
             histories[job].append(epoch)
@@ -102,16 +136,14 @@ def final_fit(
                 {k: v for k, v in epoch.to_dict().items() if k != "epoch" and not _nan(v)},
                 step=epoch.epoch,
             )
-            progress.trial_running(job, f"final fit: epoch {epoch.epoch}/{epochs}")
+            progress.trial_running(job, f"final fit of trial {rec.number}: epoch {epoch.epoch}/{rec.epochs}")
             if result.get("done"):
                 pending_weights.add(job)
                 executor.request_weights(job)
             else:
                 executor.advance(job)
         progress.refresh()
-    for job in done:
-        progress.running.pop(job, None)
-    return [done[f"final-{k}"] for k in range(len(seeds))]
+    return [done[name] for name in names]
 
 
 def _nan(v: float) -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from automl_cnn.architecture import Candidate
 from automl_cnn.data import DataBundle
-from automl_cnn.driver import TrialRecord
 from automl_cnn.model import TrainedModel
+from automl_cnn.records import TrialRecord
 
 
 @dataclass
@@ -31,12 +32,35 @@ class SearchResult:
     model_version: str
     trials: list[TrialRecord] = field(repr=False, default_factory=list)
     data: DataBundle | None = field(repr=False, default=None)
+    pareto: list[dict[str, Any]] = field(default_factory=list)  # several objectives: the front
+    final_table: list[dict[str, Any]] = field(default_factory=list)  # test scores of the retrained
+    pick_rule: str = ""
 
     def summary(self) -> str:
         test = accuracy_text(self.test_accuracies)
         counts = ", ".join(f"{v} {k}" for k, v in self.counts.items())
+        lines = []
+        if self.pareto:
+            names = [k for k in self.pareto[0] if k not in ("trial", "architecture")]
+            lines.append(f"Pareto front ({len(self.pareto)} trials; delivered: {self.pick_rule}):")
+            lines.append("  trial  " + "  ".join(f"{n:>12}" for n in names) + "  architecture")
+            for row in self.pareto:
+                mark = "*" if row["trial"] == self.best_trial else " "
+                cells = "  ".join(f"{_fmt(row[n]):>12}" for n in names)
+                lines.append(f"{mark} {row['trial']:>5}  {cells}  {row['architecture']}")
+            lines.append("")
+        if len(self.final_table) > 1:
+            lines.append("final evaluation (retrained on train+val, scored on test):")
+            for row in self.final_table:
+                mark = "*" if row["trial"] == self.best_trial else " "
+                lines.append(
+                    f"{mark} trial {row['trial']:>4}  val {row['val_accuracy']:.4f}  test {row['test_accuracy']}  "
+                    f"{row['architecture']}"
+                )
+            lines.append("")
         return "\n".join(
             [
+                *lines,
                 f"best architecture   {self.candidate.architecture.describe()}",
                 f"                    {self.model.info.get('params', 0):,} parameters, "
                 f"{self.model.info.get('flops', 0):,} FLOPs (trial {self.best_trial})",
@@ -50,6 +74,14 @@ class SearchResult:
                 f"browse              automl-cnn ui --tracking-uri {self.tracking_uri}",
             ]
         )
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v < 1.0:
+        return f"{v:.4f}"
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:.3f}"
+    return f"{int(v):,}"
 
 
 def accuracy_text(values: list[float]) -> str:

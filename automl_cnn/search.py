@@ -1,29 +1,45 @@
-"""``search()``: a dataset in, a tuned, trained, registered CNN out."""
+"""``search()`` and ``resume()``: a dataset in, a tuned, trained, registered CNN out.
+
+Everything that can be wrong with the input is checked before anything is written. The run
+folder then records what was asked and what happened (see :mod:`automl_cnn.runstate`), so a
+search whose driver is killed continues with ``automl-cnn resume FOLDER``.
+"""
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from automl_cnn.analysis import Limits, check_input_fits
-from automl_cnn.config import SearchConfig
+import optuna
+from optuna.trial import TrialState
+
+from automl_cnn.analysis import check_input_fits
+from automl_cnn.architecture import Candidate
+from automl_cnn.config import SearchConfig, parse_duration
 from automl_cnn.data import DataBundle, ImageSet, prepare_data
+from automl_cnn.dedupe import Known
 from automl_cnn.deliver import data_report, deliver
-from automl_cnn.driver import SearchDriver, TrialRecord
+from automl_cnn.driver import SearchDriver
+from automl_cnn.errors import UserInputError
 from automl_cnn.executor import RayExecutor
-from automl_cnn.final import final_fit, final_seconds_estimate, pick_winner
-from automl_cnn.presets import warm_start_params
+from automl_cnn.final import final_fit, final_seconds_estimate, pick_winner, runners_up
+from automl_cnn.presets import GROUPS, PRESETS, warm_start_params
 from automl_cnn.progress import Progress
+from automl_cnn.records import TrialRecord
 from automl_cnn.result import SearchResult
+from automl_cnn.runstate import RunState
 from automl_cnn.runtime import ray_runtime
 from automl_cnn.space import SearchSpace, load_space
 from automl_cnn.study import create_study, journal_storage, make_pruner, make_sampler
 from automl_cnn.tracking import MlflowTracker
+from automl_cnn.warmstart import check_compatible, warm_start_from
 
-EXPORT_RESERVE_SECONDS = 20.0  # model export, logging and registration after the final fit
+EXPORT_RESERVE_SECONDS = 20.0  # model export, plots, logging and registration after the final fit
 MAX_TRIAL_SHARE = 0.25  # with a time budget, no trial may take more than this share of it
+STUDY_FILE = "study.journal"
 
 
 def search(
@@ -36,18 +52,47 @@ def search(
     >>> result = search("digits", "tiny", trials=6)            # doctest: +SKIP
     >>> result.model.predict(images)                            # doctest: +SKIP
     """
-    if "time_budget" in settings and isinstance(settings["time_budget"], str):
-        from automl_cnn.config import parse_duration
-
+    if isinstance(settings.get("time_budget"), str):
         settings["time_budget"] = parse_duration(settings["time_budget"])
     return run_search(data, space, SearchConfig(**settings))
 
 
-def run_search(data: str | Path | ImageSet, space_spec: str | Path | SearchSpace, cfg: SearchConfig) -> SearchResult:
-    t0 = time.monotonic()
-    # Everything that can be wrong with the input is checked before anything is written.
+def _config_from_json(d: dict[str, Any]) -> SearchConfig:
+    names = {f.name for f in fields(SearchConfig)}
+    kw = {k: v for k, v in d.items() if k in names}
+    for key in ("split", "image_size", "objectives", "warm_start", "enqueue"):
+        if isinstance(kw.get(key), list):
+            kw[key] = tuple(tuple(v) if isinstance(v, list) else v for v in kw[key])
+    if kw.get("out") is not None:
+        kw["out"] = Path(kw["out"])
+    return SearchConfig(**kw)
+
+
+def resume(folder: str | Path, progress: bool | None = None) -> SearchResult:
+    """Continue a search whose driver stopped (killed, crashed, interrupted) in ``folder``.
+
+    Finished trials are not rerun, interrupted ones continue from their last checkpoint, the
+    time and trial budgets count what was already spent, and the winner is registered once.
+    """
+    folder = Path(folder).expanduser().resolve()
+    state = RunState.load(folder)
+    if state.state == "finished":
+        raise UserInputError(
+            f"{folder}: this search already finished; its model is {state.model_uri or folder} (nothing to resume)"
+        )
+    cfg = _config_from_json({**state.config, "out": str(folder), "progress": progress})
+    space = load_space(folder / "space.yaml")
+    return run_search(state.data, space, cfg, resume_state=state)
+
+
+def run_search(
+    data: str | Path | ImageSet,
+    space_spec: str | Path | SearchSpace,
+    cfg: SearchConfig,
+    resume_state: RunState | None = None,
+) -> SearchResult:
     space = load_space(space_spec)
-    if cfg.max_epochs:
+    if cfg.max_epochs and resume_state is None:
         space = space.with_max_epochs(cfg.max_epochs)
     bundle = prepare_data(
         data,
@@ -57,91 +102,215 @@ def run_search(data: str | Path | ImageSet, space_spec: str | Path | SearchSpace
         seed=cfg.seed,
         class_weights=cfg.class_weights,
     )
-    check_input_fits(space, bundle.input_shape, bundle.name)
-    tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
-    out = cfg.out_dir(bundle.name)
-    budget = cfg.budget_seconds()
-    final_seeds = [cfg.seed + 10_000 + k for k in range(int(cfg.extra.get("final_repeats", 1)))]
-
-    with ray_runtime(cfg.ray_address) as resources:
-        gpus = float(resources.get("GPU", 0))
-        gpus_per_trial = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if gpus >= 1 else 0.0)
-        workers = cfg.default_workers(float(resources.get("CPU", 1)), gpus if gpus_per_trial > 0 else 0)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "space.yaml").write_text(space.to_yaml(), encoding="utf-8")
-        parent = tracker.start_run(
-            f"search-{bundle.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            _search_params(cfg, space, bundle, workers, budget),
-            {"automl_cnn.role": "search", "automl_cnn.out": str(out)},
+    if resume_state is not None and bundle.fingerprint() != resume_state.fingerprint:
+        raise UserInputError(
+            f"the data changed since the search started (fingerprint {bundle.fingerprint()}, "
+            f"was {resume_state.fingerprint}); resume needs the same data"
         )
-        tracker.log_text(parent, space.to_yaml(), "search_space.yaml")
-        tracker.log_text(parent, data_report(bundle), "data_report.txt")
-        executor = RayExecutor(workers, cfg.cpus_per_trial, gpus_per_trial, cfg.device)
+    check_input_fits(space, bundle.input_shape, bundle.name)
+    for name in cfg.warm_start:  # earlier searches must fit before anything is written
+        if name not in GROUPS and name not in PRESETS:
+            check_compatible(Path(name), bundle.fingerprint(), split_id(bundle))
+    tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
+    out = Path(resume_state.folder) if resume_state else cfg.out_dir(bundle.name)
+    if resume_state is None and (out / "run.json").exists():
+        raise UserInputError(f"{out} already holds a search; use 'automl-cnn resume {out}' or another --out")
+    with ray_runtime(cfg.ray_address) as resources:
+        return _Run(cfg, space, bundle, tracker, out, resources, resume_state, str(data)).execute()
+
+
+def split_id(b: DataBundle) -> str:
+    """What makes two searches' validation scores comparable: the split of the same data."""
+    return f"seed {b.split_seed}, fractions {'/'.join(f'{f:g}' for f in b.fractions)}, test {len(b.test_idx)}"
+
+
+class _Run:
+    """One search (new or resumed): set-up, trials, final fit, delivery."""
+
+    def __init__(
+        self,
+        cfg: SearchConfig,
+        space: SearchSpace,
+        bundle: DataBundle,
+        tracker: MlflowTracker,
+        out: Path,
+        resources: dict[str, float],
+        resume_state: RunState | None,
+        data_spec: str,
+    ) -> None:
+        self.cfg, self.space, self.bundle, self.tracker, self.out = cfg, space, bundle, tracker, out
+        self.budget = cfg.budget_seconds()
+        gpus = float(resources.get("GPU", 0))
+        self.gpus_per_trial = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if gpus >= 1 else 0.0)
+        self.workers = cfg.default_workers(float(resources.get("CPU", 1)), gpus if self.gpus_per_trial > 0 else 0)
+        self.resumed = resume_state is not None
+        self.state = resume_state or RunState(
+            folder=out,
+            data=data_spec,
+            config={k: v for k, v in asdict(cfg).items() if k != "progress"},
+            fingerprint=bundle.fingerprint(),
+            tracking_uri=tracker.uri,
+            experiment=cfg.experiment,
+            extra={"split": split_id(self.bundle)},
+        )
+        self.state.folder = out
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _start_mlflow(self) -> str:
+        if self.resumed and self.state.parent_run_id:
+            self.tracker.client.update_run(self.state.parent_run_id, status="RUNNING")
+            return self.state.parent_run_id
+        parent = self.tracker.start_run(
+            f"search-{self.bundle.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            self._params(),
+            {"automl_cnn.role": "search", "automl_cnn.out": str(self.out)},
+        )
+        self.tracker.log_text(parent, self.space.to_yaml(), "search_space.yaml")
+        self.tracker.log_text(parent, data_report(self.bundle), "data_report.txt")
+        return parent
+
+    def _params(self) -> dict[str, Any]:
+        b, counts = self.bundle, self.bundle.counts()
+        return {
+            **{f"config.{k}": v for k, v in self.cfg.to_params().items()},
+            "config.workers": self.workers,
+            "config.budget_seconds": self.budget,
+            "space.name": self.space.name,
+            "space.source": self.space.source,
+            "data.name": b.name,
+            "data.fingerprint": b.fingerprint(),
+            "data.split_seed": b.split_seed,
+            "data.input_shape": "x".join(map(str, b.input_shape)),
+            "data.classes": list(b.class_names),
+            "data.n_train": len(b.train_idx),
+            "data.n_val": len(b.val_idx),
+            "data.n_test": len(b.test_idx),
+            "data.per_class_train": counts["train"],
+            "data.per_class_test": counts["test"],
+            "data.streamed": b.images.streamed,
+            "data.class_weights": b.class_weights is not None,
+        }
+
+    def _study(self, parent: str) -> optuna.Study:
+        cfg = self.cfg
+        name = self.state.study_name or f"automl-cnn-{parent}"
+        self.state.study_name = name
+        return create_study(
+            journal_storage(self.out / STUDY_FILE),
+            name,
+            make_sampler(cfg.sampler, cfg.seed),
+            make_pruner(cfg.pruner, self.space.max_epochs()),
+            cfg.objectives,
+        )
+
+    def _warm_start(self, study: optuna.Study, known: Known, progress: Progress) -> None:
+        cfg = self.cfg
+        for params in cfg.enqueue:
+            study.enqueue_trial(dict(params), skip_if_exists=True)
+        presets = [n for n in cfg.warm_start if n in GROUPS or n in PRESETS]
+        for preset, params in warm_start_params(presets, self.space):
+            study.enqueue_trial(params, user_attrs={"preset": preset}, skip_if_exists=True)
+        for name in cfg.warm_start:
+            if name not in presets:
+                added, reused = warm_start_from(
+                    Path(name),
+                    self.bundle.fingerprint(),
+                    self.space,
+                    study,
+                    cfg.objectives,
+                    known,
+                    split_id(self.bundle),
+                )
+                progress.message(
+                    f"warm start from {name}: {added} trials told to the sampler, {reused} results reusable"
+                )
+
+    def _resumable(self, study: optuna.Study) -> tuple[list[TrialRecord], list[tuple[TrialRecord, optuna.Trial]]]:
+        """Finished records of earlier drivers, and the trials they left RUNNING."""
+        done = self.state.finished_records()
+        finished = {r.number for r in done}
+        left: list[tuple[TrialRecord, optuna.Trial]] = []
+        for t in study.get_trials(deepcopy=False):
+            if t.number in finished or "candidate" not in t.user_attrs:
+                continue
+            if t.state == TrialState.RUNNING:
+                rec = TrialRecord(
+                    number=t.number,
+                    seed=int(t.user_attrs["seed"]),
+                    run_id=str(t.user_attrs["mlflow_run_id"]),
+                    candidate=Candidate.from_json(t.user_attrs["candidate"]),
+                    preset=t.user_attrs.get("preset"),
+                )
+                from automl_cnn.analysis import profile
+
+                rec.profile = profile(rec.candidate.architecture, self.bundle.input_shape, self.bundle.num_classes)  # type: ignore[union-attr]
+                rec.latency_ms = t.user_attrs.get("latency_ms")
+                left.append((rec, optuna.trial.Trial(study, t._trial_id)))
+        return done, left
+
+    # -- the run -------------------------------------------------------------------------------
+    def execute(self) -> SearchResult:
+        cfg, bundle = self.cfg, self.bundle
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "space.yaml").write_text(self.space.to_yaml(), encoding="utf-8")
+        parent = self._start_mlflow()
+        self.state.parent_run_id = parent
+        self.state.save()
+        executor = RayExecutor(self.workers, cfg.cpus_per_trial, self.gpus_per_trial, cfg.device)
         status = "FAILED"
         try:
-            study = create_study(
-                journal_storage(out / "study.journal"),
-                f"automl-cnn-{parent}",
-                make_sampler(cfg.sampler, cfg.seed),
-                make_pruner(cfg.pruner, space.max_epochs()),
-            )
-            for params in cfg.enqueue:
-                study.enqueue_trial(dict(params), skip_if_exists=True)
-            for preset, params in warm_start_params(cfg.warm_start, space):
-                study.enqueue_trial(params, user_attrs={"preset": preset}, skip_if_exists=True)
-            n_train, n_trainval = len(bundle.train_idx), len(bundle.train_idx) + len(bundle.val_idx)
-            rounds = math.ceil(len(final_seeds) / workers)
-
-            def search_deadline(records: list[TrialRecord]) -> float:
-                if budget is None:
-                    return math.inf
-                est = final_seconds_estimate(records, n_trainval / n_train, rounds)
-                return t0 + budget - est - EXPORT_RESERVE_SECONDS
-
-            with Progress(cfg.progress, budget, cfg.trials) as progress:
-                progress.start = t0
-                for note in bundle.images.notes:
-                    progress.message(f"data: {note}")
-                progress.message(
-                    f"data: {bundle.name}, {bundle.num_classes} classes, "
-                    + ", ".join(f"{k} {sum(v)}" for k, v in bundle.counts().items())
-                    + f" images; per class in train: {bundle.counts()['train']}"
-                )
-                progress.message(
-                    f"searching {space.name} on {bundle.name} {bundle.input_shape} with {workers} worker(s); "
-                    f"MLflow run {parent}"
-                )
+            study = self._study(parent)
+            self.state.save()
+            with Progress(cfg.progress, self.budget, cfg.trials) as progress:
+                progress.start = time.monotonic() - self.state.elapsed
+                known = Known()
+                if not self.resumed:
+                    self._warm_start(study, known, progress)
+                records, resumable = self._resumable(study) if self.resumed else ([], [])
+                self._announce(progress, parent, records, resumable)
                 driver = SearchDriver(
-                    space=space,
+                    space=self.space,
                     bundle=bundle,
                     study=study,
                     executor=executor,
-                    tracker=tracker,
+                    tracker=self.tracker,
                     parent_run=parent,
                     progress=progress,
                     data_ref=executor.put(bundle.search_data()),
                     seed=cfg.seed,
                     max_trials=cfg.trials,
-                    search_deadline=search_deadline,
-                    max_trial_seconds=None if budget is None else MAX_TRIAL_SHARE * budget,
-                    limits=Limits(cfg.extra.get("max_params"), cfg.extra.get("max_flops")),
+                    search_deadline=self._deadline(progress.start),
+                    max_trial_seconds=None if self.budget is None else MAX_TRIAL_SHARE * self.budget,
+                    limits=cfg.limits(),
                     pruner_name=cfg.pruner,
+                    objectives=cfg.objectives,
+                    known=known,
+                    state=self.state,
+                    records=records,
+                    resumable=resumable,
                 )
                 records = driver.run()
-                winner = pick_winner(records)
+                winner = pick_winner(records, cfg.objectives, cfg.pick_rule())
                 assert winner.candidate is not None
-                progress.set_phase(f"final fit of trial {winner.number} on train+val")
-                fits = final_fit(
-                    executor,
-                    winner.candidate,
-                    final_seeds,
-                    executor.put(bundle.final_data()),
-                    progress,
-                    tracker,
-                    parent,
-                )
+                others = runners_up(records, winner, cfg.final_top_k - 1)
+                jobs = [(r, self._final_seed(k)) for r in [winner, *others] for k in range(cfg.final_repeats)]
+                progress.set_phase(f"final fit of trial {winner.number} on train+val ({len(jobs)} fit(s))")
+                fits = final_fit(executor, jobs, executor.put(bundle.final_data()), progress, self.tracker, parent)
                 progress.set_phase("exporting and registering the model")
-            result = deliver(cfg, bundle, space, study, tracker, parent, out, records, winner, fits, t0)
+            result = deliver(
+                cfg,
+                bundle,
+                self.space,
+                study,
+                self.tracker,
+                parent,
+                self.out,
+                records,
+                winner,
+                fits,
+                progress.start,
+                self.state,
+            )
             status = "FINISHED"
             return result
         except KeyboardInterrupt:
@@ -149,29 +318,44 @@ def run_search(data: str | Path | ImageSet, space_spec: str | Path | SearchSpace
             raise
         finally:
             executor.shutdown()
-            tracker.end_run(parent, status)
+            self.tracker.end_run(parent, status)
+            if status == "FINISHED":
+                self.state.state = "finished"
+            self.state.save()
 
+    def _final_seed(self, k: int) -> int:
+        return self.cfg.seed + 10_000 + k
 
-def _search_params(
-    cfg: SearchConfig, space: SearchSpace, bundle: DataBundle, workers: int, budget: float | None
-) -> dict[str, Any]:
-    counts = bundle.counts()
-    return {
-        **{f"config.{k}": v for k, v in cfg.to_params().items()},
-        "config.workers": workers,
-        "config.budget_seconds": budget,
-        "space.name": space.name,
-        "space.source": space.source,
-        "data.name": bundle.name,
-        "data.fingerprint": bundle.fingerprint(),
-        "data.split_seed": bundle.split_seed,
-        "data.input_shape": "x".join(map(str, bundle.input_shape)),
-        "data.classes": list(bundle.class_names),
-        "data.n_train": len(bundle.train_idx),
-        "data.n_val": len(bundle.val_idx),
-        "data.n_test": len(bundle.test_idx),
-        "data.per_class_train": counts["train"],
-        "data.per_class_test": counts["test"],
-        "data.streamed": bundle.images.streamed,
-        "data.class_weights": bundle.class_weights is not None,
-    }
+    def _deadline(self, t0: float) -> Any:
+        budget, bundle, cfg = self.budget, self.bundle, self.cfg
+        n_train = len(bundle.train_idx)
+        ratio = (n_train + len(bundle.val_idx)) / n_train
+        rounds = math.ceil(cfg.final_repeats * cfg.final_top_k / self.workers)
+
+        def search_deadline(records: list[TrialRecord]) -> float:
+            if budget is None:
+                return math.inf
+            return t0 + budget - final_seconds_estimate(records, ratio, rounds) - EXPORT_RESERVE_SECONDS
+
+        return search_deadline
+
+    def _announce(self, progress: Progress, parent: str, records: list[TrialRecord], resumable: list[Any]) -> None:
+        b = self.bundle
+        for note in b.images.notes:
+            progress.message(f"data: {note}")
+        counts = b.counts()
+        progress.message(
+            f"data: {b.name}, {b.num_classes} classes, "
+            + ", ".join(f"{k} {sum(v)}" for k, v in counts.items())
+            + f" images; per class in train: {counts['train']}"
+        )
+        if self.resumed:
+            progress.message(
+                f"resuming {self.out}: {len(records)} trials finished, {len(resumable)} to continue, "
+                f"{self.state.elapsed:.0f} s of the budget spent"
+            )
+        objectives = ", ".join(self.cfg.objectives)
+        progress.message(
+            f"searching {self.space.name} on {b.name} {b.input_shape} with {self.workers} worker(s) "
+            f"for {objectives}; MLflow run {parent}; output {self.out}"
+        )

@@ -57,13 +57,22 @@ def create_study(
     study_name: str,
     sampler: BaseSampler,
     pruner: BasePruner,
+    objectives: tuple[str, ...] = ("accuracy",),
 ) -> optuna.Study:
+    """A study maximising validation accuracy (and minimising any further objectives);
+    an existing study of that name in ``storage`` is loaded, to resume it."""
+    from automl_cnn.objectives import OBJECTIVES
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(
+    directions = [OBJECTIVES[o] for o in objectives]
+    study = optuna.create_study(
         storage=storage,
         study_name=study_name,
         sampler=sampler,
-        pruner=pruner,
-        direction="maximize",
+        pruner=pruner if len(objectives) == 1 else optuna.pruners.NopPruner(),
+        directions=directions,
         load_if_exists=True,
     )
+    if study.metric_names is None:
+        study.set_metric_names(list(objectives))
+    return study

@@ -104,7 +104,7 @@ class MlflowTracker:
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         ts = _now_ms()
-        items = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None]
+        items = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None and v == v]  # no NaN
         if items:
             self.client.log_batch(run_id, metrics=items)
 
@@ -155,6 +155,10 @@ class MlflowTracker:
         import torch
         from mlflow.models import infer_signature
 
+        existing = self.registered_version(registered_name, run_id)
+        if existing is not None:  # a resumed search whose model was registered before the driver died
+            self.client.set_registered_model_alias(registered_name, "champion", existing)
+            return f"models:/{registered_name}@champion", existing
         with torch.no_grad():
             output = module(torch.as_tensor(input_example)).numpy()
         signature = infer_signature(input_example, output)
@@ -177,6 +181,14 @@ class MlflowTracker:
         self.client.set_registered_model_alias(registered_name, "champion", version)
         self.client.update_model_version(registered_name, version, description=description)
         return f"models:/{registered_name}@champion", version
+
+    def registered_version(self, name: str, run_id: str) -> str | None:
+        """The version of ``name`` that search run ``run_id`` registered, if any."""
+        try:
+            versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        except Exception:  # no such registered model yet
+            return None
+        return str(versions[0].version) if versions else None
 
 
 def _now_ms() -> int:

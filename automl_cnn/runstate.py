@@ -1,0 +1,146 @@
+"""The run folder as a durable record, so a search killed at any moment can be resumed.
+
+``run.json``       what was asked (data, settings), the MLflow ids, the time spent so far
+``trials.jsonl``   one line per finished trial (appended as each finishes)
+``checkpoints/``   the last epoch checkpoint of each running trial (written atomically)
+``study.journal``  Optuna's own journal storage
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl_cnn.errors import UserInputError
+from automl_cnn.records import TrialRecord, record_from_json, record_to_json
+from automl_cnn.training import EpochResult
+
+RUN_FILE = "run.json"
+TRIALS_FILE = "trials.jsonl"
+CHECKPOINTS = "checkpoints"
+FORMAT = "automl-cnn-run/1"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class RunState:
+    folder: Path
+    data: str
+    config: dict[str, Any]
+    fingerprint: str
+    parent_run_id: str = ""
+    study_name: str = ""
+    tracking_uri: str = ""
+    experiment: str = ""
+    elapsed: float = 0.0  # seconds of the budget spent by earlier drivers
+    state: str = "running"  # running | finished
+    model_uri: str = ""
+    model_version: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    _clock: float = field(default_factory=time.monotonic, repr=False)
+
+    # -- the run file --------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "data": self.data,
+            "config": self.config,
+            "fingerprint": self.fingerprint,
+            "parent_run_id": self.parent_run_id,
+            "study_name": self.study_name,
+            "tracking_uri": self.tracking_uri,
+            "experiment": self.experiment,
+            "elapsed": self.spent(),
+            "state": self.state,
+            "model_uri": self.model_uri,
+            "model_version": self.model_version,
+            "extra": self.extra,
+        }
+
+    def spent(self) -> float:
+        """Budget seconds used so far, by this driver and the ones before it."""
+        return self.elapsed + (time.monotonic() - self._clock)
+
+    def save(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.folder / RUN_FILE, json.dumps(self.to_json(), indent=2, default=str).encode())
+
+    @classmethod
+    def load(cls, folder: Path) -> RunState:
+        path = folder / RUN_FILE
+        if not path.is_file():
+            raise UserInputError(f"{folder}: no {RUN_FILE} here; give the output folder of an automl-cnn search")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserInputError(f"{path}: unreadable ({exc.__class__.__name__}); the run folder is damaged") from None
+        if d.get("format") != FORMAT:
+            raise UserInputError(f"{path}: unknown run format {d.get('format')!r}")
+        return cls(
+            folder=folder,
+            data=d["data"],
+            config=d["config"],
+            fingerprint=d["fingerprint"],
+            parent_run_id=d.get("parent_run_id", ""),
+            study_name=d.get("study_name", ""),
+            tracking_uri=d.get("tracking_uri", ""),
+            experiment=d.get("experiment", ""),
+            elapsed=float(d.get("elapsed", 0.0)),
+            state=d.get("state", "running"),
+            model_uri=d.get("model_uri", ""),
+            model_version=d.get("model_version", ""),
+            extra=d.get("extra", {}),
+        )
+
+    # -- trials and checkpoints ----------------------------------------------------------------
+    def append_record(self, rec: TrialRecord) -> None:
+        with (self.folder / TRIALS_FILE).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record_to_json(rec), default=str) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.drop_checkpoint(rec.number)
+
+    def finished_records(self) -> list[TrialRecord]:
+        path = self.folder / TRIALS_FILE
+        if not path.is_file():
+            return []
+        out: dict[int, TrialRecord] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = record_from_json(json.loads(line))
+                out[rec.number] = rec
+        return [out[k] for k in sorted(out)]
+
+    def checkpoint_path(self, number: int) -> Path:
+        return self.folder / CHECKPOINTS / f"trial-{number}.pt"
+
+    def save_checkpoint(self, number: int, blob: bytes, history: list[EpochResult]) -> None:
+        path = self.checkpoint_path(number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, blob)
+        atomic_write(path.with_suffix(".json"), json.dumps([e.to_dict() for e in history]).encode())
+
+    def load_checkpoint(self, number: int) -> tuple[bytes, list[EpochResult]] | None:
+        path = self.checkpoint_path(number)
+        meta = path.with_suffix(".json")
+        if not path.is_file() or not meta.is_file():
+            return None
+        history = [EpochResult(**e) for e in json.loads(meta.read_text(encoding="utf-8"))]
+        return path.read_bytes(), history
+
+    def drop_checkpoint(self, number: int) -> None:
+        path = self.checkpoint_path(number)
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)

@@ -1,0 +1,182 @@
+"""``--warm-start FOLDER``: reuse an earlier search's results on the same data.
+
+The earlier study's finished trials are added to the new study (where the new space can
+express them, with the new space's distributions), so the sampler starts from what was learnt,
+and their results are known to the driver, so a candidate trained before is not trained again.
+Results on other data are refused: the earlier search's data fingerprint must match.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from automl_cnn.architecture import Candidate
+from automl_cnn.dedupe import Known, Outcome
+from automl_cnn.errors import UserInputError
+from automl_cnn.sampling import sample_candidate
+from automl_cnn.space import SearchSpace
+from automl_cnn.training import EpochResult
+
+log = logging.getLogger("automl_cnn")
+RUN_FILE = "run.json"
+STUDY_FILE = "study.journal"
+_STATES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
+
+
+class _Recorder:
+    """Replays fixed params through the sampling code, recording the distributions asked for."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+        self.distributions: dict[str, BaseDistribution] = {}
+
+    def _take(self, name: str, dist: BaseDistribution) -> Any:
+        self.distributions[name] = dist
+        if name not in self.params:
+            raise KeyError(name)
+        return self.params[name]
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self._take(name, optuna.distributions.CategoricalDistribution(list(choices)))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return int(self._take(name, optuna.distributions.IntDistribution(low, high, log=log, step=step)))
+
+    def suggest_float(self, name: str, low: float, high: float, step: float | None = None, log: bool = False) -> float:
+        return float(self._take(name, optuna.distributions.FloatDistribution(low, high, log=log, step=step)))
+
+
+def distributions_in(space: SearchSpace, params: dict[str, Any]) -> dict[str, BaseDistribution] | None:
+    """The new space's distributions for exactly these params, or None if it cannot express them."""
+    rec = _Recorder(params)
+    try:
+        sample_candidate(rec, space)  # type: ignore[arg-type]
+    except KeyError:
+        return None
+    if set(rec.distributions) != set(params):
+        return None
+    for name, dist in rec.distributions.items():
+        try:
+            if not dist._contains(dist.to_internal_repr(params[name])):
+                return None
+        except (ValueError, TypeError):
+            return None
+    return rec.distributions
+
+
+def load_study(folder: Path) -> optuna.Study:
+    from automl_cnn.study import journal_storage
+
+    path = folder / STUDY_FILE
+    if not path.is_file():
+        raise UserInputError(f"{folder}: no {STUDY_FILE} here; give the output folder of an earlier search")
+    storage = journal_storage(path)
+    names = optuna.get_all_study_names(storage)
+    if not names:
+        raise UserInputError(f"{path}: the journal holds no study; give the output folder of an earlier search")
+    return optuna.load_study(study_name=names[-1], storage=storage)
+
+
+def _values(t: FrozenTrial, objectives: tuple[str, ...]) -> tuple[float, ...] | None:
+    if t.state != TrialState.COMPLETE or not t.values:
+        return None
+    out = []
+    for name in objectives:
+        if name == "accuracy":
+            out.append(float(t.values[0]))
+        else:
+            attr = {"latency": "latency_ms"}.get(name, name)
+            if attr not in t.user_attrs:
+                return None
+            out.append(float(t.user_attrs[attr]))
+    return tuple(out)
+
+
+def _history(t: FrozenTrial) -> tuple[EpochResult, ...]:
+    """The validation accuracy per epoch (what the study recorded); the rest is unknown (NaN)."""
+    nan = float("nan")
+    steps = dict(t.intermediate_values)
+    if t.state == TrialState.COMPLETE and t.values and not steps:
+        steps = {1: float(t.values[0])}
+    return tuple(EpochResult(k, nan, nan, nan, float(v), 0.0, nan) for k, v in sorted(steps.items()))
+
+
+def check_compatible(folder: Path, fingerprint: str, split: str) -> Path:
+    """Refuse an earlier search on other data or another split (its scores would not compare)."""
+    folder = folder.expanduser().resolve()
+    run_file = folder / RUN_FILE
+    if not run_file.is_file() or not (folder / STUDY_FILE).is_file():
+        raise UserInputError(f"--warm-start {folder}: not the output folder of an earlier automl-cnn search")
+    earlier = json.loads(run_file.read_text(encoding="utf-8"))
+    their_split = earlier.get("extra", {}).get("split")
+    if earlier.get("fingerprint") != fingerprint or their_split != split:
+        raise UserInputError(
+            f"{folder} searched other data or another split (data {earlier.get('fingerprint')}, split "
+            f"{their_split}; here data {fingerprint}, split {split}); a warm start reuses results on the same "
+            "data and split only (same --seed and --split)"
+        )
+    return folder
+
+
+def warm_start_from(
+    folder: Path,
+    fingerprint: str,
+    space: SearchSpace,
+    study: optuna.Study,
+    objectives: tuple[str, ...],
+    known: Known,
+    split: str = "",
+) -> tuple[int, int]:
+    """Add the earlier search's trials to ``study`` and its results to ``known``.
+
+    Returns (trials added to the study, results known for repeats).
+    """
+    folder = check_compatible(folder, fingerprint, split)
+    old = load_study(folder)
+    added = reused = 0
+    for t in old.get_trials(deepcopy=False):
+        if t.state not in _STATES or "candidate" not in t.user_attrs:
+            continue
+        candidate = Candidate.from_json(t.user_attrs["candidate"])
+        values = _values(t, objectives)
+        known.results.setdefault(
+            candidate.key(),
+            Outcome(
+                number=t.number,
+                outcome=_STATES[t.state],
+                reason=str(t.user_attrs.get("reason", "")),
+                values=values,
+                intermediate=dict(t.intermediate_values),
+                constraints=dict(t.constraints),
+                history=_history(t),
+                latency_ms=t.user_attrs.get("latency_ms"),
+                source=str(folder),
+            ),
+        )
+        reused += 1
+        if t.state == TrialState.FAIL or (t.state == TrialState.COMPLETE and values is None):
+            continue
+        dists = distributions_in(space, dict(t.params))
+        if dists is None:
+            continue
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=t.state,
+                params=dict(t.params),
+                distributions=dists,
+                values=list(values) if values is not None else None,
+                intermediate_values=dict(t.intermediate_values) if len(objectives) == 1 else None,
+                user_attrs={**t.user_attrs, "warm_start_from": str(folder)},
+                system_attrs={k: v for k, v in t.system_attrs.items() if k.startswith("constraints")},
+            )
+        )
+        added += 1
+    log.info("warm start from %s: %d trials added to the study, %d results reusable", folder, added, reused)
+    return added, reused
