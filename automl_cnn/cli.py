@@ -169,12 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-name", help="registered model name (default automl-cnn-<data>)")
     s.add_argument("--out", type=Path, help="output folder (default runs/<data>-<time>)")
     s.add_argument("--ray-address", help="join an existing Ray cluster (e.g. auto or 10.0.0.5:6379)")
+    s.add_argument(
+        "--storage",
+        help="Optuna storage: a PostgreSQL/MySQL/SQLite URL or redis:// (default: a journal file in the run folder)",
+    )
     s.add_argument("--device", choices=("cpu", "cuda"), help="force the device inside workers")
     s.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live panel")
 
     r = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, interrupted)")
     r.add_argument("run_dir", type=Path, help="the search's output folder")
     r.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live panel")
+    r.add_argument("--storage", help="the study's storage URL, when it holds a password (not kept in the folder)")
 
     pr = sub.add_parser("predict", help="label image files with a trained model")
     pr.add_argument("model", help="a search's output folder, or an MLflow URI such as models:/NAME@champion")
@@ -224,6 +229,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         model_name=args.model_name,
         out=args.out,
         ray_address=args.ray_address,
+        storage=args.storage,
         device=args.device,
         progress=False if args.no_progress else None,
         warm_start=args.warm_start,
@@ -306,7 +312,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from automl_cnn.search import resume
 
-    result = resume(args.run_dir, progress=False if args.no_progress else None)
+    result = resume(args.run_dir, progress=False if args.no_progress else None, storage=args.storage)
     print()
     print(result.summary())
     return 0

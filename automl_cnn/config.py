@@ -65,6 +65,7 @@ class SearchConfig:
     model_name: str | None = None  # registered model name; default automl-cnn-<data>
     out: Path | None = None  # default: runs/<data>-<timestamp>
     ray_address: str | None = None
+    storage: str | None = None  # Optuna storage URL; default a journal file in the run folder
     device: str | None = None  # force "cpu" or "cuda" inside workers
     progress: bool | None = None  # live display; default: when stdout is a terminal
     enqueue: tuple[dict[str, Any], ...] = ()  # Optuna params of trials to run first
@@ -166,6 +167,9 @@ class SearchConfig:
     def to_params(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("progress", "enqueue")}
         out["warm_start"] = ",".join(self.warm_start) or "none"
+        from automl_cnn.study import mask_password
+
+        out["storage"] = mask_password(self.storage)
         out["objectives"] = ",".join(self.objectives)
         out["split"] = "/".join(f"{f:g}" for f in self.split)
         if self.image_size:

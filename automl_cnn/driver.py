@@ -121,8 +121,12 @@ class SearchDriver:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
+        saved = time.monotonic()
         try:
             while True:
+                if self.state is not None and time.monotonic() - saved > 5:
+                    self.state.save()  # the time spent, for a resume after a crash
+                    saved = time.monotonic()
                 self._launch()
                 if not self._running:
                     break
@@ -152,6 +156,13 @@ class SearchDriver:
         """Continue a trial an earlier driver left running: from its checkpoint, if it has one."""
         assert rec.candidate is not None
         self.records.append(rec)
+        earlier = self.known.lookup(rec.candidate.key())
+        if isinstance(earlier, Outcome):
+            self._finish_repeat(rec, trial, earlier)
+            return
+        if isinstance(earlier, str):
+            self.known.wait_for(earlier, (rec, trial))
+            return
         self.known.start(rec.candidate.key(), rec.job)
         saved = self.state.load_checkpoint(rec.number) if self.state else None
         blob = None

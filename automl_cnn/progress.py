@@ -90,7 +90,7 @@ class Progress:
         return None if self.budget is None else max(0.0, self.budget - self.elapsed)
 
     def _render(self) -> Table:
-        table = Table(title=f"automl-cnn: {self.phase}", show_header=False, expand=False)
+        table = Table(title=f"automl-cnn: {self.phase}", show_header=False, expand=False, min_width=64)
         table.add_column(style="bold")
         table.add_column()
         finished = sum(self.counts.values())

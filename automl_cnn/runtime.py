@@ -35,11 +35,16 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
             ray.init(address=address, **kwargs)  # type: ignore[arg-type]
         else:
             ray.init(num_cpus=cpu_count(), **kwargs)  # type: ignore[arg-type]
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
-        fix = "start it with 'ray start --head' or fix --ray-address" if address else "check 'ray status'"
-        raise UserInputError(f"cannot connect to {where} ({first[:200]}); {fix}") from None
+        if "auth" in str(exc).lower():
+            fix = "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token"
+        elif address:
+            fix = "start it with 'ray start --head' or fix --ray-address"
+        else:
+            fix = "check 'ray status'"
+        raise UserInputError(f"cannot connect to {where} ({first[:160]}); {fix}") from None
     finally:
         ray_logger.setLevel(level)
     try:

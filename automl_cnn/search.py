@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from automl_cnn.analysis import check_input_fits
-from automl_cnn.architecture import Candidate
 from automl_cnn.config import SearchConfig, parse_duration
 from automl_cnn.data import DataBundle, ImageSet, prepare_data
 from automl_cnn.dedupe import Known
@@ -29,11 +27,12 @@ from automl_cnn.final import final_fit, final_seconds_estimate, pick_winner, run
 from automl_cnn.presets import GROUPS, PRESETS, warm_start_params
 from automl_cnn.progress import Progress
 from automl_cnn.records import TrialRecord
+from automl_cnn.recovery import recover
 from automl_cnn.result import SearchResult
 from automl_cnn.runstate import RunState
 from automl_cnn.runtime import ray_runtime
 from automl_cnn.space import SearchSpace, load_space
-from automl_cnn.study import create_study, journal_storage, make_pruner, make_sampler
+from automl_cnn.study import create_study, make_pruner, make_sampler, make_storage, mask_password
 from automl_cnn.tracking import MlflowTracker
 from automl_cnn.warmstart import check_compatible, warm_start_from
 
@@ -68,7 +67,7 @@ def _config_from_json(d: dict[str, Any]) -> SearchConfig:
     return SearchConfig(**kw)
 
 
-def resume(folder: str | Path, progress: bool | None = None) -> SearchResult:
+def resume(folder: str | Path, progress: bool | None = None, storage: str | None = None) -> SearchResult:
     """Continue a search whose driver stopped (killed, crashed, interrupted) in ``folder``.
 
     Finished trials are not rerun, interrupted ones continue from their last checkpoint, the
@@ -80,7 +79,10 @@ def resume(folder: str | Path, progress: bool | None = None) -> SearchResult:
         raise UserInputError(
             f"{folder}: this search already finished; its model is {state.model_uri or folder} (nothing to resume)"
         )
-    cfg = _config_from_json({**state.config, "out": str(folder), "progress": progress})
+    saved = state.config.get("storage")
+    if saved and "***" in saved and not storage:
+        raise UserInputError(f"{folder}: the study is in {saved}; pass --storage with the full URL to resume")
+    cfg = _config_from_json({**state.config, "out": str(folder), "progress": progress, "storage": storage or saved})
     space = load_space(folder / "space.yaml")
     return run_search(state.data, space, cfg, resume_state=state)
 
@@ -147,7 +149,7 @@ class _Run:
         self.state = resume_state or RunState(
             folder=out,
             data=data_spec,
-            config={k: v for k, v in asdict(cfg).items() if k != "progress"},
+            config={**{k: v for k, v in asdict(cfg).items() if k != "progress"}, "storage": mask_password(cfg.storage)},
             fingerprint=bundle.fingerprint(),
             tracking_uri=tracker.uri,
             experiment=cfg.experiment,
@@ -196,7 +198,7 @@ class _Run:
         name = self.state.study_name or f"automl-cnn-{parent}"
         self.state.study_name = name
         return create_study(
-            journal_storage(self.out / STUDY_FILE),
+            make_storage(cfg.storage, self.out / STUDY_FILE),
             name,
             make_sampler(cfg.sampler, cfg.seed),
             make_pruner(cfg.pruner, self.space.max_epochs()),
@@ -225,29 +227,6 @@ class _Run:
                     f"warm start from {name}: {added} trials told to the sampler, {reused} results reusable"
                 )
 
-    def _resumable(self, study: optuna.Study) -> tuple[list[TrialRecord], list[tuple[TrialRecord, optuna.Trial]]]:
-        """Finished records of earlier drivers, and the trials they left RUNNING."""
-        done = self.state.finished_records()
-        finished = {r.number for r in done}
-        left: list[tuple[TrialRecord, optuna.Trial]] = []
-        for t in study.get_trials(deepcopy=False):
-            if t.number in finished or "candidate" not in t.user_attrs:
-                continue
-            if t.state == TrialState.RUNNING:
-                rec = TrialRecord(
-                    number=t.number,
-                    seed=int(t.user_attrs["seed"]),
-                    run_id=str(t.user_attrs["mlflow_run_id"]),
-                    candidate=Candidate.from_json(t.user_attrs["candidate"]),
-                    preset=t.user_attrs.get("preset"),
-                )
-                from automl_cnn.analysis import profile
-
-                rec.profile = profile(rec.candidate.architecture, self.bundle.input_shape, self.bundle.num_classes)  # type: ignore[union-attr]
-                rec.latency_ms = t.user_attrs.get("latency_ms")
-                left.append((rec, optuna.trial.Trial(study, t._trial_id)))
-        return done, left
-
     # -- the run -------------------------------------------------------------------------------
     def execute(self) -> SearchResult:
         cfg, bundle = self.cfg, self.bundle
@@ -266,7 +245,7 @@ class _Run:
                 known = Known()
                 if not self.resumed:
                     self._warm_start(study, known, progress)
-                records, resumable = self._resumable(study) if self.resumed else ([], [])
+                records, resumable = recover(study, self.state, bundle, self.tracker) if self.resumed else ([], [])
                 self._announce(progress, parent, records, resumable)
                 driver = SearchDriver(
                     space=self.space,

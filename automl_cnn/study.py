@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
@@ -44,6 +45,28 @@ def make_pruner(name: str, max_epochs: int) -> BasePruner:
     if name == "none":
         return optuna.pruners.NopPruner()
     raise ValueError(f"unknown pruner {name!r}")
+
+
+def make_storage(url: str | None, default_journal: Path) -> Any:
+    """The study's storage: a journal file beside the run by default; an SQL database URL
+    (``postgresql://...``, for a study shared across machines), a ``redis://`` journal, or a
+    journal file path."""
+    if not url:
+        return journal_storage(default_journal)
+    if url.startswith(("postgresql", "mysql", "sqlite:")):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+    if url.startswith(("redis://", "rediss://")):
+        from optuna.storages.journal import JournalRedisBackend
+
+        return JournalStorage(JournalRedisBackend(url))
+    return journal_storage(Path(url).expanduser())
+
+
+def mask_password(url: str | None) -> str | None:
+    """The URL with its password replaced by ``***`` (for files and logs)."""
+    import re
+
+    return None if url is None else re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
 
 
 def journal_storage(path: Path) -> JournalStorage:

@@ -63,3 +63,26 @@ def test_seed_reproduces_proposals_and_training(ray_session: None, tmp_path: Pat
         progress=False,
     )
     assert [r.candidate for r in c.trials] != [r.candidate for r in a.trials]
+
+
+def test_study_in_a_database_storage(ray_session: None, tmp_path: Path, store: str) -> None:
+    """--storage takes an SQL URL (PostgreSQL on a cluster; SQLite here) instead of the journal."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = search(
+        "digits",
+        SPACES / "tiny.yaml",
+        trials=3,
+        workers=2,
+        storage=url,
+        out=tmp_path / "out",
+        tracking_uri=store,
+        progress=False,
+        warm_start="none",
+    )
+    assert not (tmp_path / "out" / "study.journal").exists()
+    (name,) = optuna.get_all_study_names(url)
+    study = optuna.load_study(study_name=name, storage=url)
+    assert len(study.trials) == 3
+    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.run_id for r in result.trials}

@@ -1,0 +1,11 @@
+# One image for every service of docker-compose.yml: the Ray head and workers, the MLflow
+# server and the search driver all run the same automl-cnn, Ray and MLflow versions (MLflow's
+# database schema must match between driver and server).
+FROM python:3.11.7-slim-bookworm
+WORKDIR /app
+RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml README.md ./
+COPY automl_cnn ./automl_cnn
+COPY search_spaces ./search_spaces
+RUN pip install --no-cache-dir ".[cluster]"
+ENV MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false
