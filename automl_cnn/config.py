@@ -151,7 +151,12 @@ class SearchConfig:
             return Path(self.out).expanduser().resolve()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", data_name).strip("-") or "data"
-        return (Path.cwd() / "runs" / f"{safe}-{stamp}").resolve()
+        base = (Path.cwd() / "runs" / f"{safe}-{stamp}").resolve()
+        out, n = base, 1
+        while out.exists():  # two searches started in the same second
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
+        return out
 
     def registered_name(self, data_name: str) -> str:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", data_name).strip("-") or "data"

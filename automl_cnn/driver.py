@@ -19,7 +19,8 @@ a repeat of an earlier candidate   (the same)    the same as the earlier one, no
 so the sampler never mistakes a partial score for a final one, and it learns which regions are
 infeasible (Optuna's samplers rank trials with a positive constraint below feasible ones).
 With several objectives Optuna cannot prune (it refuses intermediate reports), so trials run to
-the end unless the time budget stops them.
+the end unless the time budget stops them. Warm-start presets are not pruned either: they are
+known-good designs whose full results calibrate the search (the time limit still applies).
 """
 
 from __future__ import annotations
@@ -137,9 +138,21 @@ class SearchDriver:
                     self._on_result(result)
                 self.progress.refresh()
         except BaseException:
-            self.stop_all("search interrupted", outcome="failed")
+            self.interrupt()
             raise
         return self.records
+
+    def interrupt(self) -> None:
+        """The search stops without deciding the running trials: their MLflow runs are closed as
+        KILLED, while the study keeps them RUNNING with their checkpoints, so that
+        ``automl-cnn resume`` continues them."""
+        for rec, _trial in list(self._running.values()):
+            self.executor.release(rec.job)
+            self.tracker.set_tags(
+                rec.run_id, {"automl_cnn.outcome": "interrupted", "automl_cnn.reason": "search interrupted"}
+            )
+            self.tracker.end_run(rec.run_id, "KILLED")
+        self._running.clear()
 
     def _may_launch(self) -> bool:
         if self._exhausted or (self.max_trials is not None and self._asked >= self.max_trials):
@@ -169,6 +182,7 @@ class SearchDriver:
         if saved is not None:
             blob, rec.history = saved[0], list(saved[1])
         self._running[rec.job] = (rec, trial)
+        self.tracker.client.update_run(rec.run_id, status="RUNNING")
         self.executor.submit(rec.job, rec.candidate.to_dict(), rec.seed, self.data_ref, blob, want_checkpoint=True)
         where = f"from epoch {len(rec.history)}" if blob else "from the start (no checkpoint)"
         self.progress.message(f"{rec.job}: resumed {where}")
@@ -227,18 +241,9 @@ class SearchDriver:
             rec.profile = profile(rec.candidate.architecture, self.bundle.input_shape, self.bundle.num_classes)
         except InfeasibleArchitecture as exc:
             return _Ending("failed", f"not trained: {exc}", TrialState.FAIL)
-        rec.latency_ms = measure_latency_ms(
-            build_model(rec.candidate.architecture, self.bundle.input_shape, self.bundle.num_classes),
-            self.bundle.input_shape,
-        )
-        self.tracker.log_metrics(
-            rec.run_id, {"params": rec.profile.params, "flops": rec.profile.flops, "latency_ms": rec.latency_ms}
-        )
-        broken = self.limits.check(rec.profile, rec.latency_ms)
-        if broken:
-            reason = "not trained: " + "; ".join(r for r, _ in broken.values())
-            return _Ending("failed", reason, TrialState.PRUNED, {k: v for k, (_, v) in broken.items()})
-        if self.max_trial_seconds is not None:
+        self.tracker.log_metrics(rec.run_id, {"params": rec.profile.params, "flops": rec.profile.flops})
+        broken = self.limits.check(rec.profile)
+        if not broken and self.max_trial_seconds is not None:
             floor = self.cost.lower_bound_seconds(rec.profile.flops, rec.epochs)
             if floor is not None and floor > 1.5 * self.max_trial_seconds:
                 return _Ending(
@@ -248,6 +253,14 @@ class SearchDriver:
                     TrialState.PRUNED,
                     {"trial_seconds": floor / self.max_trial_seconds - 1},
                 )
+        if not broken:  # worth timing: it may be trained
+            model = build_model(rec.candidate.architecture, self.bundle.input_shape, self.bundle.num_classes)
+            rec.latency_ms = measure_latency_ms(model, self.bundle.input_shape)
+            self.tracker.log_metrics(rec.run_id, {"latency_ms": rec.latency_ms})
+            broken = self.limits.check(rec.profile, rec.latency_ms)
+        if broken:
+            reason = "not trained: " + "; ".join(r for r, _ in broken.values())
+            return _Ending("failed", reason, TrialState.PRUNED, {k: v for k, (_, v) in broken.items()})
         return None
 
     # -- results -------------------------------------------------------------------------------
@@ -287,7 +300,7 @@ class SearchDriver:
             excess = {"trial_seconds": projected / self.max_trial_seconds - 1}
             rec.too_slow = True
             self._finish(rec, trial, _Ending("pruned", reason, constraints=excess))
-        elif not self.multi_objective and trial.should_prune():
+        elif not self.multi_objective and rec.preset is None and trial.should_prune():
             reason = f"stopped early at epoch {epoch.epoch}/{rec.epochs} by the {self.pruner_name} pruner"
             self._finish(rec, trial, _Ending("pruned", reason))
         else:

@@ -93,57 +93,87 @@ def final_fit(
     parent_run: str,
 ) -> list[FinalFit]:
     """Train each (trial's candidate, seed) on train + validation, in parallel where slots allow;
-    results in the order of ``jobs``."""
-    todo = [(f"final-{k}", rec, seed) for k, (rec, seed) in enumerate(jobs)]
-    names = [name for name, _, _ in todo]
-    info: dict[str, tuple[TrialRecord, int]] = {name: (rec, seed) for name, rec, seed in todo}
-    histories: dict[str, list[EpochResult]] = {name: [] for name in names}
-    runs: dict[str, str] = {}
-    done: dict[str, FinalFit] = {}
-    pending_weights: set[str] = set()
-    while todo or executor.jobs:
-        while todo and executor.free > 0:
-            job, rec, seed = todo.pop(0)
-            cand: Candidate = rec.candidate  # type: ignore[assignment]
-            runs[job] = tracker.start_run(
-                f"{job} (trial {rec.number})",
-                {**cand.flat_params(), "seed": seed, "trial": rec.number},
-                {"automl_cnn.final_fit": "true", "automl_cnn.trial_of_final": str(rec.number)},
-                parent=parent_run,
-            )
-            executor.submit(job, cand.to_dict(), seed, data_ref)
-            progress.trial_running(job, f"final fit of trial {rec.number}: starting")
-        for result in executor.wait(timeout=0.5):
-            job = result["job"]
-            rec, seed = info[job]
-            if "error" in result:
-                tracker.set_tags(runs[job], {"automl_cnn.outcome": "failed", "automl_cnn.reason": result["error"]})
-                tracker.end_run(runs[job], "FAILED")
-                for other in executor.jobs:
-                    executor.release(other)
-                raise AutoMLError(f"the final fit of trial {rec.number} (seed {seed}) failed: {result['error']}")
-            if job in pending_weights:
-                pending_weights.discard(job)
-                done[job] = FinalFit(rec.number, seed, result["weights"], histories[job])
-                executor.release(job)
-                tracker.end_run(runs[job], "FINISHED")
-                progress.running.pop(job, None)
-                continue
-            epoch = EpochResult(**result["epoch"])
-            histories[job].append(epoch)
-            tracker.log_metrics(
-                runs[job],
-                {k: v for k, v in epoch.to_dict().items() if k != "epoch" and not _nan(v)},
-                step=epoch.epoch,
-            )
-            progress.trial_running(job, f"final fit of trial {rec.number}: epoch {epoch.epoch}/{rec.epochs}")
-            if result.get("done"):
-                pending_weights.add(job)
-                executor.request_weights(job)
-            else:
-                executor.advance(job)
-        progress.refresh()
-    return [done[name] for name in names]
+    results in the order of ``jobs``. On any failure or interruption no MLflow run stays RUNNING."""
+    fits = _FinalFits(executor, jobs, data_ref, progress, tracker, parent_run)
+    try:
+        return fits.run()
+    except BaseException:
+        fits.close_runs("KILLED")
+        raise
+
+
+class _FinalFits:
+    def __init__(
+        self,
+        executor: RayExecutor,
+        jobs: list[tuple[TrialRecord, int]],
+        data_ref: Any,
+        progress: Progress,
+        tracker: MlflowTracker,
+        parent_run: str,
+    ) -> None:
+        self.executor, self.data_ref, self.progress = executor, data_ref, progress
+        self.tracker, self.parent_run = tracker, parent_run
+        self.todo = [(f"final-{k}", rec, seed) for k, (rec, seed) in enumerate(jobs)]
+        self.names = [name for name, _, _ in self.todo]
+        self.info = {name: (rec, seed) for name, rec, seed in self.todo}
+        self.histories: dict[str, list[EpochResult]] = {name: [] for name in self.names}
+        self.runs: dict[str, str] = {}  # job -> MLflow run still open
+        self.done: dict[str, FinalFit] = {}
+        self.pending_weights: set[str] = set()
+
+    def close_runs(self, status: str) -> None:
+        for run_id in self.runs.values():
+            self.tracker.end_run(run_id, status)
+        self.runs.clear()
+
+    def _start(self, job: str, rec: TrialRecord, seed: int) -> None:
+        cand: Candidate = rec.candidate  # type: ignore[assignment]
+        self.runs[job] = self.tracker.start_run(
+            f"{job} (trial {rec.number})",
+            {**cand.flat_params(), "seed": seed, "trial": rec.number},
+            {"automl_cnn.final_fit": "true", "automl_cnn.trial_of_final": str(rec.number)},
+            parent=self.parent_run,
+        )
+        self.executor.submit(job, cand.to_dict(), seed, self.data_ref)
+        self.progress.trial_running(job, f"final fit of trial {rec.number}: starting")
+
+    def run(self) -> list[FinalFit]:
+        while self.todo or self.executor.jobs:
+            while self.todo and self.executor.free > 0:
+                self._start(*self.todo.pop(0))
+            for result in self.executor.wait(timeout=0.5):
+                self._on_result(result)
+            self.progress.refresh()
+        return [self.done[name] for name in self.names]
+
+    def _on_result(self, result: dict[str, Any]) -> None:
+        job = result["job"]
+        rec, seed = self.info[job]
+        if "error" in result:
+            run_id = self.runs.pop(job)
+            self.tracker.set_tags(run_id, {"automl_cnn.outcome": "failed", "automl_cnn.reason": result["error"]})
+            self.tracker.end_run(run_id, "FAILED")
+            for other in self.executor.jobs:
+                self.executor.release(other)
+            raise AutoMLError(f"the final fit of trial {rec.number} (seed {seed}) failed: {result['error']}")
+        if job in self.pending_weights:
+            self.pending_weights.discard(job)
+            self.done[job] = FinalFit(rec.number, seed, result["weights"], self.histories[job])
+            self.executor.release(job)
+            self.tracker.end_run(self.runs.pop(job), "FINISHED")
+            self.progress.running.pop(job, None)
+            return
+        epoch = EpochResult(**result["epoch"])
+        self.histories[job].append(epoch)
+        metrics = {k: v for k, v in epoch.to_dict().items() if k != "epoch" and not _nan(v)}
+        self.tracker.log_metrics(self.runs[job], metrics, step=epoch.epoch)
+        self.progress.trial_running(job, f"final fit of trial {rec.number}: epoch {epoch.epoch}/{rec.epochs}")
+        if result.get("done"):
+            self.pending_weights.add(job)
+            self.executor.request_weights(job)
+        else:
+            self.executor.advance(job)
 
 
 def _nan(v: float) -> bool:

@@ -75,7 +75,8 @@ PRESETS: dict[str, Candidate] = {
         _RECIPE,
     ),
 }
-GROUPS = {"classics": ("keras_mnist", "vgg_small", "lenet5", "resnet_small")}
+# cheapest first: the first result arrives soon and sets the bar for early stopping
+GROUPS = {"classics": ("lenet5", "vgg_small", "keras_mnist", "resnet_small")}
 
 
 def optuna_params(candidate: Candidate) -> dict[str, Any]:

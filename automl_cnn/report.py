@@ -61,25 +61,18 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def architecture_markdown(network: nn.Sequential, input_shape: tuple[int, int, int]) -> str:
-    rows = layer_table(network, input_shape)
-    return markdown_table(
-        ["layer", "type", "output shape", "parameters"],
-        [[r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}"] for r in rows],
-    )
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 1 else f"{v:,.3f}".rstrip("0").rstrip(".")
+    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def search_report(summary: dict[str, Any], network: nn.Sequential, input_shape: tuple[int, int, int]) -> str:
-    """The Markdown report written beside the model."""
+def tables(summary: dict[str, Any], network: nn.Sequential, input_shape: tuple[int, int, int]) -> list[Table]:
+    """The report's tables, shared by the Markdown and the HTML report."""
     m = summary
-    lines = [
-        f"# automl-cnn: {m['data']}",
-        "",
-        f"Best architecture: `{m['architecture']}`",
-        "",
-        "## Metrics",
-        "",
-        markdown_table(
+    out = [
+        Table(
+            "Metrics",
             ["metric", "value"],
             [
                 ["validation accuracy (search)", f"{m['val_accuracy']:.4f}"],
@@ -89,24 +82,41 @@ def search_report(summary: dict[str, Any], network: nn.Sequential, input_shape: 
                 ["latency per image (1 CPU thread)", f"{m.get('latency_ms') or 0:.2f} ms"],
                 ["trials", ", ".join(f"{k}: {v}" for k, v in m["counts"].items())],
                 ["wall time", f"{m['wall_seconds']:.0f} s"],
+                ["registered model", f"{m['model_uri']} (version {m['model_version']})"],
+                ["MLflow", f"{m['tracking_uri']}, experiment {m['experiment']}, run {m['parent_run_id']}"],
+                ["data", f"{m['data']} (fingerprint {m['fingerprint']}, split seed {m['split_seed']})"],
             ],
         ),
-        "",
-        "## Training settings",
-        "",
-        markdown_table(["setting", "value"], [[k, v] for k, v in m["training"].items()]),
-        "",
-        "## Architecture",
-        "",
-        architecture_markdown(network, input_shape),
-        "",
-        "## Where things are",
-        "",
-        f"- MLflow: `{m['tracking_uri']}`, experiment `{m['experiment']}`, run `{m['parent_run_id']}`",
-        f"- Registered model: `{m['model_uri']}` (version {m['model_version']})",
-        f"- Data: {m['data']} (fingerprint `{m['fingerprint']}`, split seed {m['split_seed']})",
-        "",
+        Table("Training settings", ["setting", "value"], [[k, v] for k, v in m["training"].items()]),
     ]
+    if m.get("pareto"):
+        names = list(m["pareto"][0])
+        rows = [[_fmt(row[n]) for n in names] for row in m["pareto"]]
+        out.append(Table(f"Pareto front (delivered: {m['pick_rule']})", names, rows))
+    if len(m.get("final_table", [])) > 1:
+        rows = [
+            [r["trial"], f"{r['val_accuracy']:.4f}", r["test_accuracy"], r["architecture"]] for r in m["final_table"]
+        ]
+        out.append(Table("Final evaluation (retrained on train+val)", ["trial", "val", "test", "architecture"], rows))
+    layers = [
+        [r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}"] for r in layer_table(network, input_shape)
+    ]
+    out.append(Table("Architecture", ["layer", "type", "output shape", "parameters"], layers))
+    return out
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[Any]]
+
+
+def search_report(summary: dict[str, Any], network: nn.Sequential, input_shape: tuple[int, int, int]) -> str:
+    """The Markdown report written beside the model."""
+    lines = [f"# automl-cnn: {summary['data']}", "", f"Best architecture: `{summary['architecture']}`", ""]
+    for t in tables(summary, network, input_shape):
+        lines += [f"## {t.title}", "", markdown_table(t.header, t.rows), ""]
     return "\n".join(lines)
 
 
@@ -133,22 +143,8 @@ def html_report(
     plots: dict[str, Path],
     out: Path,
 ) -> str:
-    """One self-contained page (beside the PNGs it links) with the tables and pictures."""
+    """One page (beside the PNGs it links) with the tables and pictures."""
     m = summary
-    metrics = [
-        ["validation accuracy (search)", f"{m['val_accuracy']:.4f}"],
-        ["test accuracy (held out)", m["test_accuracy_text"]],
-        ["parameters", f"{m['params']:,}"],
-        ["FLOPs per image", f"{m['flops']:,}"],
-        ["latency per image (1 CPU thread)", f"{m['latency_ms'] or 0:.2f} ms"],
-        ["trials", ", ".join(f"{k}: {v}" for k, v in m["counts"].items())],
-        ["wall time", f"{m['wall_seconds']:.0f} s"],
-        ["registered model", f"{m['model_uri']} (version {m['model_version']})"],
-        ["MLflow", f"{m['tracking_uri']} run {m['parent_run_id']}"],
-    ]
-    layers = [
-        [r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}"] for r in layer_table(network, input_shape)
-    ]
     trials = [
         [
             r.number,
@@ -166,6 +162,9 @@ def html_report(
         f"<figcaption>{_h(name.replace('_', ' '))}</figcaption></figure>"
         for name, p in plots.items()
     )
+    sections = "".join(
+        f"<h2>{_h(t.title)}</h2>{_html_table(t.header, t.rows)}" for t in tables(m, network, input_shape)
+    )
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;font-size:90%}"
@@ -176,11 +175,8 @@ def html_report(
 <body>
 <h1>automl-cnn: {_h(m["data"])}</h1>
 <p>Best architecture (trial {_h(m["best_trial"])}): <code>{_h(m["architecture"])}</code></p>
-<h2>Metrics</h2>{_html_table(["metric", "value"], metrics)}
-<h2>Training settings</h2>{_html_table(["setting", "value"], [[k, v] for k, v in m["training"].items()])}
 <h2>Pictures</h2>{figures}
-<h2>Architecture</h2>{_html_table(["layer", "type", "output shape", "parameters"], layers)}
+{sections}
 <h2>Trials</h2>{_html_table(TRIAL_COLUMNS, trials)}
-<p>Data: {_h(m["data"])}, fingerprint <code>{_h(m["fingerprint"])}</code>, split seed {_h(m["split_seed"])}.</p>
 </body></html>
 """

@@ -23,6 +23,17 @@ RUN_FILE = "run.json"
 TRIALS_FILE = "trials.jsonl"
 CHECKPOINTS = "checkpoints"
 FORMAT = "automl-cnn-run/1"
+LOCK_FILE = "driver.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -103,6 +114,25 @@ class RunState:
             model_version=d.get("model_version", ""),
             extra=d.get("extra", {}),
         )
+
+    # -- one driver at a time --------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Claim the folder for this process; refuse if a live driver holds it."""
+        lock = self.folder / LOCK_FILE
+        if lock.is_file():
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except ValueError:
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise UserInputError(
+                    f"{self.folder}: a search is still running here (pid {pid}); wait for it or stop it"
+                )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock.write_text(str(os.getpid()))
+
+    def release(self) -> None:
+        (self.folder / LOCK_FILE).unlink(missing_ok=True)
 
     # -- trials and checkpoints ----------------------------------------------------------------
     def append_record(self, rec: TrialRecord) -> None:

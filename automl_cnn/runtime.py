@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 
 import ray
@@ -30,6 +32,8 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
     ray_logger = logging.getLogger("ray")
     level = ray_logger.level
     ray_logger.setLevel(logging.ERROR)  # start-up notes (token set-up, dashboard) are not ours to show
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
         if address:
             ray.init(address=address, **kwargs)  # type: ignore[arg-type]
@@ -47,6 +51,8 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         raise UserInputError(f"cannot connect to {where} ({first[:160]}); {fix}") from None
     finally:
         ray_logger.setLevel(level)
+    if callable(sigterm):  # ray.init replaces a SIGTERM handler the caller set (the CLI's): put it back
+        signal.signal(signal.SIGTERM, sigterm)
     try:
         yield dict(ray.cluster_resources())
     finally:

@@ -230,6 +230,7 @@ class _Run:
     # -- the run -------------------------------------------------------------------------------
     def execute(self) -> SearchResult:
         cfg, bundle = self.cfg, self.bundle
+        self.state.acquire()
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "space.yaml").write_text(self.space.to_yaml(), encoding="utf-8")
         parent = self._start_mlflow()
@@ -301,6 +302,7 @@ class _Run:
             if status == "FINISHED":
                 self.state.state = "finished"
             self.state.save()
+            self.state.release()
 
     def _final_seed(self, k: int) -> int:
         return self.cfg.seed + 10_000 + k

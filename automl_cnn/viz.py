@@ -161,8 +161,11 @@ def architecture_diagram(network: nn.Sequential, input_shape: tuple[int, int, in
 
 
 @torch.inference_mode()
-def measure_latency_ms(network: nn.Module, input_shape: tuple[int, int, int], repeats: int = 20) -> float:
-    """Median CPU time of one forward pass of one image, in milliseconds (one thread)."""
+def measure_latency_ms(
+    network: nn.Module, input_shape: tuple[int, int, int], repeats: int = 15, max_seconds: float = 0.3
+) -> float:
+    """Median CPU time of one forward pass of one image, in milliseconds (one thread); at most
+    ``repeats`` passes, fewer when they add up to ``max_seconds``."""
     import time
 
     threads = torch.get_num_threads()
@@ -170,10 +173,9 @@ def measure_latency_ms(network: nn.Module, input_shape: tuple[int, int, int], re
     try:
         network = network.eval()
         x = torch.rand(1, *input_shape)
-        for _ in range(3):
-            network(x)
-        times = []
-        for _ in range(repeats):
+        network(x)  # warm-up
+        times: list[float] = []
+        while len(times) < repeats and sum(times) < max_seconds:
             start = time.perf_counter()
             network(x)
             times.append(time.perf_counter() - start)

@@ -126,10 +126,59 @@ def run(folder: Path, packs: list[int]) -> None:
         print(f"| {n} | {wall:.1f} | {tph:.0f} | {tph / base:.2f}x | {per:.1f} | {failed} | {mem:.0f} |")
 
 
+def run_ray(folder: Path, packs: list[int]) -> None:
+    """The same candidates through automl-cnn's Ray executor: N actors with num_gpus=1/N."""
+    import ray
+    import torch
+
+    from automl_cnn.data import load_images, split_data
+    from automl_cnn.executor import RayExecutor
+
+    cands = json.loads((folder / "candidates.json").read_text())
+    data = split_data(load_images(str(folder / "mnist5k.npz")), seed=0).search_data()
+    ray.init(num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=False)
+    ref = RayExecutor.put(data)
+    print(f"Ray {ray.__version__}: {ray.cluster_resources().get('GPU', 0):g} GPU(s)\n")
+    rows = []
+    for n in packs:
+        ex = RayExecutor(n_workers=n, cpus_per_trial=2, gpus_per_trial=1.0 / n)
+        todo = list(enumerate(cands))
+        seconds: dict[str, float] = {}
+        failed = 0
+        devices: set[str] = set()
+        start = time.perf_counter()
+        began: dict[str, float] = {}
+        while todo or ex.jobs:
+            while todo and ex.free:
+                i, cand = todo.pop(0)
+                began[f"t{i}"] = time.perf_counter()
+                ex.submit(f"t{i}", cand, i, ref)
+            for res in ex.wait(timeout=1.0):
+                job = res["job"]
+                devices.add(str(ex.where(job).get("device")))
+                if "error" in res or res.get("done"):
+                    failed += "error" in res
+                    seconds[job] = time.perf_counter() - began[job]
+                    ex.release(job)
+                else:
+                    ex.advance(job)
+        wall = time.perf_counter() - start
+        ex.shutdown()
+        rows.append((n, wall, len(cands) / wall * 3600, statistics.mean(seconds.values()), failed, devices))
+        print(f"Ray, {n} actor(s) with num_gpus={1 / n:g}: {wall:.1f} s for {len(cands)} trials", flush=True)
+    base = rows[0][2]
+    print("\n| trials per GPU (num_gpus) | wall seconds | trials per hour | vs 1 per GPU | mean s per trial | failed |")
+    print("|---|---|---|---|---|---|")
+    for n, wall, tph, per, failed, _dev in rows:
+        print(f"| {n} ({1 / n:g}) | {wall:.1f} | {tph:.0f} | {tph / base:.2f}x | {per:.1f} | {failed} |")
+    ray.shutdown()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prepare", type=Path)
     p.add_argument("--run", type=Path)
+    p.add_argument("--ray", type=Path, help="run the packs through automl-cnn's Ray executor")
     p.add_argument("--trials", type=int, default=24)
     p.add_argument("--max-epochs", type=int, default=10)
     p.add_argument("--packs", default="1,2,4")
@@ -140,6 +189,8 @@ def main() -> None:
         prepare(args.prepare, args.trials, args.max_epochs, args.seed)
     if args.run:
         run(args.run, [int(x) for x in args.packs.split(",")])
+    if args.ray:
+        run_ray(args.ray, [int(x) for x in args.packs.split(",")])
 
 
 if __name__ == "__main__":

@@ -208,3 +208,51 @@ def test_driver_killed_then_resumed_finishes_the_same_search(tmp_path: Path, ray
         [sys.executable, "-m", "automl_cnn", "resume", str(run)], cwd=tmp_path, capture_output=True, text=True
     )
     assert again.returncode == 2 and "already finished" in again.stderr
+
+
+def test_interrupted_search_closes_its_runs_and_resumes(tmp_path: Path, ray_tmp: str) -> None:
+    """`kill PID` (SIGTERM) or Ctrl-C: exit 130, no MLflow run left RUNNING, and `resume`
+    continues the interrupted trials instead of discarding them."""
+    run = tmp_path / "run"
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [
+        "search",
+        "--data",
+        "digits",
+        "--space",
+        str(SLOW),
+        "--trials",
+        "3",
+        "--workers",
+        "2",
+        "--pruner",
+        "none",
+        "--warm-start",
+        "none",
+        "--out",
+        str(run),
+        "--no-progress",
+    ]
+    proc = _cli(args, tmp_path, ray_tmp)
+    try:
+        _wait_for(lambda: any((run / "checkpoints").glob("trial-*.pt")))
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=120) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    _no_running_runs(store)
+    study = load_study(run)
+    assert any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)  # kept for resume
+    resumed = subprocess.run(
+        [sys.executable, "-m", "automl_cnn", "resume", str(run), "--no-progress"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(ray_tmp),
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resumed from epoch" in resumed.stdout
+    assert len(_records(run)) == 3
+    _no_running_runs(store)
