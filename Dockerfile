@@ -5,7 +5,8 @@ FROM python:3.11.7-slim-bookworm
 WORKDIR /app
 RUN apt-get update && apt-get install -y --no-install-recommends curl && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
+COPY docker/constraints.txt ./docker/
 COPY automl_cnn ./automl_cnn
 COPY search_spaces ./search_spaces
-RUN pip install --no-cache-dir ".[cluster]"
+RUN pip install --no-cache-dir ".[cluster]" -c docker/constraints.txt
 ENV MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false

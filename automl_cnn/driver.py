@@ -290,9 +290,11 @@ class SearchDriver:
         if not self.multi_objective:
             trial.report(epoch.val_acc, epoch.epoch)
         projected = rec.projected_seconds() or 0.0
+        # from the first epoch alone only when far over: it is slowed by warm-up and start-up
+        limit = None if self.max_trial_seconds is None else self.max_trial_seconds * (2 if len(rec.history) == 1 else 1)
         if result.get("done"):
             self._finish(rec, trial, _Ending("completed"))
-        elif self.max_trial_seconds is not None and projected > self.max_trial_seconds:
+        elif limit is not None and projected > limit:
             reason = (
                 f"stopped at epoch {epoch.epoch}/{rec.epochs}: would take {projected:.0f} s, over the "
                 f"{self.max_trial_seconds:.0f} s a trial may take in this time budget"

@@ -58,6 +58,11 @@ class RayExecutor:
         return ray.put(data)
 
     # -- submitting ----------------------------------------------------------------------------
+    def threads_for(self, concurrent: int) -> int:
+        """CPU threads for each of ``concurrent`` jobs when they are all that runs: the pool's
+        CPUs shared among them (a lone final fit uses every core the search used)."""
+        return max(1, int(self.cpus * len(self.slots) // max(1, min(concurrent, len(self.slots)))))
+
     @property
     def free(self) -> int:
         return sum(1 for s in self.slots if s.job is None)
@@ -74,10 +79,11 @@ class RayExecutor:
         data_ref: Any,
         checkpoint: bytes | None = None,
         want_checkpoint: bool = False,
+        threads: int | None = None,
     ) -> None:
         slot = next(s for s in self.slots if s.job is None)
         slot.job = job
-        slot.future = slot.actor.begin.remote(job, candidate, seed, data_ref, checkpoint, want_checkpoint)
+        slot.future = slot.actor.begin.remote(job, candidate, seed, data_ref, checkpoint, want_checkpoint, threads)
         self._by_job[job] = slot
 
     def advance(self, job: str, want_checkpoint: bool = False) -> None:

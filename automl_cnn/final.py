@@ -115,6 +115,7 @@ class _FinalFits:
         self.executor, self.data_ref, self.progress = executor, data_ref, progress
         self.tracker, self.parent_run = tracker, parent_run
         self.todo = [(f"final-{k}", rec, seed) for k, (rec, seed) in enumerate(jobs)]
+        self.threads = executor.threads_for(len(jobs))
         self.names = [name for name, _, _ in self.todo]
         self.info = {name: (rec, seed) for name, rec, seed in self.todo}
         self.histories: dict[str, list[EpochResult]] = {name: [] for name in self.names}
@@ -135,7 +136,7 @@ class _FinalFits:
             {"automl_cnn.final_fit": "true", "automl_cnn.trial_of_final": str(rec.number)},
             parent=self.parent_run,
         )
-        self.executor.submit(job, cand.to_dict(), seed, self.data_ref)
+        self.executor.submit(job, cand.to_dict(), seed, self.data_ref, threads=self.threads)
         self.progress.trial_running(job, f"final fit of trial {rec.number}: starting")
 
     def run(self) -> list[FinalFit]:

@@ -53,10 +53,13 @@ class TrialRecord:
         return self.candidate.training.epochs if self.candidate else 0
 
     def projected_seconds(self) -> float | None:
-        """Training time for all epochs, from the epochs run so far."""
+        """Training time for all epochs: the epochs run so far plus the rest at the pace of the
+        latest ones (the first epoch also pays for warm-up and for a busy start of the search)."""
         if not self.history:
             return None
-        return self.train_seconds / len(self.history) * self.epochs
+        recent = sorted(e.seconds for e in self.history[1:][-3:]) or [self.history[0].seconds]
+        pace = recent[(len(recent) - 1) // 2]
+        return self.train_seconds + max(0, self.epochs - len(self.history)) * pace
 
     def objective(self, name: str) -> float:
         if name == "accuracy":

@@ -37,7 +37,9 @@ class SearchResult:
     pick_rule: str = ""
 
     def summary(self) -> str:
-        test = accuracy_text(self.test_accuracies)
+        test = f"{self.test_accuracy:.4f}"
+        if len(self.test_accuracies) > 1:
+            test += f" (delivered model); this design: {accuracy_text(self.test_accuracies)}"
         counts = ", ".join(f"{v} {k}" for k, v in self.counts.items())
         lines = []
         if self.pareto:

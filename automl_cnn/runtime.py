@@ -29,6 +29,9 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         "logging_level": logging.WARNING,
         "configure_logging": True,
     }
+    # "token authentication is enabled for this Ray cluster": good news about our own local
+    # runtime, not a warning for the user
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     ray_logger = logging.getLogger("ray")
     level = ray_logger.level
     ray_logger.setLevel(logging.ERROR)  # start-up notes (token set-up, dashboard) are not ours to show

@@ -48,12 +48,16 @@ def study_plots(study: optuna.Study, folder: Path, multi_objective: bool = False
     from optuna.visualization import matplotlib as ovm
 
     plots: dict[str, Callable[[], Any]] = {}
+    # with several objectives the single-objective views show the first one (accuracy)
+    target: dict[str, Any] = {}
     if multi_objective:
+        names = study.metric_names or []
+        target = {"target": lambda t: t.values[0], "target_name": names[0] if names else "objective 0"}
         plots["pareto_front"] = lambda: ovm.plot_pareto_front(study, target_names=study.metric_names)
-    else:
-        plots["optimization_history"] = lambda: ovm.plot_optimization_history(study)
-        plots["param_importances"] = lambda: ovm.plot_param_importances(study)
-        plots["parallel_coordinate"] = lambda: ovm.plot_parallel_coordinate(study, params=_top_params(study))
+    plots["optimization_history"] = lambda: ovm.plot_optimization_history(study, **target)
+    plots["param_importances"] = lambda: ovm.plot_param_importances(study, **target)
+    plots["parallel_coordinate"] = lambda: ovm.plot_parallel_coordinate(study, params=_top_params(study), **target)
+    if not multi_objective:  # several objectives: Optuna keeps no intermediate values
         plots["intermediate_values"] = lambda: ovm.plot_intermediate_values(study)
     out = {}
     for name, make in plots.items():

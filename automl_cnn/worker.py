@@ -33,8 +33,8 @@ def _reason(exc: BaseException) -> str:
 
 class TrialWorker:
     def __init__(self, threads: int | None = None, device: str | None = None) -> None:
-        if threads:
-            torch.set_num_threads(max(1, int(threads)))
+        self.threads = max(1, int(threads)) if threads else torch.get_num_threads()
+        torch.set_num_threads(self.threads)
         self.device = device
         self.trainer: Trainer | None = None
         self.job: str | None = None
@@ -58,10 +58,13 @@ class TrialWorker:
         data: TrainData,
         checkpoint: bytes | None = None,
         want_checkpoint: bool = False,
+        threads: int | None = None,
     ) -> dict[str, Any]:
         """Start a job (a trial or a final fit) and run its first epoch (or the next one after
-        ``checkpoint``)."""
+        ``checkpoint``). ``threads``: CPU threads for this job (default: this worker's share),
+        at most the node's cores: a final fit takes the cores idle search workers leave."""
         self.release()
+        torch.set_num_threads(min(threads, os.cpu_count() or threads) if threads else self.threads)
         self.job = job
         try:
             self.trainer = Trainer(Candidate.from_dict(candidate), data, seed, self.device)

@@ -53,8 +53,29 @@ def test_ports_are_published_on_loopback_only(compose: dict[str, Any]) -> None:
 
 
 def test_long_running_services_have_health_checks(compose: dict[str, Any]) -> None:
-    for name in ("postgres", "mlflow", "ray-head"):
+    for name in ("postgres", "mlflow", "ray-head", "ray-worker"):
         assert compose["services"][name]["healthcheck"]["test"], name
+
+
+def test_image_pins_exact_versions_within_the_project_ranges() -> None:
+    """Driver, Ray nodes and MLflow server share one image whose Ray, MLflow, Optuna and torch
+    are pinned exactly (mismatched Ray nodes or MLflow schemas break a cluster), each inside
+    the range pyproject.toml allows."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    assert "-c docker/constraints.txt" in (ROOT / "Dockerfile").read_text()
+    pins = dict(
+        line.split("==")
+        for line in (ROOT / "docker" / "constraints.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    ranges = {r.name: r.specifier for r in map(Requirement, project["dependencies"])}
+    for package in ("ray", "mlflow", "optuna", "torch", "torchvision"):
+        assert pins[package] in ranges[package], (package, pins[package], ranges[package])
+    assert pins["mlflow-skinny"] == pins["mlflow"]
 
 
 def test_secrets_come_from_the_env_file(compose: dict[str, Any]) -> None:

@@ -88,6 +88,32 @@ def test_corrupt_image_with_strict(tmp_path: Path, capsys: pytest.CaptureFixture
     assert f"{bad}: " in line and "fix or remove the file, or drop --strict to skip it" in line
 
 
+def _truncated_jpeg(root: Path) -> Path:
+    """A JPEG whose header is whole but whose data stops short: only decoding it finds that."""
+    bad = root / "digit1" / "cut.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(bad, quality=95)
+    bad.write_bytes(bad.read_bytes()[:400])
+    with Image.open(bad) as img:
+        img.verify()  # the header check passes: the case the streaming scan must catch
+    return bad
+
+
+def test_truncated_jpeg_is_skipped_when_streaming(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = write_folder(tmp_path / "d", per_class=5, classes=2, fmt="jpg")
+    bad = _truncated_jpeg(root)
+    images = load_images(root, DataOptions(stream=True))
+    assert images.streamed and str(bad) not in images.paths and len(images.y) == 10
+    assert any(f"{bad} (truncated image data)" in note for note in images.notes)
+    assert images.x.read().shape == (10, 1, 16, 16)  # type: ignore[union-attr]  # every kept file decodes
+
+
+def test_truncated_jpeg_with_strict_when_streaming(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = write_folder(tmp_path / "d", per_class=5, classes=2, fmt="jpg")
+    bad = _truncated_jpeg(root)
+    line = cli_error(tmp_path, capsys, "--data", str(root), "--strict", "--stream")
+    assert f"{bad}: truncated image data; fix or remove the file" in line
+
+
 def test_non_image_files_are_ignored_with_a_count(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "d", per_class=5, classes=2)
     (root / "digit0" / "notes.txt").write_text("x")
@@ -195,10 +221,16 @@ def test_torchvision_missing_without_download(tmp_path: Path, capsys: pytest.Cap
 def test_download_without_network_names_what_it_tried(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import urllib.request
+
+    dead = "http://127.0.0.1:9"  # nothing listens there: no network, even where there is one
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there: no network
+        monkeypatch.setenv(var, dead)
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
+    # urlopen keeps the opener (and proxies) of its first call in this process: replace it
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": dead, "https": dead}))
+    monkeypatch.setattr(urllib.request, "_opener", opener)
     line = cli_error(tmp_path, capsys, "--data", "cifar10", "--download", "--data-root", str(tmp_path / "tv"))
     assert "could not download 'cifar10' from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in line
     assert "check the network" in line

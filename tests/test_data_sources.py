@@ -119,3 +119,20 @@ def test_fingerprint_follows_files_and_labels(tmp_path: Path) -> None:
     assert load_images(root).fingerprint() == first
     (root / "digit0" / "0.png").rename(root / "digit1" / "moved.png")
     assert load_images(root).fingerprint() != first
+
+
+@pytest.mark.parametrize("size", [(16, 16), (5, 6)])
+def test_resizing_is_the_same_for_arrays_and_for_files_predict_reads(tmp_path: Path, size: tuple[int, int]) -> None:
+    """A model trained on arrays resized with --image-size sees exactly those pixels again
+    when ``predict`` reads the same pictures from image files (upscaled and shrunk)."""
+    x, y = digits_subset(per_class=3, classes=3)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    arrays = load_images(tmp_path / "d.npz", DataOptions(image_size=size))
+    assert arrays.input_shape == (1, *size)
+    for i in range(len(y)):
+        Image.fromarray(x[i]).save(tmp_path / f"{i}.png")
+        np.testing.assert_array_equal(read_image(tmp_path / f"{i}.png", "L", size), arrays.x[i])
+    folder = write_folder(tmp_path / "f", per_class=2, classes=2, scale=1)  # 8x8 PNG files
+    streamed = load_images(folder, DataOptions(image_size=size, stream=True))
+    in_memory = load_images(folder, DataOptions(image_size=size))
+    np.testing.assert_array_equal(streamed.x.read(), in_memory.x)  # type: ignore[union-attr]

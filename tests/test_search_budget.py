@@ -86,3 +86,23 @@ def test_study_in_a_database_storage(ray_session: None, tmp_path: Path, store: s
     study = optuna.load_study(study_name=name, storage=url)
     assert len(study.trials) == 3
     assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.run_id for r in result.trials}
+
+
+def test_projected_training_time_goes_by_the_latest_epochs_not_the_warm_up() -> None:
+    """The time a trial would take, which decides whether it may go on under a time budget."""
+    from automl_cnn.presets import PRESETS
+    from automl_cnn.records import TrialRecord
+    from automl_cnn.training import EpochResult
+
+    rec = TrialRecord(number=0, seed=0, run_id="r", candidate=PRESETS["lenet5"])  # 15 epochs
+    assert rec.projected_seconds() is None
+
+    def epoch(n: int, seconds: float) -> EpochResult:
+        return EpochResult(n, 1.0, 0.5, 1.0, 0.5, seconds, 1e-3)
+
+    rec.history.append(epoch(1, 12.0))  # warm-up and a busy start
+    assert rec.projected_seconds() == 12.0 * 15
+    rec.history.append(epoch(2, 6.0))
+    assert rec.projected_seconds() == 18.0 + 13 * 6.0  # the pace of the latest epochs from here on
+    rec.history += [epoch(3, 6.5), epoch(4, 5.5)]
+    assert rec.projected_seconds() == 30.0 + 11 * 6.0  # median of the last three

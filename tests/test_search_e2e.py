@@ -49,6 +49,14 @@ def test_every_trial_is_a_child_run_with_params_and_epoch_curves(digits_search) 
     assert parent.data.params["data.fingerprint"] == load_images("digits").fingerprint()
     assert parent.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
     assert sum(int(parent.data.metrics[f"trials_{k}"]) for k in ("completed", "pruned", "failed")) == 8
+    p = parent.data.params
+    assert p["data.split_seed"] == "3" and p["config.sampler"] == "tpe" and p["config.pruner"] == "asha"
+    assert p["config.trials"] == "8" and p["config.workers"] == "2" and p["space.name"] == "tiny"
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(result.val_accuracy)
+    assert 0 < parent.data.metrics["wall_seconds"] <= result.wall_seconds + 1
+    mlflow.set_tracking_uri(result.tracking_uri)
+    space = mlflow.artifacts.load_text(f"runs:/{result.parent_run_id}/search_space.yaml")
+    assert space == (result.out_dir / "space.yaml").read_text() and "name: tiny" in space
 
 
 def test_winner_is_registered_and_every_copy_predicts_the_same(digits_search) -> None:  # type: ignore[no-untyped-def]
@@ -66,6 +74,10 @@ def test_winner_is_registered_and_every_copy_predicts_the_same(digits_search) ->
     assert result.test_accuracy == pytest.approx(float((expected.argmax(1) == y_test).mean()))
 
     mlflow.set_tracking_uri(result.tracking_uri)
+    info = mlflow.models.get_model_info(result.model_uri)
+    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 8, 8)
+    assert info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 10)
+    assert info.saved_input_example_info is not None  # an input example is stored with the model
     served = mlflow.pytorch.load_model(result.model_uri)
     with torch.no_grad():
         got = served(torch.from_numpy(x)).numpy()

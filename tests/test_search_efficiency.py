@@ -40,6 +40,39 @@ def test_constrained_search_trains_no_infeasible_candidate(ray_session: None, tm
         assert t.state == optuna.trial.TrialState.PRUNED and t.constraints["max_params"] > 0
 
 
+def test_a_weak_trial_is_stopped_early_and_told_to_the_study_as_pruned(
+    ray_session: None, tmp_path: Path, store: str
+) -> None:
+    """Two trials in a row on one worker: a strong one, then one whose first epoch is far
+    behind it (ten times smaller learning rate, no batch norm). ASHA stops the second at its
+    first rung, and the study holds it as PRUNED with that epoch's score, never as COMPLETE."""
+    same = {"blocks": 1, "block1.pooling": "max", "block1.filters": 4, "head.type": "global_avg"}
+    strong = {**same, "block1.batch_norm": True, "train.learning_rate": 1.0e-2}
+    weak = {**same, "block1.batch_norm": False, "train.learning_rate": 1.0e-3}
+    result = search(
+        "digits",
+        SPACES / "tiny.yaml",
+        trials=2,
+        workers=1,
+        seed=4,
+        pruner="asha",
+        warm_start="none",
+        enqueue=(strong, weak),
+        out=tmp_path / "p",
+        tracking_uri=store,
+        progress=False,
+    )
+    first, second = result.trials
+    assert first.outcome == "completed" and len(first.history) == 3
+    assert second.outcome == "pruned" and "pruner" in second.reason
+    assert len(second.history) < 3 and second.history[-1].val_acc < first.history[len(second.history) - 1].val_acc
+    trial = load_study(tmp_path / "p").trials[1]
+    assert trial.state == optuna.trial.TrialState.PRUNED  # Optuna keeps the last rung's score as its value
+    assert trial.intermediate_values == {e.epoch: e.val_acc for e in second.history}
+    run = MlflowClient(store).get_run(second.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["automl_cnn.outcome"] == "pruned"
+
+
 def test_a_repeat_is_not_retrained(ray_session: None, tmp_path: Path, store: str) -> None:
     result = _search(tmp_path, store, "d", space=TESTS / "single.yaml", trials=3, pruner="none")
     first, *repeats = result.trials
@@ -72,7 +105,17 @@ def test_multi_objective_front_is_mutually_non_dominated(ray_session: None, tmp_
     winner = next(row for row in front if row["trial"] == result.best_trial)
     close = [row for row in front if row["accuracy"] >= best - 0.005]
     assert winner["params"] == min(row["params"] for row in close)
-    assert (result.out_dir / "pareto.csv").is_file() and (result.out_dir / "plots" / "pareto_front.png").is_file()
+    assert (result.out_dir / "pareto.csv").is_file()
+    from PIL import Image
+
+    logged = {
+        f.path for f in MlflowClient(store).list_artifacts(result.parent_run_id, "plots")
+    }  # the study's views too, drawn for accuracy, the first objective
+    page = (result.out_dir / "report.html").read_text()
+    for name in ("pareto_front", "optimization_history", "param_importances", "parallel_coordinate"):
+        with Image.open(result.out_dir / "plots" / f"{name}.png") as img:
+            assert img.format == "PNG" and img.width >= 300
+        assert f"plots/{name}.png" in logged and f"plots/{name}.png" in page
     assert "Pareto front" in result.summary()
 
 
@@ -117,3 +160,13 @@ def test_final_repeats_and_top_k(ray_session: None, tmp_path: Path, store: str) 
     assert len(result.final_table) == 2
     assert result.final_table[0]["trial"] == result.best_trial
     assert "±" in result.final_table[0]["test_accuracy"]
+    client = MlflowClient(store)
+    finals = [
+        r for r in client.search_runs([result.experiment_id]) if r.data.tags.get("automl_cnn.final_fit") == "true"
+    ]
+    assert len(finals) == 4  # 2 seeds for each of the top 2
+    seeds = {(r.data.params["trial"], r.data.params["seed"]) for r in finals}
+    assert len(seeds) == 4 and len({s for _, s in seeds}) == 2  # the same two seeds for each design
+    metrics = client.get_run(result.parent_run_id).data.metrics
+    assert metrics["test_accuracy"] == result.test_accuracy == result.test_accuracies[0]  # the delivered model
+    assert metrics["test_accuracy_mean"] == pytest.approx(sum(result.test_accuracies) / 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -64,8 +65,11 @@ def _render(url: str, profile: Path, screenshot: Path | None = None) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", text).split())
 
 
-@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium (installed by .ci/run)")
 def test_mlflow_ui_shows_experiment_trials_and_registered_model(digits_search, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    if _chromium() is None:
+        if os.environ.get("CI"):  # .ci/run installs it: a CI without it must not pass quietly
+            pytest.fail("Debian's chromium is missing; .ci/run should have installed it")
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
     result = digits_search
     port = free_port()
     root = Path(result.tracking_uri[len("sqlite:///") :]).parent / "mlartifacts"
@@ -92,7 +96,7 @@ def test_mlflow_ui_shows_experiment_trials_and_registered_model(digits_search, t
         models = _render(f"{base}/#/models", tmp_path / "chrome")
     parent_name = next(iter(re.findall(r"search-digits-\d{8}-\d{6}", runs)), "")
     assert parent_name, runs[:2000]
-    assert "tests" in runs  # the experiment's name
+    assert re.search(r"\btests\b", runs)  # the experiment's name
     assert f"trial-{trial.number}" in trial_page and "val_accuracy" in trial_page
     assert "automl-cnn-digits" in models and "champion" in models
     from PIL import Image

@@ -16,7 +16,7 @@ import numpy as np
 from automl_cnn.data.builtin import BUILTIN
 from automl_cnn.data.bundle import DataBundle, TrainData, split_data
 from automl_cnn.data.files import DEFAULT_MEMORY_BUDGET, load_entries
-from automl_cnn.data.images import ImageFiles, ImageSet
+from automl_cnn.data.images import ImageFiles, ImageSet, resize_images
 from automl_cnn.data.tv import TORCHVISION
 from automl_cnn.errors import DataError
 
@@ -99,12 +99,7 @@ def _resized(images: ImageSet, options: DataOptions) -> ImageSet:
     size = options.image_size
     if size is None or images.input_shape[1:] == tuple(size) or not isinstance(images.x, np.ndarray):
         return images
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(images.x).float()
-    out = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-    arr = out.round().clamp(0, 255).to(torch.uint8).numpy() if images.x.dtype == np.uint8 else out.numpy()
+    arr = resize_images(images.x, size)
     note = f"resized from {images.input_shape[1]}x{images.input_shape[2]} to {size[0]}x{size[1]}"
     return ImageSet(
         x=np.ascontiguousarray(arr),

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from automl_cnn.data.images import ImageFiles, ImageSet
+from automl_cnn.data.images import ImageFiles, ImageSet, resize_images
 from automl_cnn.errors import DataError
 
 log = logging.getLogger("automl_cnn.data")
@@ -94,11 +94,11 @@ def read_image(path: str | Path, mode: str, size: tuple[int, int]) -> np.ndarray
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            img = img.convert(mode)
-            if img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+            arr = np.asarray(img.convert(mode), dtype=np.uint8)
+    chw = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    if chw.shape[1:] != tuple(size):  # the same resize arrays get: one preprocessing for all sources
+        chw = resize_images(chw[None], size)[0]
+    return chw
 
 
 def choose_size(sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -139,6 +139,40 @@ def scan(entries: Sequence[Entry], strict: bool) -> tuple[list[Entry], list[tupl
         sizes.append(size)
         modes.append(mode)
     return good, sizes, modes, bad
+
+
+def _decode(path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as img:
+            img.load()
+
+
+def _decodable(entries: Sequence[Entry], strict: bool) -> tuple[list[Entry], list[str]]:
+    """The entries whose files decode in full (Pillow decodes without the GIL: threads help)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(e: Entry) -> BaseException | None:
+        try:
+            _decode(e.path)
+        except Exception as exc:
+            return exc
+        return None
+
+    good: list[Entry] = []
+    broken: list[str] = []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for e, exc in zip(entries, pool.map(attempt, entries), strict=True):
+            if exc is None:
+                good.append(e)
+            elif isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
+                raise _bomb_error(e.path, exc) from None
+            elif strict:
+                problem = _describe_error(exc)
+                raise DataError(f"{e.path}: {problem}; fix or remove the file, or drop --strict to skip it") from None
+            else:
+                broken.append(f"{e.path} ({_describe_error(exc)})")
+    return good, broken
 
 
 def _looks_grey(x: np.ndarray, tolerance: int = 3) -> bool:
@@ -191,6 +225,13 @@ def load_entries(
     lazy = stream if stream is not None else (memory_budget is not None and pixels > memory_budget)
     x: np.ndarray | ImageFiles
     if lazy:
+        # a header scan misses truncated JPEG data: decode each file once now, so that a bad file
+        # is skipped here instead of failing every trial's data loader
+        good, broken = _decodable(good, strict)
+        for problem in broken:
+            log.warning("skipped %s", problem)
+            notes.append(f"skipped {problem}")
+        _check_classes(good, class_names)
         notes.append(f"streamed from disk ({pixels / 1e9:.2f} GB decoded is over the memory budget)")
         x = ImageFiles(tuple(str(e.path) for e in good), mode, size)
     else:

@@ -8,6 +8,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def resize_images(x: np.ndarray, size: tuple[int, int] | list[int]) -> np.ndarray:
+    """NCHW images resized to ``size`` (H, W): bilinear, antialiased when shrinking, as torch
+    does it. Every source goes through this one function (arrays when loaded, image files as
+    they are read, ``predict``'s files too), so a model sees the same pixels at every stage."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(x.astype(np.float32))  # a writable copy
+    out = F.interpolate(t, size=(int(size[0]), int(size[1])), mode="bilinear", antialias=True, align_corners=False)
+    if x.dtype == np.uint8:
+        return out.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out.numpy().astype(x.dtype, copy=False)
+
+
 @dataclass(frozen=True, eq=False)
 class ImageFiles:
     """Images left on disk: read (converted to ``mode``, resized to ``size``) when needed."""
