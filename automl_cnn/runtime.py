@@ -47,8 +47,11 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
         if "auth" in str(exc).lower():
             fix = "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token"
-        elif address:
-            fix = "start it with 'ray start --head' or fix --ray-address"
+        elif address:  # Ray reports a refused token as a plain connection failure
+            fix = (
+                "start it with 'ray start --head' or fix --ray-address; a cluster with token "
+                "authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN"
+            )
         else:
             fix = "check 'ray status'"
         raise UserInputError(f"cannot connect to {where} ({first[:160]}); {fix}") from None

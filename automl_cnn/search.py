@@ -33,7 +33,7 @@ from automl_cnn.runstate import RunState
 from automl_cnn.runtime import ray_runtime
 from automl_cnn.space import SearchSpace, load_space
 from automl_cnn.study import create_study, make_pruner, make_sampler, make_storage, mask_password
-from automl_cnn.tracking import MlflowTracker
+from automl_cnn.tracking import MlflowTracker, check_reachable
 from automl_cnn.warmstart import check_compatible, warm_start_from
 
 EXPORT_RESERVE_SECONDS = 20.0  # model export, plots, logging and registration after the final fit
@@ -113,11 +113,12 @@ def run_search(
     for name in cfg.warm_start:  # earlier searches must fit before anything is written
         if name not in GROUPS and name not in PRESETS:
             check_compatible(Path(name), bundle.fingerprint(), split_id(bundle))
-    tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
+    check_reachable(cfg.resolved_tracking_uri())
     out = Path(resume_state.folder) if resume_state else cfg.out_dir(bundle.name)
     if resume_state is None and (out / "run.json").exists():
         raise UserInputError(f"{out} already holds a search; use 'automl-cnn resume {out}' or another --out")
-    with ray_runtime(cfg.ray_address) as resources:
+    with ray_runtime(cfg.ray_address) as resources:  # a cluster refusing us leaves no MLflow store behind
+        tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
         return _Run(cfg, space, bundle, tracker, out, resources, resume_state, str(data)).execute()
 
 

@@ -48,7 +48,7 @@ class TrialWorker:
         except Exception:  # not inside Ray
             node = ""
         dev = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return {"host": platform.node(), "pid": os.getpid(), "node_id": node, "device": dev}
+        return {"host": platform.node(), "pid": os.getpid(), "node_id": node, "device": dev, "threads": self.threads}
 
     def begin(
         self,

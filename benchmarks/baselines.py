@@ -2,8 +2,10 @@
 
 ``plain_optuna(...)``: the textbook loop: one process, ``study.optimize(objective)`` with the
 given sampler, no pruning, every trial trained to the end with all CPU cores, then the best
-trial retrained on train+val and scored once on the test split. It stops early enough to
-finish that retrain inside the budget, as a careful script would.
+trial retrained on train+val and scored once on the test split. It keeps to the budget as a
+careful script would: it checks the clock after every epoch and abandons the trial in hand
+(and the search) when finishing it would leave no time for that retrain. Without that check a
+single huge candidate of the space (hours on two cores) would run far past the budget.
 """
 
 from __future__ import annotations
@@ -85,13 +87,29 @@ def plain_optuna(
     timeline: list[tuple[float, float]] = []
     seconds: dict[int, float] = {}
 
+    def reserve() -> float:
+        """Seconds to keep for retraining the best trial so far on train+val."""
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        return seconds[study.best_trial.number] * ratio + 5 if done else 0.0
+
     def objective(trial: optuna.Trial) -> float:
         cand = sample_candidate(trial, space)
         start = time.monotonic()
+        keep = reserve()
+        out_of_time = False
+
+        def check_clock(_epoch: object) -> bool:
+            nonlocal out_of_time
+            out_of_time = time.monotonic() - t0 + keep > budget
+            return out_of_time
+
         try:
-            _, history = fit(cand, data, seed=seed + trial.number, device="cpu")
+            _, history = fit(cand, data, seed=seed + trial.number, device="cpu", on_epoch=check_clock)
         except Exception as exc:  # an impossible network or NaN: a failed trial, as Optuna does
             raise optuna.TrialPruned(str(exc)) from None
+        if out_of_time:
+            study.stop()
+            raise optuna.TrialPruned("out of time")
         seconds[trial.number] = time.monotonic() - start
         return history[-1].val_acc
 
@@ -101,11 +119,13 @@ def plain_optuna(
             best = study.best_trial
             if not timeline or (best.value or 0.0) > timeline[-1][1]:
                 timeline.append((time.monotonic() - t0, best.value or 0.0))
-            if time.monotonic() - t0 + seconds[best.number] * ratio + 5 > budget:
+            if time.monotonic() - t0 + reserve() > budget:
                 study.stop()
 
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, timeout=budget, callbacks=[stop_in_time])
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise RuntimeError(f"{name}: no trial finished within {budget:.0f} s")
     best = study.best_trial
     cand = sample_candidate(optuna.trial.FixedTrial(best.params), space)
     trainer, _ = fit(cand, bundle.final_data(), seed=seed + best.number, device="cpu")

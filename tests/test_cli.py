@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -59,6 +61,24 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert list(tmp_path.iterdir()) == []  # no runs/ folder, no mlflow.db
 
 
+def test_deleted_experiment_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(store)
+    client.delete_experiment(client.create_experiment("old"))
+    monkeypatch.chdir(tmp_path)
+    args = ["--data", "digits", "--space", str(SPACES / "tiny.yaml"), "--trials", "1", "--no-progress"]
+    code, _, err = _run_main(["search", *args, "--tracking-uri", store, "--experiment", "old"], capsys)
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == ["error: MLflow experiment 'old' is deleted; restore it in the UI or pass --experiment NEW_NAME"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]  # no run folder
+    assert client.search_runs([client.get_experiment_by_name("old").experiment_id]) == []
+
+
 def test_malformed_space_file_through_the_cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -93,6 +113,8 @@ def test_cli_search_with_defaults_writes_store_and_model_in_the_working_director
             "4",
             "--workers",
             "2",
+            "--max-epochs",
+            "2",
             "--no-progress",
         ],
         cwd=tmp_path,
@@ -109,6 +131,21 @@ def test_cli_search_with_defaults_writes_store_and_model_in_the_working_director
     assert len(outs) == 1 and (outs[0] / "model.json").is_file()
     for line in ("trial-0:", "final fit of trial"):
         assert line in proc.stdout
+    summary = proc.stdout[proc.stdout.index("best architecture") :]
+    counts = re.search(r"^trials +(\d+) completed, (\d+) pruned, (\d+) failed$", summary, re.M)
+    assert counts and sum(map(int, counts.groups())) == 4, summary
+    for pattern in (
+        r"^validation accuracy 0\.\d{4}$",
+        r"^test accuracy +0\.\d{4}$",
+        r"^wall time +\d+ s$",
+        rf"^model folder +{re.escape(str(outs[0]))}$",
+        rf"^MLflow +sqlite:///{re.escape(str(tmp_path))}/mlflow\.db \(experiment \d+, run [0-9a-f]{{32}}\)$",
+    ):
+        assert re.search(pattern, summary, re.M), (pattern, summary)
+    with (outs[0] / "trials.csv").open() as f:  # --max-epochs 2 caps the space's 3 epochs
+        rows = list(csv.DictReader(f))
+    completed = [int(row["epochs"]) for row in rows if row["outcome"] == "completed"]
+    assert completed and set(completed) == {2} and max(int(row["epochs"]) for row in rows) == 2
 
     # `automl-cnn ui` serves the same store
     port = free_port()

@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from servers import free_port, mlflow_cmd, process, wait_http
 
 pytestmark = pytest.mark.slow
-TINY = Path(__file__).resolve().parent.parent / "search_spaces" / "tiny.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "search_spaces" / "tiny.yaml"
 RAY = str(Path(sys.executable).parent / "ray")
 
 
@@ -68,6 +70,27 @@ def _stop_processes_using(folder: str) -> None:
 
 def test_search_on_a_two_node_cluster_with_an_mlflow_server(cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     address, env = cluster
+    # the health check docker-compose.yml gives each ray-worker holds on a node of this cluster
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    check = compose["services"]["ray-worker"]["healthcheck"]["test"][1].replace("ray-head:6379", address)
+    assert subprocess.run(["sh", "-c", check], env={**env, "PATH": f"{Path(RAY).parent}:{env['PATH']}"}).returncode == 0
+
+    # a wrong token: one line naming the fix, exit 2, nothing written
+    store = f"sqlite:///{tmp_path / 'bad.db'}"
+    args = ["--data", "digits", "--space", str(TINY), "--trials", "1", "--ray-address", address]
+    bad = subprocess.run(
+        [sys.executable, "-m", "automl_cnn", "search", *args, "--tracking-uri", store, "--out", str(tmp_path / "b")],
+        cwd=tmp_path,
+        env={**env, "RAY_AUTH_TOKEN": "0" * 64},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2, bad.stdout[-2000:] + bad.stderr[-2000:]
+    lines = [line for line in bad.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and f"cannot connect to the Ray cluster at {address}" in lines[0], bad.stderr[-2000:]
+    assert "RAY_AUTH_TOKEN" in lines[0]
+    assert not (tmp_path / "b").exists() and not (tmp_path / "bad.db").exists()
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     server = mlflow_cmd(

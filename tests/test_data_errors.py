@@ -180,6 +180,15 @@ def test_npz_wrong_dimensions(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "x has 2 dimension(s) (10, 64); expected images as N,H,W or N,H,W,C or N,C,H,W" in line
 
 
+def test_npz_float_values_that_are_not_pixels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Standardised floats (say -2..3) are refused: a silent rescale would be a training
+    transform that predict and the exported model do not know."""
+    x = np.random.default_rng(0).normal(size=(20, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "z.npz", x=x, y=np.arange(20) % 2)
+    line = cli_error(tmp_path, capsys, "--data", str(tmp_path / "z.npz"))
+    assert "x holds float values in" in line and "give uint8 0-255 or floats in 0-1 or 0-255" in line
+
+
 @pytest.mark.parametrize(
     ("labels", "words"),
     [

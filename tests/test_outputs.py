@@ -7,6 +7,7 @@ import json
 import pickle
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 import torch
@@ -15,6 +16,7 @@ from PIL import Image
 
 from automl_cnn import load_model
 from automl_cnn.cli import main
+from automl_cnn.tracking import using_tracking_uri
 
 pytestmark = pytest.mark.slow
 
@@ -127,11 +129,25 @@ def test_loading_never_unpickles(digits_search, monkeypatch: pytest.MonkeyPatch)
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a model load tried to unpickle")
 
+    class RefusingUnpickler(pickle.Unpickler):
+        def load(self) -> None:  # type: ignore[override]
+            refuse()
+
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "Unpickler", RefusingUnpickler)
     monkeypatch.setattr(torch, "load", refuse)
+    monkeypatch.setattr(torch.serialization, "load", refuse)
     x_test, _ = digits_search.data.test_split()
     expected = digits_search.model.predict_proba(x_test)
     for source in (digits_search.out_dir, digits_search.model_uri):
         model = load_model(source, tracking_uri=digits_search.tracking_uri)
         np.testing.assert_allclose(model.predict_proba(x_test), expected, atol=1e-6)
+    # what `mlflow models serve` loads: an exported pt2 program, plus safetensors and JSON
+    client = MlflowClient(digits_search.tracking_uri)
+    version = client.get_model_version_by_alias(digits_search.model_uri.split("/")[1].split("@")[0], "champion")
+    with using_tracking_uri(digits_search.tracking_uri):
+        local = Path(mlflow.artifacts.download_artifacts(version.source))
+    files = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
+    assert "data/model.pt2" in files and "extra_files/model.safetensors" in files, files
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pth", ".bin"))], files

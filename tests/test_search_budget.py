@@ -106,3 +106,25 @@ def test_projected_training_time_goes_by_the_latest_epochs_not_the_warm_up() -> 
     assert rec.projected_seconds() == 18.0 + 13 * 6.0  # the pace of the latest epochs from here on
     rec.history += [epoch(3, 6.5), epoch(4, 5.5)]
     assert rec.projected_seconds() == 30.0 + 11 * 6.0  # median of the last three
+
+
+def test_cpus_per_trial_sets_the_workers_and_their_threads(ray_session: None, tmp_path: Path, store: str) -> None:
+    """Two CPUs per trial on a two-CPU runtime: one worker, training with two threads."""
+    from mlflow.tracking import MlflowClient
+
+    result = search(
+        "digits",
+        SPACES / "tiny.yaml",
+        trials=2,
+        cpus_per_trial=2,
+        warm_start="none",
+        out=tmp_path / "out",
+        tracking_uri=store,
+        progress=False,
+    )
+    trained = [r for r in result.trials if r.where]
+    assert trained and all(r.where["threads"] == 2 for r in trained)
+    assert len({r.where["pid"] for r in trained}) == 1
+    client = MlflowClient(store)
+    assert client.get_run(result.parent_run_id).data.params["config.workers"] == "1"
+    assert client.get_run(trained[0].run_id).data.tags["automl_cnn.worker.threads"] == "2"

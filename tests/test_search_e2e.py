@@ -122,3 +122,15 @@ def test_study_is_told_the_truth_about_each_trial(digits_search) -> None:  # typ
         if rec.outcome == "pruned":  # stopped at that fidelity: PRUNED, with the last epoch reached
             assert max(trial.intermediate_values) == len(rec.history) < rec.candidate.training.epochs
             assert trial.intermediate_values[len(rec.history)] == rec.history[-1].val_acc
+
+
+def test_two_workers_train_trials_at_the_same_time(digits_search) -> None:  # type: ignore[no-untyped-def]
+    trained = [r for r in digits_search.trials if r.history and r.where]
+    assert len({r.where["pid"] for r in trained}) == 2  # two Ray actor processes
+    overlapping = [
+        (a.number, b.number)
+        for a in trained
+        for b in trained
+        if a.number < b.number and a.started < b.started + b.seconds and b.started < a.started + a.seconds
+    ]
+    assert overlapping, [(r.number, r.started, r.seconds) for r in trained]

@@ -8,6 +8,7 @@ one sub-folder per class, a CSV manifest of ``path,label``, or a ``.npz`` file w
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +42,12 @@ def load_source(spec: str | Path | ImageSet, options: DataOptions = DataOptions(
         return spec, None
     text = str(spec)
     if text in BUILTIN:
-        return _resized(BUILTIN[text](), options), None
+        return _arrays(BUILTIN[text](), options), None
     if text in TORCHVISION:
         from automl_cnn.data.tv import load_torchvision
 
         train, test = load_torchvision(text, options.data_root, options.download)
-        return _resized(train, options), _resized(test, options)
+        return _arrays(train, options), _resized(test, options)
     path = Path(text).expanduser()
     if not path.exists():
         raise DataError(f"dataset {text!r} not found: give an existing path or one of: {_known()}")
@@ -65,7 +66,7 @@ def _load_path(path: Path, options: DataOptions, like: ImageSet | None = None) -
         entries, classes, notes = manifest_entries(path)
         root = path.parent
     elif path.suffix.lower() == ".npz":
-        return _resized(load_npz(path), options)
+        return _arrays(load_npz(path), options)
     else:
         raise DataError(
             f"{path}: unsupported data file; give a folder of class folders, a .csv manifest or a .npz file"
@@ -91,6 +92,17 @@ def _load_path(path: Path, options: DataOptions, like: ImageSet | None = None) -
         paths=images.paths,
         notes=(*notes, *images.notes),
         source_fingerprint=images.source_fingerprint,
+    )
+
+
+def _arrays(images: ImageSet, options: DataOptions) -> ImageSet:
+    """A dataset that arrives as arrays: resized if asked; it is in memory already, so
+    ``--stream`` (for image files) does not apply, and the log says so."""
+    images = _resized(images, options)
+    if not options.stream:
+        return images
+    return dataclasses.replace(
+        images, notes=(*images.notes, "held in memory: it arrives as arrays (--stream applies to image files)")
     )
 
 

@@ -49,7 +49,10 @@ def _pixels(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
         return x, ""
     if lo >= 0 and hi <= 255:
         return x / 255.0, "float pixels in 0-255 scaled to 0-1"
-    return (x - lo) / max(hi - lo, 1e-12), f"float pixels in {lo:g}..{hi:g} rescaled to 0-1"
+    # any other range would need a rescale that predict and the exported model cannot know
+    raise DataError(
+        f"{path}: x holds float values in {lo:g}..{hi:g}, not pixels; give uint8 0-255 or floats in 0-1 or 0-255"
+    )
 
 
 def _labels(y: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
