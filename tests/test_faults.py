@@ -55,6 +55,14 @@ def _wait_for(predicate, timeout: float = 240.0) -> None:  # type: ignore[no-unt
     raise TimeoutError("condition not reached")
 
 
+def _search_args(run: Path, trials: int, *extra: str) -> list[str]:
+    """A slow digits search on two workers, no early stopping and no warm starts."""
+    return [
+        "search", "--data", "digits", "--space", str(SLOW), "--trials", str(trials), "--workers", "2",
+        "--pruner", "none", "--warm-start", "none", "--out", str(run), "--no-progress", *extra,
+    ]  # fmt: skip
+
+
 def _worker_pids(ray_tmp: str) -> list[int]:
     """Trial workers of the Ray runtime living in ``ray_tmp`` (found by the log files they hold)."""
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
@@ -86,24 +94,7 @@ def _no_running_runs(store: str) -> None:
 
 def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path: Path, ray_tmp: str) -> None:
     run = tmp_path / "run"
-    args = [
-        "search",
-        "--data",
-        "digits",
-        "--space",
-        str(SLOW),
-        "--trials",
-        "3",
-        "--workers",
-        "2",
-        "--pruner",
-        "none",
-        "--warm-start",
-        "none",
-        "--out",
-        str(run),
-        "--no-progress",
-    ]
+    args = _search_args(run, 3)
     proc = _cli(args, tmp_path, ray_tmp)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
@@ -145,26 +136,7 @@ def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path: Path, 
 def test_driver_killed_then_resumed_finishes_the_same_search(tmp_path: Path, ray_tmp: str) -> None:
     run = tmp_path / "run"
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        "search",
-        "--data",
-        "digits",
-        "--space",
-        str(SLOW),
-        "--trials",
-        "5",
-        "--workers",
-        "2",
-        "--pruner",
-        "none",
-        "--warm-start",
-        "none",
-        "--out",
-        str(run),
-        "--no-progress",
-        "--model-name",
-        "faults",
-    ]
+    args = _search_args(run, 5, "--model-name", "faults")
     proc = _cli(args, tmp_path, ray_tmp)
     try:
         # wait until one trial finished and another is part-way (it has a checkpoint)
@@ -215,24 +187,7 @@ def test_interrupted_search_closes_its_runs_and_resumes(tmp_path: Path, ray_tmp:
     continues the interrupted trials instead of discarding them."""
     run = tmp_path / "run"
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        "search",
-        "--data",
-        "digits",
-        "--space",
-        str(SLOW),
-        "--trials",
-        "3",
-        "--workers",
-        "2",
-        "--pruner",
-        "none",
-        "--warm-start",
-        "none",
-        "--out",
-        str(run),
-        "--no-progress",
-    ]
+    args = _search_args(run, 3)
     proc = _cli(args, tmp_path, ray_tmp)
     try:
         _wait_for(lambda: any((run / "checkpoints").glob("trial-*.pt")))
