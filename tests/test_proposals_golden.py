@@ -1,0 +1,39 @@
+"""A fixed-seed search with one worker proposes exactly the candidates it proposed before.
+
+The golden file was written by the search code as it was before the orchestration tier was
+reshaped (issue 10); any change to what the sampler is asked, told or shown in between changes
+these proposals. Regenerate (only on purpose) with ``AUTOML_CNN_WRITE_GOLDEN=1 pytest -k golden``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import SPACES
+
+GOLDEN = Path(__file__).parent / "golden" / "tiny_digits_seed0_workers1.json"
+SETTINGS = {"trials": 12, "workers": 1, "seed": 0, "progress": False, "experiment": "golden"}
+
+
+def _proposals(result) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
+    return [
+        {"trial": r.number, "key": r.candidate.key() if r.candidate else None, "outcome": str(r.outcome)}
+        for r in sorted(result.trials, key=lambda r: r.number)
+    ]
+
+
+@pytest.mark.slow
+def test_ray_search_proposes_the_golden_candidates(ray_session: None, tmp_path: Path) -> None:
+    from automl_cnn import search
+
+    result = search(
+        "digits", SPACES / "tiny.yaml", out=tmp_path / "out", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", **SETTINGS
+    )
+    got = _proposals(result)
+    if os.environ.get("AUTOML_CNN_WRITE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(got, indent=1) + "\n", encoding="utf-8")
+    assert got == json.loads(GOLDEN.read_text(encoding="utf-8"))
