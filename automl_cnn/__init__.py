@@ -1,6 +1,6 @@
 """automl_cnn: Optuna proposes CNN architectures, Ray trains them, MLflow records every trial.
 
-The public names below are imported on first use, so ``import automl_cnn.training`` (what a
+The public names below are imported on first use, so ``import automl_cnn.training.trainer`` (what a
 worker needs) does not pull in Ray, MLflow or Optuna, and the CLI starts quickly.
 """
 
@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Architecture": "automl_cnn.architecture",
-    "Augmentation": "automl_cnn.architecture",
-    "Candidate": "automl_cnn.architecture",
-    "ConvBlock": "automl_cnn.architecture",
-    "Dense": "automl_cnn.architecture",
-    "Head": "automl_cnn.architecture",
-    "TrainConfig": "automl_cnn.architecture",
-    "SearchConfig": "automl_cnn.config",
+    "Architecture": "automl_cnn.model.architecture",
+    "Augmentation": "automl_cnn.model.architecture",
+    "Candidate": "automl_cnn.model.architecture",
+    "ConvBlock": "automl_cnn.model.architecture",
+    "Dense": "automl_cnn.model.architecture",
+    "Head": "automl_cnn.model.architecture",
+    "TrainConfig": "automl_cnn.model.architecture",
+    "SearchConfig": "automl_cnn.engine.config",
     "DataBundle": "automl_cnn.data",
     "DataOptions": "automl_cnn.data",
     "ImageSet": "automl_cnn.data",
@@ -31,12 +31,12 @@ _EXPORTS = {
     "SpaceError": "automl_cnn.errors",
     "TrialError": "automl_cnn.errors",
     "UserInputError": "automl_cnn.errors",
-    "TrainedModel": "automl_cnn.model",
-    "load_model": "automl_cnn.model",
-    "SearchResult": "automl_cnn.result",
-    "search": "automl_cnn.search",
-    "SearchSpace": "automl_cnn.space",
-    "load_space": "automl_cnn.space",
+    "TrainedModel": "automl_cnn.model.trained",
+    "load_model": "automl_cnn.model.trained",
+    "SearchResult": "automl_cnn.deliver.result",
+    "search": "automl_cnn.engine.run",
+    "SearchSpace": "automl_cnn.space.schema",
+    "load_space": "automl_cnn.space.schema",
 }
 
 __all__ = [
@@ -82,11 +82,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from automl_cnn.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
-    from automl_cnn.config import SearchConfig
     from automl_cnn.data import DataBundle, DataOptions, ImageSet, load_images, prepare_data, split_data
+    from automl_cnn.deliver.result import SearchResult
+    from automl_cnn.engine.config import SearchConfig
+    from automl_cnn.engine.run import search
     from automl_cnn.errors import AutoMLError, DataError, SpaceError, TrialError, UserInputError
-    from automl_cnn.model import TrainedModel, load_model
-    from automl_cnn.result import SearchResult
-    from automl_cnn.search import search
-    from automl_cnn.space import SearchSpace, load_space
+    from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
+    from automl_cnn.model.trained import TrainedModel, load_model
+    from automl_cnn.space.schema import SearchSpace, load_space

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from automl_cnn.config import PRUNERS, SAMPLERS, parse_duration
+from automl_cnn.engine.config import PRUNERS, SAMPLERS, parse_duration
 from automl_cnn.errors import AutoMLError, UserInputError
 
 
@@ -202,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from automl_cnn.config import SearchConfig
-    from automl_cnn.search import run_search
+    from automl_cnn.engine.config import SearchConfig
+    from automl_cnn.engine.run import run_search
 
     cfg = SearchConfig(
         trials=args.trials,
@@ -270,7 +270,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from automl_cnn.data.files import read_image
-    from automl_cnn.model import load_model
+    from automl_cnn.model.trained import load_model
 
     model = load_model(args.model, args.tracking_uri)
     paths = _image_paths(args.images)
@@ -298,8 +298,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from automl_cnn.export import export_model
-    from automl_cnn.model import load_model
+    from automl_cnn.model.export import export_model
+    from automl_cnn.model.trained import load_model
 
     model = load_model(args.model, args.tracking_uri)
     default = "model.onnx" if args.format == "onnx" else "model.torchscript.pt"
@@ -310,7 +310,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from automl_cnn.search import resume
+    from automl_cnn.engine.run import resume
 
     result = resume(args.run_dir, progress=False if args.no_progress else None, storage=args.storage)
     print()
@@ -319,7 +319,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from automl_cnn.tracking import local_artifact_root
+    from automl_cnn.services.tracking import local_artifact_root
 
     uri = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():

@@ -17,10 +17,10 @@ import optuna
 import torch
 
 from automl_cnn.data import DataBundle
-from automl_cnn.model import TrainedModel
-from automl_cnn.sampling import sample_candidate
-from automl_cnn.space import SearchSpace
-from automl_cnn.training import fit
+from automl_cnn.model.trained import TrainedModel
+from automl_cnn.space.sampling import sample_candidate
+from automl_cnn.space.schema import SearchSpace
+from automl_cnn.training.trainer import fit
 
 
 @dataclass

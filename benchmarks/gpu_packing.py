@@ -1,7 +1,7 @@
 """Trials per hour with 1, 2 and 4 trials packed on one GPU (``--gpus-per-trial 1, 0.5, 0.25``).
 
 Each packed trial is a separate process running automl-cnn's own trial worker
-(``automl_cnn.worker.TrialWorker`` on ``cuda``: bf16 autocast, channels-last, data resident on
+(``automl_cnn.training.worker.TrialWorker`` on ``cuda``: bf16 autocast, channels-last, data resident on
 the GPU), the same code a Ray actor runs; N processes share the GPU as N Ray actors with
 ``num_gpus=1/N`` do. Every packing runs the same list of candidates to the end.
 
@@ -30,11 +30,11 @@ def prepare(folder: Path, trials: int, max_epochs: int, seed: int) -> None:
     import numpy as np
     import optuna
 
-    from automl_cnn.analysis import profile
     from automl_cnn.data import load_images
     from automl_cnn.errors import InfeasibleArchitecture
-    from automl_cnn.sampling import sample_candidate
-    from automl_cnn.space import load_space
+    from automl_cnn.model.profile import profile
+    from automl_cnn.space.sampling import sample_candidate
+    from automl_cnn.space.schema import load_space
 
     folder.mkdir(parents=True, exist_ok=True)
     images = load_images("mnist5k")
@@ -59,7 +59,7 @@ def _worker(index: int, jobs: mp.Queue, results: mp.Queue, data_path: str) -> No
     import torch
 
     from automl_cnn.data import load_images, split_data
-    from automl_cnn.worker import TrialWorker
+    from automl_cnn.training.worker import TrialWorker
 
     data = split_data(load_images(data_path), seed=0).search_data()
     worker = TrialWorker(threads=2, device="cuda")
@@ -132,7 +132,7 @@ def run_ray(folder: Path, packs: list[int]) -> None:
     import torch
 
     from automl_cnn.data import load_images, split_data
-    from automl_cnn.executor import RayExecutor
+    from automl_cnn.services.ray_executor import RayExecutor
 
     cands = json.loads((folder / "candidates.json").read_text())
     data = split_data(load_images(str(folder / "mnist5k.npz")), seed=0).search_data()

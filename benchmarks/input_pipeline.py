@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from automl_cnn.architecture import Architecture, Augmentation, ConvBlock, Dense, Head
-from automl_cnn.augment import augment
-from automl_cnn.builder import build_model
 from automl_cnn.data import load_images, split_data
+from automl_cnn.model.architecture import Architecture, Augmentation, ConvBlock, Dense, Head
+from automl_cnn.model.builder import build_model
+from automl_cnn.training.augment import augment
 
 ARCH = Architecture((ConvBlock(filters=32), ConvBlock(filters=64, dropout=0.25)), Head(dense=(Dense(128, 0.5),)))
 BATCH = 64

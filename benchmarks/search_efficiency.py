@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     quiet()
     from automl_cnn.data import load_images, split_data
-    from automl_cnn.space import load_space
+    from automl_cnn.space.schema import load_space
 
     space = load_space(args.space)
     datasets = args.datasets.split(",")

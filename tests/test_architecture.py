@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from automl_cnn.analysis import Limits, feature_shapes, profile
-from automl_cnn.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
-from automl_cnn.builder import build_model
 from automl_cnn.errors import InfeasibleArchitecture
+from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
+from automl_cnn.model.builder import build_model
+from automl_cnn.model.profile import Limits, feature_shapes, profile
 
 KERAS_MNIST = Architecture(
     blocks=(

@@ -17,7 +17,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from automl_cnn.warmstart import load_study
+from automl_cnn.engine.warmstart import load_study
 
 pytestmark = pytest.mark.slow
 SLOW = Path(__file__).resolve().parent / "spaces" / "slow.yaml"

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from automl_cnn.architecture import Architecture, Candidate, ConvBlock, Dense, Head, TrainConfig
 from automl_cnn.data import load_images, split_data
-from automl_cnn.training import Trainer
-from automl_cnn.worker import TrialWorker
+from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Dense, Head, TrainConfig
+from automl_cnn.training.trainer import Trainer
+from automl_cnn.training.worker import TrialWorker
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

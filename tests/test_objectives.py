@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from automl_cnn.engine.objectives import PickRule, dominates, pareto_front, parse_objectives
 from automl_cnn.errors import UserInputError
-from automl_cnn.objectives import PickRule, dominates, pareto_front, parse_objectives
 
 D = ["maximize", "minimize"]
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from automl_cnn import load_model
 from automl_cnn.cli import main
-from automl_cnn.tracking import using_tracking_uri
+from automl_cnn.services.tracking import using_tracking_uri
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from automl_cnn.progress import Progress
+from automl_cnn.engine.progress import Progress
 
 
 def test_live_panel_shows_counts_running_trials_best_score_and_budget() -> None:

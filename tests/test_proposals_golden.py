@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import SPACES
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_digits_seed0_workers1.json"

@@ -8,12 +8,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from automl_cnn.analysis import profile
-from automl_cnn.config import SAMPLERS
+from automl_cnn.engine.config import SAMPLERS
 from automl_cnn.errors import InfeasibleArchitecture
-from automl_cnn.sampling import sample_candidate
-from automl_cnn.space import load_space
-from automl_cnn.study import make_sampler
+from automl_cnn.model.profile import profile
+from automl_cnn.services.study import make_sampler
+from automl_cnn.space.sampling import sample_candidate
+from automl_cnn.space.schema import load_space
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 

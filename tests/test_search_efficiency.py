@@ -10,11 +10,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from automl_cnn import search
+from automl_cnn.engine.objectives import OBJECTIVES, dominates
+from automl_cnn.engine.warmstart import load_study
 from automl_cnn.errors import UserInputError
-from automl_cnn.objectives import OBJECTIVES, dominates
-from automl_cnn.presets import PRESETS, project
-from automl_cnn.space import load_space
-from automl_cnn.warmstart import load_study
+from automl_cnn.space.presets import PRESETS, project
+from automl_cnn.space.schema import load_space
 
 pytestmark = pytest.mark.slow
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from automl_cnn.errors import SpaceError
-from automl_cnn.params import Choice, Fixed, FloatRange, IntRange
-from automl_cnn.space import load_space, parse_space, shipped_spaces
+from automl_cnn.space.params import Choice, Fixed, FloatRange, IntRange
+from automl_cnn.space.schema import load_space, parse_space, shipped_spaces
 
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 

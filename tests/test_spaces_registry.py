@@ -7,11 +7,11 @@ import optuna
 import pytest
 import torch
 
-from automl_cnn.analysis import profile
-from automl_cnn.builder import build_model
 from automl_cnn.errors import InfeasibleArchitecture
-from automl_cnn.sampling import sample_candidate
-from automl_cnn.space import load_space, shipped_spaces
+from automl_cnn.model.builder import build_model
+from automl_cnn.model.profile import profile
+from automl_cnn.space.sampling import sample_candidate
+from automl_cnn.space.schema import load_space, shipped_spaces
 
 
 @pytest.mark.parametrize("name", sorted(shipped_spaces()))
@@ -40,7 +40,7 @@ def test_space_samples_builds_and_runs_forward(name: str, input_shape: tuple[int
 
 
 def test_parameters_of_absent_parts_are_never_suggested() -> None:
-    from automl_cnn.space import parse_space
+    from automl_cnn.space.schema import parse_space
 
     space = parse_space(
         {

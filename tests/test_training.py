@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from automl_cnn.architecture import Architecture, Augmentation, Candidate, ConvBlock, Head, TrainConfig
-from automl_cnn.augment import augment
 from automl_cnn.data import load_images, split_data
 from automl_cnn.errors import TrialError
-from automl_cnn.training import Trainer, fit
+from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Head, TrainConfig
+from automl_cnn.training.augment import augment
+from automl_cnn.training.trainer import Trainer, fit
 
 ARCH = Architecture((ConvBlock(filters=8, pooling="max"),), Head())
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from automl_cnn.architecture import Candidate
 from automl_cnn.data import DataBundle
-from automl_cnn.model import TrainedModel
-from automl_cnn.records import TrialRecord
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.model.architecture import Candidate
+from automl_cnn.model.trained import TrainedModel
 
 
 @dataclass

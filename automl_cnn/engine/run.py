@@ -1,7 +1,7 @@
 """``search()`` and ``resume()``: a dataset in, a tuned, trained, registered CNN out.
 
 Everything that can be wrong with the input is checked before anything is written. The run
-folder then records what was asked and what happened (see :mod:`automl_cnn.runstate`), so a
+folder then records what was asked and what happened (see :mod:`automl_cnn.engine.runstate`), so a
 search whose driver is killed continues with ``automl-cnn resume FOLDER``.
 """
 
@@ -15,26 +15,26 @@ from typing import Any
 
 import optuna
 
-from automl_cnn.analysis import check_input_fits
-from automl_cnn.config import SearchConfig, parse_duration
 from automl_cnn.data import DataBundle, ImageSet, prepare_data
-from automl_cnn.dedupe import Known
-from automl_cnn.deliver import data_report, deliver
-from automl_cnn.driver import SearchDriver
+from automl_cnn.deliver.deliver import data_report, deliver
+from automl_cnn.deliver.result import SearchResult
+from automl_cnn.engine.config import SearchConfig, parse_duration
+from automl_cnn.engine.dedupe import Known
+from automl_cnn.engine.driver import SearchDriver
+from automl_cnn.engine.final import final_fit, final_seconds_estimate, pick_winner, runners_up
+from automl_cnn.engine.progress import Progress
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.recovery import recover
+from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.warmstart import check_compatible, warm_start_from
 from automl_cnn.errors import UserInputError
-from automl_cnn.executor import RayExecutor
-from automl_cnn.final import final_fit, final_seconds_estimate, pick_winner, runners_up
-from automl_cnn.presets import GROUPS, PRESETS, warm_start_params
-from automl_cnn.progress import Progress
-from automl_cnn.records import TrialRecord
-from automl_cnn.recovery import recover
-from automl_cnn.result import SearchResult
-from automl_cnn.runstate import RunState
-from automl_cnn.runtime import ray_runtime
-from automl_cnn.space import SearchSpace, load_space
-from automl_cnn.study import create_study, make_pruner, make_sampler, make_storage, mask_password
-from automl_cnn.tracking import MlflowTracker, check_reachable
-from automl_cnn.warmstart import check_compatible, warm_start_from
+from automl_cnn.model.profile import check_input_fits
+from automl_cnn.services.ray_executor import RayExecutor
+from automl_cnn.services.ray_runtime import ray_runtime
+from automl_cnn.services.study import create_study, make_pruner, make_sampler, make_storage, mask_password
+from automl_cnn.services.tracking import MlflowTracker, check_reachable
+from automl_cnn.space.presets import GROUPS, PRESETS, warm_start_params
+from automl_cnn.space.schema import SearchSpace, load_space
 
 EXPORT_RESERVE_SECONDS = 20.0  # model export, plots, logging and registration after the final fit
 MAX_TRIAL_SHARE = 1 / 3  # with a time budget, no trial may take more than this share of it

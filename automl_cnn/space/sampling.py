@@ -13,9 +13,9 @@ from typing import Any
 
 from optuna.trial import BaseTrial
 
-from automl_cnn.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
-from automl_cnn.params import Choice, Fixed, FloatRange, IntRange, Param
-from automl_cnn.space import SearchSpace
+from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
+from automl_cnn.space.params import Choice, Fixed, FloatRange, IntRange, Param
+from automl_cnn.space.schema import SearchSpace
 
 
 def suggest(trial: BaseTrial, name: str, param: Param) -> Any:

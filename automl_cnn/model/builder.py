@@ -14,7 +14,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from automl_cnn.architecture import Architecture, ConvBlock, Head
+from automl_cnn.model.architecture import Architecture, ConvBlock, Head
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
@@ -132,9 +132,9 @@ def build_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
 ) -> nn.Sequential:
-    """Build the network. Call :func:`automl_cnn.analysis.check` first for a clear error on an
+    """Build the network. Call :func:`automl_cnn.model.profile.profile` first for a clear error on an
     architecture that does not fit ``input_shape``."""
-    from automl_cnn.analysis import feature_shapes
+    from automl_cnn.model.profile import feature_shapes
 
     c_in = input_shape[0]
     shapes = feature_shapes(arch, input_shape)

@@ -1,6 +1,6 @@
 """Search spaces: YAML files loaded into typed, validated, frozen records.
 
-A space has four sections, each a set of searchable keys (see :mod:`automl_cnn.params` for the
+A space has four sections, each a set of searchable keys (see :mod:`automl_cnn.space.params` for the
 value forms). Every key has a default, so a space file only names what it changes::
 
     name: default
@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from automl_cnn.errors import SpaceError
-from automl_cnn.params import (
+from automl_cnn.space.params import (
     Choice,
     Fixed,
     FloatRange,
@@ -208,9 +208,9 @@ def _first(keys: set[Any]) -> str:
 
 def spaces_dir() -> Path:
     """The folder of shipped spaces (inside the wheel, or the repository's ``search_spaces/``)."""
-    here = Path(__file__).resolve().parent
-    bundled = here / "search_spaces"
-    return bundled if bundled.is_dir() else here.parent / "search_spaces"
+    package = Path(__file__).resolve().parent.parent
+    bundled = package / "search_spaces"
+    return bundled if bundled.is_dir() else package.parent / "search_spaces"
 
 
 def shipped_spaces() -> dict[str, Path]:

@@ -13,9 +13,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from automl_cnn.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
-from automl_cnn.sampling import sample_candidate
-from automl_cnn.space import SearchSpace
+from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
+from automl_cnn.space.sampling import sample_candidate
+from automl_cnn.space.schema import SearchSpace
 
 _RECIPE = TrainConfig(
     optimizer="adam",

@@ -90,8 +90,8 @@ class SearchConfig:
         if isinstance(self.warm_start, str):
             names = [] if self.warm_start in ("", "none") else self.warm_start.split(",")
             object.__setattr__(self, "warm_start", tuple(n.strip() for n in names if n.strip()))
-        from automl_cnn.objectives import PickRule, parse_objectives
-        from automl_cnn.presets import GROUPS, PRESETS
+        from automl_cnn.engine.objectives import PickRule, parse_objectives
+        from automl_cnn.space.presets import GROUPS, PRESETS
 
         for name in self.warm_start:
             if name not in GROUPS and name not in PRESETS and not Path(name).expanduser().is_dir():
@@ -128,12 +128,12 @@ class SearchConfig:
         return len(self.objectives) > 1
 
     def pick_rule(self) -> Any:
-        from automl_cnn.objectives import PickRule
+        from automl_cnn.engine.objectives import PickRule
 
         return PickRule.parse(self.pick, self.objectives)
 
     def limits(self) -> Any:
-        from automl_cnn.analysis import Limits
+        from automl_cnn.model.profile import Limits
 
         return Limits(self.max_params, self.max_flops, self.max_latency_ms)
 
@@ -172,7 +172,7 @@ class SearchConfig:
     def to_params(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k not in ("progress", "enqueue")}
         out["warm_start"] = ",".join(self.warm_start) or "none"
-        from automl_cnn.study import mask_password
+        from automl_cnn.services.study import mask_password
 
         out["storage"] = mask_password(self.storage)
         out["objectives"] = ",".join(self.objectives)

@@ -14,18 +14,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from automl_cnn.architecture import Architecture, ConvBlock
 from automl_cnn.errors import DataError, InfeasibleArchitecture
+from automl_cnn.model.architecture import Architecture, ConvBlock
 
 if TYPE_CHECKING:
-    from automl_cnn.params import Param
-    from automl_cnn.space import SearchSpace
+    from automl_cnn.space.params import Param
+    from automl_cnn.space.schema import SearchSpace
 
 Shape = tuple[int, int, int]
 
 
 def _conv_out(size: int, block: ConvBlock, stride: int) -> int:
-    from automl_cnn.builder import conv_padding
+    from automl_cnn.model.builder import conv_padding
 
     return (size + 2 * conv_padding(block) - block.kernel_size) // stride + 1
 
@@ -71,7 +71,7 @@ class Profile:
 
 def profile(arch: Architecture, input_shape: Shape, num_classes: int) -> Profile:
     """Shapes, parameter count and FLOPs, without allocating the network."""
-    from automl_cnn.builder import build_model
+    from automl_cnn.model.builder import build_model
 
     shapes = feature_shapes(arch, input_shape)
     with torch.device("meta"):
@@ -118,8 +118,8 @@ class Limits:
 def smallest_network(space: SearchSpace) -> Architecture:
     """The network of ``space`` that shrinks its input least (fewest blocks, no pooling where
     allowed, smallest kernels with padding, stride 1): if it does not fit, none does."""
-    from automl_cnn.architecture import Head
-    from automl_cnn.params import Choice, Fixed
+    from automl_cnn.model.architecture import Head
+    from automl_cnn.space.params import Choice, Fixed
 
     def lowest(param: Param) -> Any:
         values = param.values()

@@ -17,12 +17,12 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from automl_cnn.architecture import Candidate
-from automl_cnn.dedupe import Known, Outcome
+from automl_cnn.engine.dedupe import Known, Outcome
 from automl_cnn.errors import UserInputError
-from automl_cnn.sampling import sample_candidate
-from automl_cnn.space import SearchSpace
-from automl_cnn.training import EpochResult
+from automl_cnn.model.architecture import Candidate
+from automl_cnn.space.sampling import sample_candidate
+from automl_cnn.space.schema import SearchSpace
+from automl_cnn.training.trainer import EpochResult
 
 log = logging.getLogger("automl_cnn")
 RUN_FILE = "run.json"
@@ -72,7 +72,7 @@ def distributions_in(space: SearchSpace, params: dict[str, Any]) -> dict[str, Ba
 
 
 def load_study(folder: Path) -> optuna.Study:
-    from automl_cnn.study import journal_storage
+    from automl_cnn.services.study import journal_storage
 
     path = folder / STUDY_FILE
     if not path.is_file():

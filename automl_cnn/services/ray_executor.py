@@ -18,7 +18,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, WorkerCrashedError
 
 from automl_cnn.data.bundle import TrainData
-from automl_cnn.worker import TrialWorker
+from automl_cnn.training.worker import TrialWorker
 
 log = logging.getLogger(__name__)
 

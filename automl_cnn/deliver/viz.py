@@ -23,8 +23,8 @@ import optuna
 import torch
 from torch import nn
 
-from automl_cnn.report import layer_table
-from automl_cnn.training import EpochResult
+from automl_cnn.deliver.report import layer_table
+from automl_cnn.training.trainer import EpochResult
 
 log = logging.getLogger(__name__)
 DPI = 100

@@ -19,12 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl_cnn.architecture import Candidate, TrainConfig
-from automl_cnn.augment import augment
-from automl_cnn.batches import Batches, make_batches
-from automl_cnn.builder import build_model
 from automl_cnn.data.bundle import TrainData
 from automl_cnn.errors import TrialError
+from automl_cnn.model.architecture import Candidate, TrainConfig
+from automl_cnn.model.builder import build_model
+from automl_cnn.training.augment import augment
+from automl_cnn.training.batches import Batches, make_batches
 
 EVAL_BATCH = 1024
 

@@ -12,14 +12,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from automl_cnn.architecture import Candidate
+from automl_cnn.engine.objectives import OBJECTIVES, PickRule, pareto_front
+from automl_cnn.engine.progress import Progress
+from automl_cnn.engine.records import TrialRecord
 from automl_cnn.errors import AutoMLError
-from automl_cnn.executor import RayExecutor
-from automl_cnn.objectives import OBJECTIVES, PickRule, pareto_front
-from automl_cnn.progress import Progress
-from automl_cnn.records import TrialRecord
-from automl_cnn.tracking import MlflowTracker
-from automl_cnn.training import EpochResult
+from automl_cnn.model.architecture import Candidate
+from automl_cnn.services.ray_executor import RayExecutor
+from automl_cnn.services.tracking import MlflowTracker
+from automl_cnn.training.trainer import EpochResult
 
 
 def _eligible(records: list[TrialRecord]) -> list[TrialRecord]:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from automl_cnn.errors import UserInputError
-from automl_cnn.model import TrainedModel
+from automl_cnn.model.trained import TrainedModel
 
 TOLERANCE = 1e-4
 FORMATS = ("onnx", "torchscript")

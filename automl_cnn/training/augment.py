@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from automl_cnn.architecture import Augmentation
+from automl_cnn.model.architecture import Augmentation
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:

@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from automl_cnn.architecture import Candidate
-from automl_cnn.builder import build_model
 from automl_cnn.errors import UserInputError
+from automl_cnn.model.architecture import Candidate
+from automl_cnn.model.builder import build_model
 
 FORMAT = "automl-cnn/1"
 WEIGHTS = "model.safetensors"
@@ -176,7 +176,7 @@ def _load_from_mlflow(uri: str, tracking_uri: str | None) -> TrainedModel:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from automl_cnn.tracking import using_tracking_uri
+    from automl_cnn.services.tracking import using_tracking_uri
 
     store = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     with tempfile.TemporaryDirectory() as tmp, using_tracking_uri(store):

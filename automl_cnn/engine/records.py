@@ -7,9 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from automl_cnn.analysis import Profile
-from automl_cnn.architecture import Candidate
-from automl_cnn.training import EpochResult
+from automl_cnn.model.architecture import Candidate
+from automl_cnn.model.profile import Profile
+from automl_cnn.training.trainer import EpochResult
 
 
 def trial_seed(seed: int, number: int) -> int:

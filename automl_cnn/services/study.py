@@ -84,7 +84,7 @@ def create_study(
 ) -> optuna.Study:
     """A study maximising validation accuracy (and minimising any further objectives);
     an existing study of that name in ``storage`` is loaded, to resume it."""
-    from automl_cnn.objectives import OBJECTIVES
+    from automl_cnn.engine.objectives import OBJECTIVES
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = [OBJECTIVES[o] for o in objectives]

@@ -13,17 +13,17 @@ from typing import Any
 import numpy as np
 import optuna
 
-from automl_cnn import viz
-from automl_cnn.config import SearchConfig
 from automl_cnn.data import DataBundle
-from automl_cnn.final import FinalFit, front
-from automl_cnn.model import TrainedModel
-from automl_cnn.records import TrialRecord
-from automl_cnn.report import html_report, search_report
-from automl_cnn.result import SearchResult, accuracy_text
-from automl_cnn.runstate import RunState
-from automl_cnn.space import SearchSpace
-from automl_cnn.tracking import MlflowTracker
+from automl_cnn.deliver import viz
+from automl_cnn.deliver.report import html_report, search_report
+from automl_cnn.deliver.result import SearchResult, accuracy_text
+from automl_cnn.engine.config import SearchConfig
+from automl_cnn.engine.final import FinalFit, front
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.runstate import RunState
+from automl_cnn.model.trained import TrainedModel
+from automl_cnn.services.tracking import MlflowTracker
+from automl_cnn.space.schema import SearchSpace
 
 PLOTS = "plots"
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import ray
 
-from automl_cnn.config import cpu_count
+from automl_cnn.engine.config import cpu_count
 from automl_cnn.errors import UserInputError
 
 

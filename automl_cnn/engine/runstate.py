@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from automl_cnn.engine.records import TrialRecord, record_from_json, record_to_json
 from automl_cnn.errors import UserInputError
-from automl_cnn.records import TrialRecord, record_from_json, record_to_json
-from automl_cnn.training import EpochResult
+from automl_cnn.training.trainer import EpochResult
 
 RUN_FILE = "run.json"
 TRIALS_FILE = "trials.jsonl"

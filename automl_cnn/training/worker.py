@@ -1,6 +1,6 @@
 """A trial worker: holds one Trainer at a time and runs it one epoch per call.
 
-Plain Python, so it can be unit-tested directly; :mod:`automl_cnn.executor` runs it as a Ray
+Plain Python, so it can be unit-tested directly; :mod:`automl_cnn.services.ray_executor` runs it as a Ray
 actor. Every call returns a plain dict; failures inside a trial come back as
 ``{"error": reason}`` instead of raising, so the driver records them and goes on.
 """
@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from automl_cnn.architecture import Candidate
 from automl_cnn.data.bundle import TrainData
 from automl_cnn.errors import TrialError
-from automl_cnn.training import Trainer
+from automl_cnn.model.architecture import Candidate
+from automl_cnn.training.trainer import Trainer
 
 
 def _reason(exc: BaseException) -> str:
