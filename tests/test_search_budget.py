@@ -91,8 +91,8 @@ def test_study_in_a_database_storage(ray_session: None, tmp_path: Path, store: s
 def test_projected_training_time_goes_by_the_latest_epochs_not_the_warm_up() -> None:
     """The time a trial would take, which decides whether it may go on under a time budget."""
     from automl_cnn.engine.records import TrialRecord
+    from automl_cnn.model.measures import EpochResult
     from automl_cnn.space.presets import PRESETS
-    from automl_cnn.training.trainer import EpochResult
 
     rec = TrialRecord(number=0, seed=0, run_id="r", candidate=PRESETS["lenet5"])  # 15 epochs
     assert rec.projected_seconds() is None

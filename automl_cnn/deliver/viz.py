@@ -20,11 +20,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import optuna
-import torch
 from torch import nn
 
 from automl_cnn.deliver.report import layer_table
-from automl_cnn.training.trainer import EpochResult
+from automl_cnn.model.measures import EpochResult
 
 log = logging.getLogger(__name__)
 DPI = 100
@@ -162,27 +161,3 @@ def architecture_diagram(network: nn.Sequential, input_shape: tuple[int, int, in
     total = sum(r.params for r in rows)
     ax.set_title(f"{title}\n{total:,} parameters", fontsize=10)
     return _save(fig, path)
-
-
-@torch.inference_mode()
-def measure_latency_ms(
-    network: nn.Module, input_shape: tuple[int, int, int], repeats: int = 15, max_seconds: float = 0.3
-) -> float:
-    """Median CPU time of one forward pass of one image, in milliseconds (one thread); at most
-    ``repeats`` passes, fewer when they add up to ``max_seconds``."""
-    import time
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        network = network.eval()
-        x = torch.rand(1, *input_shape)
-        network(x)  # warm-up
-        times: list[float] = []
-        while len(times) < repeats and sum(times) < max_seconds:
-            start = time.perf_counter()
-            network(x)
-            times.append(time.perf_counter() - start)
-        return float(np.median(times) * 1000.0)
-    finally:
-        torch.set_num_threads(threads)

@@ -35,7 +35,6 @@ import optuna
 from optuna.trial import TrialState
 
 from automl_cnn.data.bundle import DataBundle
-from automl_cnn.deliver.viz import measure_latency_ms
 from automl_cnn.engine.cost import CostModel
 from automl_cnn.engine.dedupe import Known, Outcome
 from automl_cnn.engine.progress import Progress
@@ -43,12 +42,12 @@ from automl_cnn.engine.records import TrialRecord, trial_seed
 from automl_cnn.engine.runstate import RunState
 from automl_cnn.errors import InfeasibleArchitecture
 from automl_cnn.model.builder import build_model
-from automl_cnn.model.profile import Limits, profile
+from automl_cnn.model.measures import EpochResult
+from automl_cnn.model.profile import Limits, measure_latency_ms, profile
 from automl_cnn.services.ray_executor import RayExecutor
 from automl_cnn.services.tracking import MlflowTracker
 from automl_cnn.space.sampling import sample_candidate
 from automl_cnn.space.schema import SearchSpace
-from automl_cnn.training.trainer import EpochResult
 
 RUN_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 MAX_REPEATS_IN_A_ROW = 200  # the sampler keeps proposing known candidates: the space is exhausted

@@ -17,9 +17,9 @@ from automl_cnn.engine.progress import Progress
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.errors import AutoMLError
 from automl_cnn.model.architecture import Candidate
+from automl_cnn.model.measures import EpochResult
 from automl_cnn.services.ray_executor import RayExecutor
 from automl_cnn.services.tracking import MlflowTracker
-from automl_cnn.training.trainer import EpochResult
 
 
 def _eligible(records: list[TrialRecord]) -> list[TrialRecord]:

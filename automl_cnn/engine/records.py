@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from automl_cnn.model.architecture import Candidate
-from automl_cnn.model.profile import Profile
-from automl_cnn.training.trainer import EpochResult
+from automl_cnn.model.measures import EpochResult, Profile
 
 
 def trial_seed(seed: int, number: int) -> int:

@@ -19,9 +19,9 @@ from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.runstate import RunState
 from automl_cnn.errors import InfeasibleArchitecture
 from automl_cnn.model.architecture import Candidate
+from automl_cnn.model.measures import EpochResult
 from automl_cnn.model.profile import profile
 from automl_cnn.services.tracking import MlflowTracker
-from automl_cnn.training.trainer import EpochResult
 
 _OUTCOMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 _STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}

@@ -17,7 +17,7 @@ from typing import Any
 
 from automl_cnn.engine.records import TrialRecord, record_from_json, record_to_json
 from automl_cnn.errors import UserInputError
-from automl_cnn.training.trainer import EpochResult
+from automl_cnn.model.measures import EpochResult
 
 RUN_FILE = "run.json"
 TRIALS_FILE = "trials.jsonl"

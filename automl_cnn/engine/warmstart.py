@@ -20,9 +20,9 @@ from optuna.trial import FrozenTrial, TrialState
 from automl_cnn.engine.dedupe import Known, Outcome
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.architecture import Candidate
+from automl_cnn.model.measures import EpochResult
 from automl_cnn.space.sampling import sample_candidate
 from automl_cnn.space.schema import SearchSpace
-from automl_cnn.training.trainer import EpochResult
 
 log = logging.getLogger("automl_cnn")
 RUN_FILE = "run.json"

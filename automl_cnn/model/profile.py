@@ -8,20 +8,22 @@ torch's own.
 
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from automl_cnn.errors import DataError, InfeasibleArchitecture
 from automl_cnn.model.architecture import Architecture, ConvBlock
+from automl_cnn.model.measures import Profile, Shape
 
 if TYPE_CHECKING:
     from automl_cnn.space.params import Param
     from automl_cnn.space.schema import SearchSpace
-
-Shape = tuple[int, int, int]
 
 
 def _conv_out(size: int, block: ConvBlock, stride: int) -> int:
@@ -60,13 +62,6 @@ def feature_shapes(arch: Architecture, input_shape: Shape) -> list[Shape]:
             h, w = h // block.pool_size, w // block.pool_size
         shapes.append((c, h, w))
     return shapes
-
-
-@dataclass(frozen=True)
-class Profile:
-    params: int
-    flops: int  # per image, forward pass, as counted by torch (a multiply-add is 2 FLOPs)
-    feature_shapes: tuple[Shape, ...]
 
 
 def profile(arch: Architecture, input_shape: Shape, num_classes: int) -> Profile:
@@ -167,3 +162,25 @@ def _fits(arch: Architecture, shape: Shape) -> bool:
         return True
     except InfeasibleArchitecture:
         return False
+
+
+@torch.inference_mode()
+def measure_latency_ms(
+    network: nn.Module, input_shape: tuple[int, int, int], repeats: int = 15, max_seconds: float = 0.3
+) -> float:
+    """Median CPU time of one forward pass of one image, in milliseconds (one thread); at most
+    ``repeats`` passes, fewer when they add up to ``max_seconds``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        network = network.eval()
+        x = torch.rand(1, *input_shape)
+        network(x)  # warm-up
+        times: list[float] = []
+        while len(times) < repeats and sum(times) < max_seconds:
+            start = time.perf_counter()
+            network(x)
+            times.append(time.perf_counter() - start)
+        return float(statistics.median(times) * 1000.0)
+    finally:
+        torch.set_num_threads(threads)

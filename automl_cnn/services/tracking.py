@@ -22,7 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from automl_cnn.errors import UserInputError
-from automl_cnn.training.trainer import EpochResult
+from automl_cnn.model.measures import EpochResult
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import io
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -23,24 +22,11 @@ from automl_cnn.data.bundle import TrainData
 from automl_cnn.errors import TrialError
 from automl_cnn.model.architecture import Candidate, TrainConfig
 from automl_cnn.model.builder import build_model
+from automl_cnn.model.measures import EpochResult
 from automl_cnn.training.augment import augment
 from automl_cnn.training.batches import Batches, make_batches
 
 EVAL_BATCH = 1024
-
-
-@dataclass(frozen=True)
-class EpochResult:
-    epoch: int  # 1-based
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    seconds: float
-    lr: float
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
 
 
 def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
