@@ -32,7 +32,7 @@ _EXPORTS = {
     "TrialError": "automl_cnn.errors",
     "UserInputError": "automl_cnn.errors",
     "TrainedModel": "automl_cnn.model.trained",
-    "load_model": "automl_cnn.model.trained",
+    "load_model": "automl_cnn.deliver.loading",
     "SearchResult": "automl_cnn.deliver.result",
     "search": "automl_cnn.engine.run",
     "SearchSpace": "automl_cnn.space.schema",
@@ -83,10 +83,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from automl_cnn.data import DataBundle, DataOptions, ImageSet, load_images, prepare_data, split_data
+    from automl_cnn.deliver.loading import load_model
     from automl_cnn.deliver.result import SearchResult
     from automl_cnn.engine.config import SearchConfig
     from automl_cnn.engine.run import search
     from automl_cnn.errors import AutoMLError, DataError, SpaceError, TrialError, UserInputError
     from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
-    from automl_cnn.model.trained import TrainedModel, load_model
+    from automl_cnn.model.trained import TrainedModel
     from automl_cnn.space.schema import SearchSpace, load_space

@@ -8,14 +8,16 @@ is recorded on its trial and the search goes on.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from automl_cnn.engine.config import PRUNERS, SAMPLERS, parse_duration
+from automl_cnn.engine.config import SearchConfig
 from automl_cnn.errors import AutoMLError, UserInputError
+from automl_cnn.options import cli_option, field_default, positive_int
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -45,55 +47,36 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _fraction_list(text: str) -> tuple[float, float, float]:
-    try:
-        parts = tuple(float(p) for p in text.replace("/", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.15,0.15, got {text!r}") from None
-    if len(parts) != 3:
-        raise argparse.ArgumentTypeError(f"expected three fractions like 0.7,0.15,0.15, got {text!r}")
-    return parts  # type: ignore[return-value]
-
-
-def _image_size(text: str) -> tuple[int, int]:
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 32 or 32x48, got {text!r}") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected a size like 32 or 32x48, got {text!r}")
-    return parts[0], parts[1]
-
-
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
-
-
-def _bytes(text: str) -> int:
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    if not m or m.group(2).lower() not in _SIZE_UNITS:
-        raise argparse.ArgumentTypeError(f"expected a size like 512MB or 4GB, got {text!r}")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line plus a pointer to --help."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_settings(parser: argparse.ArgumentParser, settings: type) -> None:
+    """An option per field of the dataclass ``settings``, as its metadata declares (see
+    :mod:`automl_cnn.options`), its default the field's; the value lands under the field's name."""
+    for f in dataclasses.fields(settings):
+        opt = cli_option(f)
+        if opt is None:
+            continue
+        default = field_default(f)
+        if opt.flag is not None:
+            parser.add_argument(
+                opt.flag,
+                dest=f.name,
+                default=default,
+                type=opt.parse or str,  # text unless the setting parses it
+                choices=opt.choices,
+                metavar=opt.metavar,
+                help=opt.help,
+            )
+        group = parser.add_mutually_exclusive_group() if len(opt.switches) > 1 else parser
+        for sw in opt.switches:
+            group.add_argument(
+                sw.flag, dest=f.name, action="store_const", const=sw.value, default=default, help=sw.help
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,74 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="digits | mnist5k | a torchvision name (mnist, fashion-mnist, kmnist, cifar10, cifar100, svhn) | "
         "a folder with one sub-folder per class | a .csv manifest of path,label | a .npz with x and y",
     )
-    s.add_argument("--test-data", help="your own test set (folder, .csv or .npz), kept out of the search")
-    s.add_argument("--image-size", type=_image_size, help="resize every image, e.g. 32 or 32x48 (HxW)")
-    s.add_argument("--strict", action="store_true", help="a corrupt or unreadable image is an error, not skipped")
-    s.add_argument("--data-root", default="~/.cache/automl_cnn/torchvision", help="where torchvision datasets are")
-    s.add_argument(
-        "--download", action="store_true", help="let torchvision download a dataset missing from --data-root"
-    )
-    s.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
-    s.add_argument(
-        "--memory-budget",
-        type=_bytes,
-        default=2 * 1024**3,
-        help="decoded bytes kept in memory (e.g. 2GB); more streams from disk",
-    )
-    mode = s.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--stream", dest="stream", action="store_const", const=True, help="always stream images from disk"
-    )
-    mode.add_argument(
-        "--in-memory", dest="stream", action="store_const", const=False, help="always load images into memory"
-    )
     s.add_argument(
         "--space", default="default", help="a search-space YAML file, or a shipped name (default, tiny, residual)"
     )
-    s.add_argument("--trials", type=_positive_int, help="the most trials to run")
-    s.add_argument(
-        "--time-budget", help="wall-clock budget for the whole run, e.g. 90s, 10m, 1h (default 10m without --trials)"
-    )
-    s.add_argument("--max-epochs", type=_positive_int, help="cap every trial's epochs")
-    s.add_argument("--workers", type=_positive_int, help="trials at once (default: one per CPU core, or per GPU)")
-    s.add_argument("--cpus-per-trial", type=float, default=1.0)
-    s.add_argument("--gpus-per-trial", type=float, help="GPUs per trial; a fraction packs trials on one GPU")
-    s.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
-    s.add_argument("--pruner", choices=PRUNERS, default="asha", help="early stopping of weak trials (default asha)")
-    s.add_argument("--seed", type=int, default=0, help="seeds the split, the sampler and every trial")
-    s.add_argument("--split", type=_fraction_list, default=(0.7, 0.15, 0.15), help="train,val,test fractions")
-    s.add_argument(
-        "--warm-start",
-        default="classics",
-        help="presets enqueued first where they fit the space: classics (default), keras_mnist, lenet5, "
-        "vgg_small, resnet_small (comma-separated), or none",
-    )
-    s.add_argument(
-        "--objective",
-        default="accuracy",
-        help="accuracy, or accuracy plus any of params, flops, latency (e.g. accuracy,params) for a Pareto front",
-    )
-    s.add_argument(
-        "--pick",
-        help="which Pareto member to deliver: accuracy, or OBJECTIVE@TOLERANCE, e.g. params@0.005 (the default: "
-        "fewest of the second objective within 0.5 points of the best accuracy)",
-    )
-    s.add_argument("--final-repeats", type=_positive_int, default=1, help="retrain the winner with N seeds")
-    s.add_argument("--final-top-k", type=_positive_int, default=1, help="also retrain and test the next best trials")
-    s.add_argument("--max-params", type=_positive_int, help="never train candidates with more parameters")
-    s.add_argument("--max-flops", type=_positive_int, help="never train candidates with more FLOPs per image")
-    s.add_argument("--max-latency-ms", type=float, help="never train candidates slower per image (1 CPU thread)")
-    s.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///./mlflow.db)")
-    s.add_argument("--experiment", default="automl-cnn", help="MLflow experiment name")
-    s.add_argument("--model-name", help="registered model name (default automl-cnn-<data>)")
-    s.add_argument("--out", type=Path, help="output folder (default runs/<data>-<time>)")
-    s.add_argument("--ray-address", help="join an existing Ray cluster (e.g. auto or 10.0.0.5:6379)")
-    s.add_argument(
-        "--storage",
-        help="Optuna storage: a PostgreSQL/MySQL/SQLite URL or redis:// (default: a journal file in the run folder)",
-    )
-    s.add_argument("--device", choices=("cpu", "cuda"), help="force the device inside workers")
-    s.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live panel")
+    _add_settings(s, SearchConfig)
 
     r = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, interrupted)")
     r.add_argument("run_dir", type=Path, help="the search's output folder")
@@ -185,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("model", help="a search's output folder, or an MLflow URI such as models:/NAME@champion")
     pr.add_argument("images", nargs="+", type=Path, help="image files or folders of them")
     pr.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default sqlite:///./mlflow.db)")
-    pr.add_argument("--top", type=_positive_int, default=1, help="show the K most likely classes")
+    pr.add_argument("--top", type=positive_int, default=1, help="show the K most likely classes")
     pr.add_argument("--json", action="store_true", help="one JSON object per image")
 
     ex = sub.add_parser("export", help="export a trained model to ONNX or TorchScript")
@@ -202,46 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from automl_cnn.engine.config import SearchConfig
     from automl_cnn.engine.run import run_search
 
-    cfg = SearchConfig(
-        trials=args.trials,
-        time_budget=parse_duration(args.time_budget),
-        max_epochs=args.max_epochs,
-        workers=args.workers,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        sampler=args.sampler,
-        pruner=args.pruner,
-        seed=args.seed,
-        split=args.split,
-        test_data=args.test_data,
-        image_size=args.image_size,
-        strict=args.strict,
-        data_root=args.data_root,
-        download=args.download,
-        memory_budget=args.memory_budget,
-        stream=args.stream,
-        class_weights=args.class_weights,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
-        model_name=args.model_name,
-        out=args.out,
-        ray_address=args.ray_address,
-        storage=args.storage,
-        device=args.device,
-        progress=False if args.no_progress else None,
-        warm_start=args.warm_start,
-        objectives=args.objective,  # type: ignore[arg-type]
-        pick=args.pick,
-        final_repeats=args.final_repeats,
-        final_top_k=args.final_top_k,
-        max_params=args.max_params,
-        max_flops=args.max_flops,
-        max_latency_ms=args.max_latency_ms,
-    )
-    result = run_search(args.data, args.space, cfg)
+    result = run_search(args.data, args.space, SearchConfig.from_cli(args))
     print()
     print(result.summary())
     return 0
@@ -269,8 +151,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from automl_cnn.data.files import read_image
-    from automl_cnn.model.trained import load_model
+    from automl_cnn.data.pixels import read_image
+    from automl_cnn.deliver.loading import load_model
 
     model = load_model(args.model, args.tracking_uri)
     paths = _image_paths(args.images)
@@ -298,8 +180,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from automl_cnn.deliver.loading import load_model
     from automl_cnn.model.export import export_model
-    from automl_cnn.model.trained import load_model
 
     model = load_model(args.model, args.tracking_uri)
     default = "model.onnx" if args.format == "onnx" else "model.torchscript.pt"
@@ -319,9 +201,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _cmd_ui(args: argparse.Namespace) -> int:
-    from automl_cnn.services.tracking import local_artifact_root
+    from automl_cnn.services.tracking import default_tracking_uri, local_artifact_root
 
-    uri = args.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    uri = args.tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise UserInputError(f"no MLflow store at {uri}; run a search first or pass --tracking-uri")
     if uri.startswith(("http://", "https://")):

@@ -30,7 +30,7 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
+        return {_key_text(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [to_jsonable(v) for v in obj]
     return obj
@@ -76,22 +76,55 @@ def _decode(tp: Any, value: Any) -> Any:
     return value
 
 
+def _key_text(key: Any) -> str:
+    """A dict key as JSON object keys must be: text (an enum by its value, as ``_decode_key`` reads it)."""
+    return str(key.value if isinstance(key, enum.Enum) else key)
+
+
 def _decode_key(tp: Any, key: str) -> Any:
-    return int(key) if tp is int else key
+    if tp is bool:
+        return key == "True"
+    if tp in (int, float, Path):
+        return tp(key)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        for member in tp:
+            if str(member.value) == key:
+                return member
+        raise ValueError(f"{key!r} is not a valid {tp.__name__}")
+    return key
 
 
 def _first_fit(options: list[Any], value: Any) -> Any:
-    """A value of a union of several types: the first option whose JSON shape matches."""
+    """A value of a union of several types: the first option (in the union's order) it fits."""
     for tp in options:
-        base = typing.get_origin(tp) or tp
-        if base in (tuple, list) and isinstance(value, list):
+        if _fits(tp, value):
             return _decode(tp, value)
-        if base is dict and isinstance(value, dict):
-            return _decode(tp, value)
-        if isinstance(base, type) and not isinstance(value, list | dict):
-            try:
-                if isinstance(value, base) or (base is float and isinstance(value, int)):
-                    return _decode(tp, value)
-            except TypeError:
-                continue
     return value
+
+
+def _fits(tp: Any, value: Any) -> bool:
+    """Whether the JSON ``value`` can be read as a ``tp``."""
+    base = typing.get_origin(tp) or tp
+    if base is typing.Literal:
+        return value in typing.get_args(tp)
+    if isinstance(value, list):
+        return base in (tuple, list)
+    if isinstance(value, dict):
+        if dataclasses.is_dataclass(base) and isinstance(base, type):
+            skip = set(getattr(base, "__json_skip__", ()))
+            no_default = dataclasses.MISSING
+            required = {
+                f.name
+                for f in dataclasses.fields(base)
+                if f.init and f.name not in skip and f.default is no_default and f.default_factory is no_default
+            }
+            return required <= value.keys()
+        return base is dict
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        return any(m.value == value for m in base)
+    if base is Path:
+        return isinstance(value, str)
+    try:
+        return isinstance(value, base) or (base is float and isinstance(value, int) and not isinstance(value, bool))
+    except TypeError:  # not a class (a Protocol, a special form): not a fit
+        return False

@@ -59,6 +59,7 @@ def _worker(index: int, jobs: mp.Queue, results: mp.Queue, data_path: str) -> No
     import torch
 
     from automl_cnn.data import load_images, split_data
+    from automl_cnn.training.messages import JobSpec
     from automl_cnn.training.worker import TrialWorker
 
     data = split_data(load_images(data_path), seed=0).search_data()
@@ -70,11 +71,11 @@ def _worker(index: int, jobs: mp.Queue, results: mp.Queue, data_path: str) -> No
             break
         number, cand = job
         start = time.perf_counter()
-        res = worker.begin(f"t{number}", cand, number, data)
+        res = worker.begin(JobSpec(f"t{number}", cand, number, data))
         epochs = []
-        while "error" not in res:
-            epochs.append(res["epoch"])
-            if res["done"]:
+        while res.error is None:
+            epochs.append(res.epoch)
+            if res.done:
                 break
             res = worker.step()
         worker.release()
@@ -83,7 +84,7 @@ def _worker(index: int, jobs: mp.Queue, results: mp.Queue, data_path: str) -> No
                 "trial": number,
                 "seconds": time.perf_counter() - start,
                 "epochs": len(epochs),
-                "val_acc": epochs[-1]["val_acc"] if epochs else None,
+                "val_acc": epochs[-1].val_acc if epochs else None,
                 "error": res.get("error"),
                 "peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20,
             }
@@ -133,11 +134,12 @@ def run_ray(folder: Path, packs: list[int]) -> None:
 
     from automl_cnn.data import load_images, split_data
     from automl_cnn.services.ray_executor import RayExecutor
+    from automl_cnn.training.messages import JobSpec
 
     cands = json.loads((folder / "candidates.json").read_text())
     data = split_data(load_images(str(folder / "mnist5k.npz")), seed=0).search_data()
     ray.init(num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=False)
-    ref = RayExecutor.put(data)
+    ref = ray.put(data)
     print(f"Ray {ray.__version__}: {ray.cluster_resources().get('GPU', 0):g} GPU(s)\n")
     rows = []
     for n in packs:
@@ -152,12 +154,12 @@ def run_ray(folder: Path, packs: list[int]) -> None:
             while todo and ex.free:
                 i, cand = todo.pop(0)
                 began[f"t{i}"] = time.perf_counter()
-                ex.submit(f"t{i}", cand, i, ref)
+                ex.submit(JobSpec(f"t{i}", cand, i, ref))
             for res in ex.wait(timeout=1.0):
-                job = res["job"]
+                job = str(res.job)
                 devices.add(str(ex.where(job).get("device")))
-                if "error" in res or res.get("done"):
-                    failed += "error" in res
+                if res.error is not None or res.done:
+                    failed += res.error is not None
                     seconds[job] = time.perf_counter() - began[job]
                     ex.release(job)
                 else:

@@ -41,6 +41,13 @@ def _run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int,
         ),
         (["--data", "digits", "--sampler", "bayes"], "argument --sampler: invalid choice: 'bayes'"),
         (["--data", "digits", "--trials", "0"], "argument --trials: expected a positive integer, got '0'"),
+        (["--data", "digits", "--image-size", "3x4x5"], "argument --image-size: expected a size like 32 or 32x48"),
+        (["--data", "digits", "--split", "1,2"], "argument --split: expected three fractions like 0.7,0.15,0.15"),
+        (["--data", "digits", "--memory-budget", "lots"], "argument --memory-budget: expected a size like 512MB"),
+        (["--data", "digits", "--stream", "--in-memory"], "argument --in-memory: not allowed with argument --stream"),
+        (["--data", "digits", "--executor", "dask"], "argument --executor: invalid choice: 'dask'"),
+        (["--data", "digits", "--objective", "params"], "the first objective must be accuracy"),
+        (["--data", "digits", "--warm-start", "nope"], "unknown warm start 'nope'; use one of: classics"),
         (
             ["--data", "digits", "--tracking-uri", "http://127.0.0.1:9"],
             "cannot reach the MLflow server at http://127.0.0.1:9",
@@ -59,6 +66,27 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     assert words in lines[0]
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []  # no runs/ folder, no mlflow.db
+
+
+def test_usage_errors_point_to_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run_main(["search", "--data", "digits", "--split", "1,2"], capsys)
+    assert (code, err) == (
+        2,
+        "error: argument --split: expected three fractions like 0.7,0.15,0.15, got '1,2' "
+        "(see 'automl-cnn search --help')\n",
+    )
+
+
+def test_ui_without_a_store_names_the_default_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _run_main(["ui"], capsys)
+    assert code == 2
+    assert (
+        err
+        == f"error: no MLflow store at sqlite:///{tmp_path / 'mlflow.db'}; run a search first or pass --tracking-uri\n"
+    )
 
 
 def test_deleted_experiment_is_refused_in_one_line(

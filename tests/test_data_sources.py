@@ -10,7 +10,7 @@ from datafiles import digits_subset, write_folder, write_manifest
 from PIL import Image
 
 from automl_cnn.data import DataOptions, load_images, prepare_data
-from automl_cnn.data.files import read_image
+from automl_cnn.data.pixels import read_image
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "bmp", "tiff", "webp", "gif"])

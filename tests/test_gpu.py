@@ -9,6 +9,7 @@ import torch
 
 from automl_cnn.data import load_images, split_data
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Dense, Head, TrainConfig
+from automl_cnn.training.messages import JobSpec
 from automl_cnn.training.trainer import Trainer
 from automl_cnn.training.worker import TrialWorker
 
@@ -43,10 +44,10 @@ def test_cuda_training_uses_bf16_channels_last_and_resident_data(digits) -> None
 def test_out_of_memory_fails_only_its_trial_and_memory_is_released(digits) -> None:  # type: ignore[no-untyped-def]
     worker = TrialWorker(device="cuda")
     before = torch.cuda.memory_allocated()
-    result = worker.begin("huge", HUGE.to_dict(), 0, digits)
-    assert "out of memory" in result["error"]
+    result = worker.begin(JobSpec("huge", HUGE.to_dict(), 0, digits))
+    assert result.error is not None and "out of memory" in result.error
     assert torch.cuda.memory_allocated() <= before + 64 * 1024**2
-    ok = worker.begin("small", SMALL.to_dict(), 0, digits)
-    assert "error" not in ok and ok["epoch"]["val_acc"] > 0.5
+    ok = worker.begin(JobSpec("small", SMALL.to_dict(), 0, digits))
+    assert ok.error is None and ok.epoch is not None and ok.epoch.val_acc > 0.5
     worker.release()
     assert torch.cuda.memory_allocated() <= before + 64 * 1024**2

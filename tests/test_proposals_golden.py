@@ -36,3 +36,19 @@ def test_ray_search_proposes_the_golden_candidates(ray_session: None, tmp_path: 
     if os.environ.get("AUTOML_CNN_WRITE_GOLDEN"):
         GOLDEN.write_text(json.dumps(got, indent=1) + "\n", encoding="utf-8")
     assert got == json.loads(GOLDEN.read_text(encoding="utf-8"))
+
+
+def test_the_in_process_executor_proposes_the_same_candidates(tmp_path: Path) -> None:
+    """The driver on the in-process executor is the same search as on Ray (the golden file
+    was written through Ray)."""
+    from automl_cnn import search
+
+    result = search(
+        "digits",
+        SPACES / "tiny.yaml",
+        out=tmp_path / "out",
+        tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+        executor="inprocess",
+        **SETTINGS,
+    )
+    assert _proposals(result) == json.loads(GOLDEN.read_text(encoding="utf-8"))

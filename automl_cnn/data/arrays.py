@@ -12,7 +12,7 @@ from automl_cnn.errors import DataError
 
 
 def _layout(x: np.ndarray, path: Path) -> np.ndarray:
-    """Images as NCHW: NHW (greyscale) and NHWC are accepted as well."""
+    """Images as NCHW: NHW (greyscale) and NHWC are accepted as well; RGBA keeps its 4 channels."""
     if x.ndim == 3:
         return x[:, None, :, :]
     if x.ndim != 4:
@@ -25,11 +25,19 @@ def _layout(x: np.ndarray, path: Path) -> np.ndarray:
         x = x.transpose(0, 3, 1, 2)
     elif not channels_first:
         raise DataError(f"{path}: cannot tell the channel axis of x {x.shape}; use 1, 3 or 4 channels")
-    if x.shape[1] == 4:  # RGBA: composite on white
-        alpha = x[:, 3:4].astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
-        white = 255.0 if x.dtype == np.uint8 else 1.0
-        x = (x[:, :3] * alpha + white * (1 - alpha)).astype(x.dtype)
     return np.ascontiguousarray(x)
+
+
+def _on_white(x: np.ndarray) -> np.ndarray:
+    """RGBA composited on white; ``x`` is already uint8 0-255 or float 0-1 (from ``_pixels``)."""
+    if x.shape[1] != 4:
+        return x
+    white = 255.0 if x.dtype == np.uint8 else 1.0
+    alpha = x[:, 3:4].astype(np.float32) / white
+    rgb = x[:, :3].astype(np.float32) * alpha + white * (1 - alpha)
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8))
+    return np.ascontiguousarray(rgb)
 
 
 def _pixels(x: np.ndarray, path: Path) -> tuple[np.ndarray, str]:
@@ -87,7 +95,8 @@ def load_npz(path: Path) -> ImageSet:
     if len(x) != len(y):
         raise DataError(f"{path}: x has {len(x)} images but y has {len(y)} labels; give one label per image")
     labels, classes = _labels(y, path)
-    pixels, note = _pixels(_layout(x, path), path)
+    pixels, note = _pixels(_layout(x, path), path)  # the range checked and scaled first,
+    pixels = _on_white(pixels)  # then RGBA composited, whatever dtype the array came in
     if names is not None:
         if len(names) < len(classes):
             raise DataError(f"{path}: class_names has {len(names)} names for {len(classes)} classes")

@@ -96,6 +96,21 @@ class DataBundle:
         }
 
 
+def _class_counts(n: int, f_val: float, f_test: float) -> tuple[int, int]:
+    """Training and validation images of a class of ``n`` (the rest is test): at least one
+    training image, and at least one validation / test image where that share is above 0.
+    Needs ``n`` >= 1 + (f_val > 0) + (f_test > 0)."""
+    least_val, least_test = int(f_val > 0), int(f_test > 0)
+    n_val = max(least_val, round(n * f_val))
+    n_test = max(least_test, round(n * f_test))
+    while n_val + n_test > n - 1:  # too few left to train on: shrink the larger share, never below its least
+        if n_val > least_val and (n_val >= n_test or n_test <= least_test):
+            n_val -= 1
+        else:
+            n_test -= 1
+    return n - n_val - n_test, n_val
+
+
 def _stratified_split(
     y: np.ndarray, fractions: tuple[float, float, float], seed: int, class_names: tuple[str, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -112,11 +127,7 @@ def _stratified_split(
                 f"at least {need} per class: add images or remove the class"
             )
         idx = rng.permutation(idx)
-        n_test = max(1, round(len(idx) * f_test)) if f_test > 0 else 0
-        n_val = max(1, round(len(idx) * f_val)) if f_val > 0 else 0
-        n_train = len(idx) - n_val - n_test
-        if n_train < 1:
-            n_train, n_val = 1, n_val - 1
+        n_train, n_val = _class_counts(len(idx), f_val, f_test)
         parts[0].append(idx[:n_train])
         parts[1].append(idx[n_train : n_train + n_val])
         parts[2].append(idx[n_train + n_val :])

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from automl_cnn.data.images import ImageFiles, ImageSet, resize_images
+from automl_cnn.data.images import ImageFiles, ImageSet
+from automl_cnn.data.pixels import read_image
 from automl_cnn.errors import DataError
 
 log = logging.getLogger("automl_cnn.data")
@@ -80,25 +81,6 @@ def probe(path: Path) -> tuple[tuple[int, int], str]:
         with Image.open(path) as img:
             img.verify()  # reads the data for PNG/GIF/..., raises on corruption
             return (img.height, img.width), img.mode
-
-
-def read_image(path: str | Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """One image as CHW uint8, converted to ``mode`` (L or RGB) and resized to ``size`` (H, W).
-
-    The first frame of an animation; transparency composited on white.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            img.seek(0)
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-            arr = np.asarray(img.convert(mode), dtype=np.uint8)
-    chw = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    if chw.shape[1:] != tuple(size):  # the same resize arrays get: one preprocessing for all sources
-        chw = resize_images(chw[None], size)[0]
-    return chw
 
 
 def choose_size(sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:

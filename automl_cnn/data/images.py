@@ -7,19 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def resize_images(x: np.ndarray, size: tuple[int, int] | list[int]) -> np.ndarray:
-    """NCHW images resized to ``size`` (H, W): bilinear, antialiased when shrinking, as torch
-    does it. Every source goes through this one function (arrays when loaded, image files as
-    they are read, ``predict``'s files too), so a model sees the same pixels at every stage."""
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(x.astype(np.float32))  # a writable copy
-    out = F.interpolate(t, size=(int(size[0]), int(size[1])), mode="bilinear", antialias=True, align_corners=False)
-    if x.dtype == np.uint8:
-        return out.round().clamp(0, 255).to(torch.uint8).numpy()
-    return out.numpy().astype(x.dtype, copy=False)
+from automl_cnn.data.pixels import read_image, resize_images  # noqa: F401 (resize_images: re-exported)
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,8 +39,6 @@ class ImageFiles:
         return ImageFiles(tuple(self.paths[i] for i in np.asarray(idx).tolist()), self.mode, self.size)
 
     def read(self, indices: np.ndarray | list[int] | None = None) -> np.ndarray:
-        from automl_cnn.data.files import read_image
-
         chosen = range(len(self.paths)) if indices is None else np.asarray(indices).tolist()
         c, h, w = self.shape[1:]
         out = np.empty((len(chosen), c, h, w), dtype=np.uint8)

@@ -1,255 +1,103 @@
-"""After the final fit: score on test, write the output folder, log and register in MLflow."""
+"""After the final fit: score on test, write the output folder, log and register in MLflow.
+
+``deliver(session, records, winner, fits)`` runs four steps: score every final fit once on the
+untouched test split (:func:`score_fits`), write the output folder (model, TorchScript, tables,
+pictures), log and register the model in MLflow, and write the reports and the summary.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
 
-from automl_cnn.data import DataBundle
 from automl_cnn.deliver import viz
 from automl_cnn.deliver.report import html_report, search_report
 from automl_cnn.deliver.result import SearchResult, accuracy_text
-from automl_cnn.engine.config import SearchConfig
-from automl_cnn.engine.final import FinalFit, front
+from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
+from automl_cnn.engine.final import FinalFit
+from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
-from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.trained import TrainedModel
-from automl_cnn.services.tracking import MlflowTracker
-from automl_cnn.space.schema import SearchSpace
 
 PLOTS = "plots"
 
 
-def data_report(bundle: DataBundle) -> str:
-    counts = bundle.counts()
-    lines = [
-        f"data: {bundle.name}",
-        f"fingerprint: {bundle.fingerprint()}",
-        f"split seed: {bundle.split_seed}, fractions {bundle.fractions}",
-        f"input shape: {bundle.input_shape}",
-        f"streamed from disk: {bundle.images.streamed}",
-        f"normalisation (train split): mean {bundle.mean}, std {bundle.std}",
-        f"class weights: {bundle.class_weights}",
-        "",
-        "images per class:",
-        *(
-            f"  {name}: train {counts['train'][i]}, val {counts['val'][i]}, test {counts['test'][i]}"
-            for i, name in enumerate(bundle.class_names)
-        ),
-        "",
-        *bundle.images.notes,
-    ]
-    return "\n".join(lines) + "\n"
+@dataclass(frozen=True)
+class Scored:
+    """The final fits scored on test: the delivered model and every fit's test accuracy."""
 
+    model: TrainedModel
+    probs: np.ndarray  # the delivered model's test probabilities
+    test_accs: dict[int, list[float]]  # trial -> one accuracy per seed
 
-def write_trials_csv(path: Path, records: list[TrialRecord]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "trial",
-                "outcome",
-                "val_accuracy",
-                "epochs",
-                "params",
-                "flops",
-                "latency_ms",
-                "seconds",
-                "architecture",
-                "reason",
-            ]
-        )
-        for r in records:
-            w.writerow(
-                [
-                    r.number,
-                    r.outcome,
-                    "" if r.val_acc is None else f"{r.val_acc:.4f}",
-                    len(r.history),
-                    r.profile.params if r.profile else "",
-                    r.profile.flops if r.profile else "",
-                    "" if r.latency_ms is None else f"{r.latency_ms:.3f}",
-                    f"{r.seconds:.1f}",
-                    r.candidate.architecture.describe() if r.candidate else "",
-                    r.reason,
-                ]
+    def table(self, by_number: dict[int, TrialRecord]) -> list[dict[str, Any]]:
+        """The retrained trials' validation and test scores, for the report."""
+        rows = []
+        for n, accs in self.test_accs.items():
+            rec = by_number[n]
+            assert rec.candidate is not None
+            rows.append(
+                {
+                    "trial": n,
+                    "val_accuracy": rec.val_acc,
+                    "test_accuracy": accuracy_text(accs),
+                    "test_mean": statistics.mean(accs),
+                    "params": rec.profile.params if rec.profile else None,
+                    "architecture": rec.candidate.architecture.describe(),
+                }
             )
+        return rows
 
 
-def _plots(
-    study: optuna.Study, winner: TrialRecord, model: TrainedModel, bundle: DataBundle, y_pred: np.ndarray, folder: Path
-) -> dict[str, Path]:
-    plots = viz.study_plots(study, folder, multi_objective=len(study.directions) > 1)
-    title = f"trial {winner.number}: {winner.candidate.architecture.describe() if winner.candidate else ''}"
-    if winner.history:
-        plots["learning_curves"] = viz.learning_curves(winner.history, folder / "learning_curves.png", title)
-    _, y_test = bundle.test_split()
-    plots["confusion_matrix"] = viz.confusion_matrix(
-        y_test, y_pred, bundle.class_names, folder / "confusion_matrix.png"
-    )
-    plots["first_layer_filters"] = viz.first_layer_filters(model.network, folder / "first_layer_filters.png")
-    plots["architecture"] = viz.architecture_diagram(
-        model.network,
-        bundle.input_shape,
-        folder / "architecture.png",
-        title,  # type: ignore[arg-type]
-    )
-    return plots
-
-
-def deliver(
-    cfg: SearchConfig,
-    bundle: DataBundle,
-    space: SearchSpace,
-    study: optuna.Study,
-    tracker: MlflowTracker,
-    parent: str,
-    out: Path,
-    records: list[TrialRecord],
-    winner: TrialRecord,
-    fits: list[FinalFit],
-    t0: float,
-    state: RunState | None = None,
-) -> SearchResult:
-    assert winner.candidate is not None and winner.profile is not None
-    x_test, y_test = bundle.test_split()
+def score_fits(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, fits: list[FinalFit]) -> Scored:
+    """Each final fit as a model, scored once on test; the first fit of the winner is delivered."""
+    b = s.bundle
+    x_test, y_test = b.test_split()
     by_number = {r.number: r for r in records}
     scored: dict[int, list[float]] = {}
-    model: TrainedModel | None = None
-    probs = np.zeros((0, bundle.num_classes))
+    delivered: tuple[TrainedModel, np.ndarray] | None = None
     for f in fits:
-        rec = by_number[f.trial]
-        assert rec.candidate is not None
-        m = TrainedModel.from_weights(
-            rec.candidate, f.weights, bundle.input_shape, bundle.class_names, bundle.mean, bundle.std
-        )
+        candidate = by_number[f.trial].candidate
+        assert candidate is not None
+        m = TrainedModel.from_weights(candidate, f.weights, b.input_shape, b.class_names, b.mean, b.std)
         p = m.predict_proba(x_test)
         scored.setdefault(f.trial, []).append(float((p.argmax(1) == y_test).mean()))
-        if model is None and f.trial == winner.number:
-            model, probs = m, p
-    assert model is not None
-    test_accs = scored[winner.number]
-    final_table = [
-        {
-            "trial": n,
-            "val_accuracy": by_number[n].val_acc,
-            "test_accuracy": accuracy_text(accs),
-            "test_mean": statistics.mean(accs),
-            "params": by_number[n].profile.params if by_number[n].profile else None,  # type: ignore[union-attr]
-            "architecture": by_number[n].candidate.architecture.describe(),  # type: ignore[union-attr]
-        }
-        for n, accs in scored.items()
-    ]
-    pareto = _pareto_rows(records, cfg) if cfg.multi_objective else []
-    counts = Counter(r.outcome for r in records)
-    counts_by = {k: counts.get(k, 0) for k in ("completed", "pruned", "failed")}
+        if delivered is None and f.trial == winner.number:
+            delivered = (m, p)
+    assert delivered is not None
+    return Scored(delivered[0], delivered[1], scored)
+
+
+def deliver(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, fits: list[FinalFit]) -> SearchResult:
+    assert winner.candidate is not None and winner.profile is not None
+    scored = score_fits(s, records, winner, fits)
+    test_accs = scored.test_accs[winner.number]
+    model = scored.model
     val_acc = float(winner.val_acc or 0.0)
     model.metrics = {"val_accuracy": val_acc, "test_accuracy": test_accs[0]}
-    model.info = {
-        "data": bundle.name,
-        "fingerprint": bundle.fingerprint(),
-        "split_seed": bundle.split_seed,
-        "params": winner.profile.params,
-        "flops": winner.profile.flops,
-        "latency_ms": winner.latency_ms,
-        "trial": winner.number,
-        "mlflow_run_id": parent,
-        "tracking_uri": tracker.uri,
-    }
-    model.save(out)
-    model.save_torchscript(out / "model.torchscript.pt")
-    write_trials_csv(out / "trials.csv", records)
-    if pareto:
-        _write_rows(out / "pareto.csv", pareto)
-    plots = _plots(study, winner, model, bundle, probs.argmax(1), out / PLOTS)
-
-    registered = cfg.registered_name(bundle.name)
-    description = (
-        f"**{winner.candidate.architecture.describe()}**\n\n"
-        f"- validation accuracy {val_acc:.4f} (search), test accuracy {accuracy_text(test_accs)} (held out)\n"
-        f"- {winner.profile.params:,} parameters, {winner.profile.flops:,} FLOPs per image, "
-        f"{winner.latency_ms or 0:.2f} ms per image on one CPU thread\n"
-        f"- input {'x'.join(map(str, bundle.input_shape))} in [0, 1], output probabilities over "
-        f"{bundle.num_classes} classes\n"
-        f"- found by automl-cnn search run `{parent}` (trial {winner.number}) on {bundle.name} "
-        f"(fingerprint `{bundle.fingerprint()}`, split seed {bundle.split_seed})"
-    )
-    raw = x_test[:4]
-    example = np.ascontiguousarray(raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw)
-    model_uri, version = tracker.log_model(  # registered once, even when resumed after a crash
-        parent,
+    model.info = _model_info(s, winner)
+    plots = _write_folder(s, records, winner, scored)
+    model_uri, version = s.tracker.log_model(  # registered once, even when resumed after a crash
+        s.parent_run,
         model.inference_module(),
-        example,
-        registered,
-        description,
-        [out / "model.json", out / "model.safetensors"],
+        _input_example(s),
+        s.config.registered_name(s.bundle.name),
+        _description(s, winner, test_accs),
+        [s.out / "model.json", s.out / "model.safetensors"],
     )
-    wall = time.monotonic() - t0
-    summary: dict[str, Any] = {
-        "data": bundle.name,
-        "architecture": winner.candidate.architecture.describe(),
-        "val_accuracy": val_acc,
-        "test_accuracy_text": accuracy_text(test_accs),
-        "params": winner.profile.params,
-        "flops": winner.profile.flops,
-        "latency_ms": winner.latency_ms,
-        "counts": counts_by,
-        "wall_seconds": wall,
-        "training": {k: v for k, v in winner.candidate.flat_params().items() if k.startswith(("train.", "augment."))},
-        "tracking_uri": tracker.uri,
-        "experiment": cfg.experiment,
-        "parent_run_id": parent,
-        "model_uri": model_uri,
-        "model_version": version,
-        "fingerprint": bundle.fingerprint(),
-        "split_seed": bundle.split_seed,
-        "best_trial": winner.number,
-        "objectives": list(cfg.objectives),
-        "pick_rule": cfg.pick_rule().describe(),
-        "pareto": pareto,
-        "final_table": final_table,
-    }
-    report = search_report(summary, model.network, bundle.input_shape)  # type: ignore[arg-type]
-    (out / "report.md").write_text(report, encoding="utf-8")
-    page = html_report(summary, model.network, bundle.input_shape, records, plots, out)  # type: ignore[arg-type]
-    (out / "report.html").write_text(page, encoding="utf-8")
-    for path in plots.values():
-        tracker.log_artifact(parent, path, PLOTS)
-    tracker.log_text(parent, report, "report.md")
-    tracker.log_artifact(parent, out / "report.html")
-    tracker.log_artifact(parent, out / "trials.csv")
-    if pareto:
-        tracker.log_artifact(parent, out / "pareto.csv")
-    tracker.log_artifact(parent, out / "model.torchscript.pt", "export")
-    metrics = {
-        "best_val_accuracy": val_acc,
-        "test_accuracy": test_accs[0],  # the delivered model's (the first seed's fit)
-        "wall_seconds": wall,
-        "best_params": winner.profile.params,
-        "best_flops": winner.profile.flops,
-        **{f"trials_{k}": v for k, v in counts_by.items()},
-    }
-    if winner.latency_ms is not None:
-        metrics["best_latency_ms"] = winner.latency_ms
-    if len(test_accs) > 1:  # --final-repeats: the winner's design over several seeds
-        metrics["test_accuracy_mean"] = statistics.mean(test_accs)
-        metrics["test_accuracy_std"] = statistics.stdev(test_accs)
-    tracker.log_metrics(parent, metrics)
-    tracker.set_tags(parent, {"automl_cnn.best_trial": winner.number, "automl_cnn.model_uri": model_uri})
-    if state is not None:
-        state.model_uri, state.model_version = model_uri, version
-    (out / "search.json").write_text(
-        json.dumps({**summary, "test_accuracies": test_accs, "config": cfg.to_params()}, indent=2, default=str),
-        encoding="utf-8",
-    )
+    s.state.model_uri, s.state.model_version = model_uri, version
+    summary = _summary(s, records, winner, test_accs, scored.table({r.number: r for r in records}))
+    summary.update(model_uri=model_uri, model_version=version, wall_seconds=time.monotonic() - s.progress.start)
+    _write_reports(s, summary, model, records, plots)
+    _log_run(s, summary, test_accs)
     return SearchResult(
         model=model,
         candidate=winner.candidate,
@@ -258,38 +106,152 @@ def deliver(
         test_accuracy=test_accs[0],
         test_accuracy_std=statistics.stdev(test_accs) if len(test_accs) > 1 else None,
         test_accuracies=test_accs,
-        counts=counts_by,
-        wall_seconds=wall,
-        out_dir=out,
-        tracking_uri=tracker.uri,
-        experiment_id=tracker.experiment_id,
-        parent_run_id=parent,
+        counts=summary["counts"],
+        wall_seconds=summary["wall_seconds"],
+        out_dir=s.out,
+        tracking_uri=s.tracker.uri,
+        experiment_id=s.tracker.experiment_id,
+        parent_run_id=s.parent_run,
         model_uri=model_uri,
         model_version=version,
         trials=records,
-        data=bundle,
-        pareto=pareto,
-        final_table=final_table,
-        pick_rule=cfg.pick_rule().describe(),
+        data=s.bundle,
+        pareto=summary["pareto"],
+        final_table=summary["final_table"],
+        pick_rule=summary["pick_rule"],
     )
 
 
-def _pareto_rows(records: list[TrialRecord], cfg: SearchConfig) -> list[dict[str, Any]]:
-    """The Pareto front of the completed trials, most accurate first."""
-    members = front(records, cfg.objectives)
-    rows = [
-        {
-            "trial": r.number,
-            **{o: r.objective(o) for o in cfg.objectives},
-            "architecture": r.candidate.architecture.describe() if r.candidate else "",
-        }
-        for r in members
-    ]
-    return sorted(rows, key=lambda row: -row["accuracy"])
+def _model_info(s: SearchSession, winner: TrialRecord) -> dict[str, Any]:
+    assert winner.profile is not None
+    return {
+        "data": s.bundle.name,
+        "fingerprint": s.bundle.fingerprint(),
+        "split_seed": s.bundle.split_seed,
+        "params": winner.profile.params,
+        "flops": winner.profile.flops,
+        "latency_ms": winner.latency_ms,
+        "trial": winner.number,
+        "mlflow_run_id": s.parent_run,
+        "tracking_uri": s.tracker.uri,
+    }
 
 
-def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+def _write_folder(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, scored: Scored) -> dict[str, Path]:
+    """The model (weights, record, TorchScript), the tables and the pictures; returns the plots."""
+    scored.model.save(s.out)
+    scored.model.save_torchscript(s.out / "model.torchscript.pt")
+    write_rows(s.out / "trials.csv", trial_rows(records))
+    if s.multi_objective:
+        write_rows(s.out / "pareto.csv", pareto_rows(records, s.objectives))
+    return _plots(s, winner, scored.model, scored.probs.argmax(1), s.out / PLOTS)
+
+
+def _plots(
+    s: SearchSession, winner: TrialRecord, model: TrainedModel, y_pred: np.ndarray, folder: Path
+) -> dict[str, Path]:
+    b = s.bundle
+    plots = viz.study_plots(s.study, folder, multi_objective=s.multi_objective)
+    title = f"trial {winner.number}: {winner.candidate.architecture.describe() if winner.candidate else ''}"
+    if winner.history:
+        plots["learning_curves"] = viz.learning_curves(winner.history, folder / "learning_curves.png", title)
+    _, y_test = b.test_split()
+    plots["confusion_matrix"] = viz.confusion_matrix(y_test, y_pred, b.class_names, folder / "confusion_matrix.png")
+    plots["first_layer_filters"] = viz.first_layer_filters(model.network, folder / "first_layer_filters.png")
+    plots["architecture"] = viz.architecture_diagram(model.network, b.input_shape, folder / "architecture.png", title)
+    return plots
+
+
+def _input_example(s: SearchSession) -> np.ndarray:
+    raw = s.bundle.test_split()[0][:4]
+    return np.ascontiguousarray(raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw)
+
+
+def _description(s: SearchSession, winner: TrialRecord, test_accs: list[float]) -> str:
+    """The registered model version's description (Markdown)."""
+    assert winner.candidate is not None and winner.profile is not None
+    b = s.bundle
+    return (
+        f"**{winner.candidate.architecture.describe()}**\n\n"
+        f"- validation accuracy {winner.val_acc or 0.0:.4f} (search), test accuracy {accuracy_text(test_accs)} "
+        "(held out)\n"
+        f"- {winner.profile.params:,} parameters, {winner.profile.flops:,} FLOPs per image, "
+        f"{winner.latency_ms or 0:.2f} ms per image on one CPU thread\n"
+        f"- input {'x'.join(map(str, b.input_shape))} in [0, 1], output probabilities over "
+        f"{b.num_classes} classes\n"
+        f"- found by automl-cnn search run `{s.parent_run}` (trial {winner.number}) on {b.name} "
+        f"(fingerprint `{b.fingerprint()}`, split seed {b.split_seed})"
+    )
+
+
+def _summary(
+    s: SearchSession,
+    records: list[TrialRecord],
+    winner: TrialRecord,
+    test_accs: list[float],
+    final_table: list[dict[str, Any]],
+) -> dict[str, Any]:
+    assert winner.candidate is not None and winner.profile is not None
+    counts = Counter(str(r.outcome) for r in records)
+    cfg = s.config
+    return {
+        "data": s.bundle.name,
+        "architecture": winner.candidate.architecture.describe(),
+        "val_accuracy": float(winner.val_acc or 0.0),
+        "test_accuracy_text": accuracy_text(test_accs),
+        "params": winner.profile.params,
+        "flops": winner.profile.flops,
+        "latency_ms": winner.latency_ms,
+        "counts": {o.value: counts.get(o.value, 0) for o in (Outcome.COMPLETED, Outcome.PRUNED, Outcome.FAILED)},
+        "training": {k: v for k, v in winner.candidate.flat_params().items() if k.startswith(("train.", "augment."))},
+        "tracking_uri": s.tracker.uri,
+        "experiment": cfg.experiment,
+        "parent_run_id": s.parent_run,
+        "fingerprint": s.bundle.fingerprint(),
+        "split_seed": s.bundle.split_seed,
+        "best_trial": winner.number,
+        "objectives": list(cfg.objectives),
+        "pick_rule": cfg.pick_rule().describe(),
+        "pareto": pareto_rows(records, s.objectives) if s.multi_objective else [],
+        "final_table": final_table,
+    }
+
+
+def _write_reports(
+    s: SearchSession, summary: dict[str, Any], model: TrainedModel, records: list[TrialRecord], plots: dict[str, Path]
+) -> None:
+    network, shape = model.network, s.bundle.input_shape
+    (s.out / "report.md").write_text(search_report(summary, network, shape), encoding="utf-8")  # type: ignore[arg-type]
+    page = html_report(summary, network, shape, records, plots, s.out)  # type: ignore[arg-type]
+    (s.out / "report.html").write_text(page, encoding="utf-8")
+
+
+def _log_run(s: SearchSession, summary: dict[str, Any], test_accs: list[float]) -> None:
+    """The parent run's pictures, reports, tables, metrics and tags; ``search.json`` beside them."""
+    tracker, parent, out = s.tracker, s.parent_run, s.out
+    for path in sorted((out / PLOTS).glob("*.png")):
+        tracker.log_artifact(parent, path, PLOTS)
+    tracker.log_text(parent, (out / "report.md").read_text(encoding="utf-8"), "report.md")
+    for name in ("report.html", "trials.csv", "pareto.csv"):
+        if (out / name).is_file():
+            tracker.log_artifact(parent, out / name)
+    tracker.log_artifact(parent, out / "model.torchscript.pt", "export")
+    metrics = {
+        "best_val_accuracy": summary["val_accuracy"],
+        "test_accuracy": test_accs[0],  # the delivered model's (the first seed's fit)
+        "wall_seconds": summary["wall_seconds"],
+        "best_params": summary["params"],
+        "best_flops": summary["flops"],
+        **{f"trials_{k}": v for k, v in summary["counts"].items()},
+    }
+    if summary["latency_ms"] is not None:
+        metrics["best_latency_ms"] = summary["latency_ms"]
+    if len(test_accs) > 1:  # --final-repeats: the winner's design over several seeds
+        metrics["test_accuracy_mean"] = statistics.mean(test_accs)
+        metrics["test_accuracy_std"] = statistics.stdev(test_accs)
+    tracker.log_metrics(parent, metrics)
+    tracker.set_tags(
+        parent, {"automl_cnn.best_trial": summary["best_trial"], "automl_cnn.model_uri": summary["model_uri"]}
+    )
+    record = {**summary, "test_accuracies": test_accs, "config": s.config.to_params()}
+    (out / "search.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")

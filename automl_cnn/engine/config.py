@@ -1,18 +1,30 @@
-"""The settings of one search, shared by the CLI and the Python API."""
+"""The settings of one search, shared by the CLI and the Python API.
+
+Each setting is declared once, here or (the data settings) in :class:`~automl_cnn.data.DataOptions`,
+with its default and its command-line form (:mod:`automl_cnn.options`): ``automl-cnn search``
+is built from these fields, and :meth:`SearchConfig.to_dict` / :meth:`SearchConfig.from_dict`
+are its one JSON form (``run.json``), from which :meth:`SearchConfig.to_params` (MLflow) derives.
+"""
 
 from __future__ import annotations
 
-import os
+import argparse
 import re
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from automl_cnn.codec import from_jsonable, to_jsonable
+from automl_cnn.data import DataOptions
 from automl_cnn.errors import UserInputError
+from automl_cnn.options import Switch, cli_values, fractions, not_an_option, option, positive_int, switch
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("asha", "hyperband", "median", "none")
+EXECUTORS = ("ray", "inprocess")
+_JOINERS = {"split": "/", "image_size": "x"}  # how to_params writes these sequences (else a,b)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
 _UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
@@ -35,50 +47,99 @@ def parse_duration(text: str | float | int | None) -> float | None:
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """Everything a search needs besides the data and the space.
+class SearchConfig(DataOptions):
+    """Everything a search needs besides the data and the space (the data settings are
+    :class:`~automl_cnn.data.DataOptions`' fields).
 
     ``time_budget`` covers the whole run, the final fit included; the search phase leaves room
     for it, estimated from the best trial's training time.
     """
 
-    trials: int | None = None
-    time_budget: float | None = None  # seconds
-    max_epochs: int | None = None
-    workers: int | None = None  # default: one per CPU core, or one per GPU
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # default: 1 where the cluster has GPUs
-    sampler: str = "tpe"
-    pruner: str = "asha"
-    seed: int = 0
-    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    test_data: str | None = None  # a user's test set (folder, .csv, .npz); else split from the data
-    image_size: tuple[int, int] | None = None  # resize every image; default derived from the data
-    strict: bool = False  # a bad image file is an error instead of a skipped file
-    data_root: str = "~/.cache/automl_cnn/torchvision"  # where torchvision datasets are read from
-    download: bool = False  # let torchvision fetch a dataset missing from data_root
-    memory_budget: int | None = 2 * 1024**3  # decoded bytes kept in memory before streaming
-    stream: bool | None = None  # force streaming (True) or in-memory (False)
-    class_weights: bool = False  # weight the loss by inverse class frequency
-    tracking_uri: str | None = None  # default: sqlite:///<cwd>/mlflow.db
-    experiment: str = "automl-cnn"
-    model_name: str | None = None  # registered model name; default automl-cnn-<data>
-    out: Path | None = None  # default: runs/<data>-<timestamp>
-    ray_address: str | None = None
-    storage: str | None = None  # Optuna storage URL; default a journal file in the run folder
-    device: str | None = None  # force "cpu" or "cuda" inside workers
-    progress: bool | None = None  # live display; default: when stdout is a terminal
-    enqueue: tuple[dict[str, Any], ...] = ()  # Optuna params of trials to run first
-    warm_start: tuple[str, ...] = ("classics",)  # presets, groups, or earlier searches' folders
-    objectives: tuple[str, ...] = ("accuracy",)  # accuracy, then any of params, flops, latency
-    pick: str | None = None  # rule choosing the delivered model from a Pareto front
-    max_params: int | None = None
-    max_flops: int | None = None
-    max_latency_ms: float | None = None
-    final_repeats: int = 1  # retrain the winner with this many seeds; test score as mean +- std
-    final_top_k: int = 1  # also retrain (and report) the next best trials
+    test_data: str | None = option(  # a user's test set (folder, .csv, .npz); else split from the data
+        None, "--test-data", help="your own test set (folder, .csv or .npz), kept out of the search"
+    )
+    class_weights: bool = switch(  # weight the loss by inverse class frequency
+        False, Switch("--class-weights", True, "weight the loss by inverse class frequency")
+    )
+    trials: int | None = option(None, "--trials", parse=positive_int, help="the most trials to run")
+    time_budget: float | None = option(  # seconds
+        None,
+        "--time-budget",
+        convert=parse_duration,
+        help="wall-clock budget for the whole run, e.g. 90s, 10m, 1h (default 10m without --trials)",
+    )
+    max_epochs: int | None = option(None, "--max-epochs", parse=positive_int, help="cap every trial's epochs")
+    workers: int | None = option(
+        None, "--workers", parse=positive_int, help="trials at once (default: one per CPU core, or per GPU)"
+    )
+    cpus_per_trial: float = option(1.0, "--cpus-per-trial", parse=float)
+    gpus_per_trial: float | None = option(  # default: 1 where the cluster has GPUs
+        None, "--gpus-per-trial", parse=float, help="GPUs per trial; a fraction packs trials on one GPU"
+    )
+    sampler: str = option("tpe", "--sampler", choices=SAMPLERS, help="Optuna sampler (default tpe)")
+    pruner: str = option("asha", "--pruner", choices=PRUNERS, help="early stopping of weak trials (default asha)")
+    seed: int = option(0, "--seed", parse=int, help="seeds the split, the sampler and every trial")
+    split: tuple[float, float, float] = option(
+        (0.7, 0.15, 0.15), "--split", parse=fractions, help="train,val,test fractions"
+    )
+    warm_start: tuple[str, ...] = option(  # presets, groups, or earlier searches' folders; text: a,b or none
+        ("classics",),
+        "--warm-start",
+        help="presets enqueued first where they fit the space: classics (default), keras_mnist, lenet5, "
+        "vgg_small, resnet_small (comma-separated), or none",
+    )
+    objectives: tuple[str, ...] = option(  # accuracy, then any of params, flops, latency; text: a,b
+        ("accuracy",),
+        "--objective",
+        help="accuracy, or accuracy plus any of params, flops, latency (e.g. accuracy,params) for a Pareto front",
+    )
+    pick: str | None = option(  # rule choosing the delivered model from a Pareto front
+        None,
+        "--pick",
+        help="which Pareto member to deliver: accuracy, or OBJECTIVE@TOLERANCE, e.g. params@0.005 (the default: "
+        "fewest of the second objective within 0.5 points of the best accuracy)",
+    )
+    final_repeats: int = option(  # test score as mean +- std over the seeds
+        1, "--final-repeats", parse=positive_int, help="retrain the winner with N seeds"
+    )
+    final_top_k: int = option(1, "--final-top-k", parse=positive_int, help="also retrain and test the next best trials")
+    max_params: int | None = option(
+        None, "--max-params", parse=positive_int, help="never train candidates with more parameters"
+    )
+    max_flops: int | None = option(
+        None, "--max-flops", parse=positive_int, help="never train candidates with more FLOPs per image"
+    )
+    max_latency_ms: float | None = option(
+        None, "--max-latency-ms", parse=float, help="never train candidates slower per image (1 CPU thread)"
+    )
+    tracking_uri: str | None = option(  # default: default_tracking_uri(), sqlite:///<cwd>/mlflow.db
+        None, "--tracking-uri", help="MLflow tracking URI (default sqlite:///./mlflow.db)"
+    )
+    experiment: str = option("automl-cnn", "--experiment", help="MLflow experiment name")
+    model_name: str | None = option(None, "--model-name", help="registered model name (default automl-cnn-<data>)")
+    out: Path | None = option(None, "--out", parse=Path, help="output folder (default runs/<data>-<time>)")  # noqa: RUF009
+    ray_address: str | None = option(
+        None, "--ray-address", help="join an existing Ray cluster (e.g. auto or 10.0.0.5:6379)"
+    )
+    storage: str | None = option(  # Optuna storage URL; default a journal file in the run folder
+        None,
+        "--storage",
+        help="Optuna storage: a PostgreSQL/MySQL/SQLite URL or redis:// (default: a journal file in the run folder)",
+    )
+    device: str | None = option(None, "--device", choices=("cpu", "cuda"), help="force the device inside workers")
+    executor: str = option(
+        "ray",
+        "--executor",
+        choices=EXECUTORS,
+        help="where trials run: ray (default), or inprocess, one at a time in this process (to debug a space)",
+    )
+    progress: bool | None = switch(  # live display; default: when stdout is a terminal
+        None, Switch("--no-progress", False, "plain log lines instead of the live panel")
+    )
+    enqueue: tuple[dict[str, Any], ...] = not_an_option(())  # Optuna params of trials to run first
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.sampler not in SAMPLERS:
             raise UserInputError(f"unknown sampler {self.sampler!r}; use one of: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
@@ -98,8 +159,11 @@ class SearchConfig:
                 known = ", ".join([*GROUPS, *PRESETS, "none"])
                 raise UserInputError(f"unknown warm start {name!r}; use one of: {known}, or an earlier search's folder")
         object.__setattr__(self, "objectives", parse_objectives(self.objectives))
-        if isinstance(self.enqueue, list):
-            object.__setattr__(self, "enqueue", tuple(self.enqueue))
+        for name in ("split", "image_size", "enqueue"):  # lists, as JSON or YAML give them
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.out is not None and not isinstance(self.out, Path):
+            object.__setattr__(self, "out", Path(self.out))
         PickRule.parse(self.pick, self.objectives)  # validates
         if len(self.objectives) > 1 and self.sampler == "cmaes":
             raise UserInputError("CMA-ES optimises one objective; with several use --sampler tpe, random, gp or qmc")
@@ -110,18 +174,29 @@ class SearchConfig:
             raise UserInputError("--cpus-per-trial must be positive")
         if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
             raise UserInputError("--gpus-per-trial must be zero or positive")
+        if self.executor not in EXECUTORS:
+            raise UserInputError(f"unknown executor {self.executor!r}; use one of: {', '.join(EXECUTORS)}")
 
-    def data_options(self) -> Any:
-        from automl_cnn.data import DataOptions
+    @classmethod
+    def from_cli(cls, args: argparse.Namespace) -> SearchConfig:
+        """The settings ``automl-cnn search`` parsed (its options are built from these fields)."""
+        return cls(**cli_values(cls, vars(args)))
 
-        return DataOptions(
-            image_size=self.image_size,
-            strict=self.strict,
-            data_root=Path(self.data_root),
-            download=self.download,
-            memory_budget=self.memory_budget,
-            stream=self.stream,
-        )
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting as JSON values (tuples as lists, paths as text); :meth:`from_dict` reads
+        it back equal."""
+        out: dict[str, Any] = to_jsonable(self)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchConfig:
+        """A config from :meth:`to_dict`'s output, or from an older ``run.json``'s (which was
+        ``dataclasses.asdict`` without ``progress``). Unknown keys are ignored; missing ones take
+        their defaults; the settings are checked as in the constructor."""
+        return from_jsonable(cls, dict(d))
+
+    def data_options(self) -> DataOptions:
+        return DataOptions(**{f.name: getattr(self, f.name) for f in fields(DataOptions)})
 
     @property
     def multi_objective(self) -> bool:
@@ -144,7 +219,9 @@ class SearchConfig:
         return self.time_budget
 
     def resolved_tracking_uri(self) -> str:
-        return self.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        from automl_cnn.services.tracking import default_tracking_uri
+
+        return self.tracking_uri or default_tracking_uri()
 
     def out_dir(self, data_name: str) -> Path:
         if self.out is not None:
@@ -170,20 +247,15 @@ class SearchConfig:
         return max(1, int(cluster_cpus / self.cpus_per_trial))
 
     def to_params(self) -> dict[str, Any]:
-        out = {k: v for k, v in asdict(self).items() if k not in ("progress", "enqueue")}
-        out["warm_start"] = ",".join(self.warm_start) or "none"
+        """:meth:`to_dict` flattened for MLflow params: every value a JSON scalar (a sequence
+        joined as text: ``0.7/0.15/0.15``, ``32x32``, ``accuracy,params``, ``none`` when empty),
+        the storage password masked, the live display and the enqueued trials left out."""
         from automl_cnn.services.study import mask_password
 
-        out["storage"] = mask_password(self.storage)
-        out["objectives"] = ",".join(self.objectives)
-        out["split"] = "/".join(f"{f:g}" for f in self.split)
-        if self.image_size:
-            out["image_size"] = "x".join(map(str, self.image_size))
-        return out
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
+        params = {k: v for k, v in self.to_dict().items() if k not in ("progress", "enqueue")}
+        params["storage"] = mask_password(self.storage)
+        for key, value in params.items():
+            if isinstance(value, list):
+                text = (f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+                params[key] = _JOINERS.get(key, ",").join(text) or "none"
+        return params

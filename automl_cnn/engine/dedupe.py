@@ -11,19 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from automl_cnn.engine.outcome import Outcome
+from automl_cnn.model.measures import EpochResult, Profile
+
 
 @dataclass(frozen=True)
-class Outcome:
+class KnownResult:
     """What a finished trial produced, as much as a repeat needs."""
 
     number: int
-    outcome: str  # completed | pruned | failed
+    outcome: Outcome
     reason: str
     values: tuple[float, ...] | None  # the study values of a completed trial
     intermediate: dict[int, float] = field(default_factory=dict)
     constraints: dict[str, float] = field(default_factory=dict)
-    history: tuple[Any, ...] = ()  # EpochResults, when known
-    profile: Any = None
+    history: tuple[EpochResult, ...] = ()
+    profile: Profile | None = None
     latency_ms: float | None = None
     source: str = ""  # "" for this search, else where the result came from
 
@@ -32,12 +35,12 @@ class Outcome:
 class Known:
     """Canonical key -> the finished outcome, or the job still computing it."""
 
-    results: dict[str, Outcome] = field(default_factory=dict)
+    results: dict[str, KnownResult] = field(default_factory=dict)
     running: dict[str, str] = field(default_factory=dict)  # key -> job
     waiting: dict[str, list[Any]] = field(default_factory=dict)  # job -> repeats waiting for it
     repeats: int = 0  # consecutive repeats, to notice an exhausted space
 
-    def lookup(self, key: str) -> Outcome | str | None:
+    def lookup(self, key: str) -> KnownResult | str | None:
         """The outcome, the running job's name, or None for a new candidate."""
         if key in self.results:
             return self.results[key]
@@ -51,7 +54,7 @@ class Known:
         self.waiting.setdefault(job, []).append(item)
         self.repeats += 1
 
-    def finish(self, key: str, outcome: Outcome) -> list[Any]:
+    def finish(self, key: str, outcome: KnownResult) -> list[Any]:
         """Record ``outcome``; returns the repeats that waited for it."""
         job = self.running.pop(key, None)
         self.results.setdefault(key, outcome)

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from automl_cnn.engine.objectives import OBJECTIVES, PickRule, pareto_front
-from automl_cnn.engine.progress import Progress
+from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import AutoMLError
-from automl_cnn.model.architecture import Candidate
 from automl_cnn.model.measures import EpochResult
-from automl_cnn.services.ray_executor import RayExecutor
-from automl_cnn.services.tracking import MlflowTracker
+from automl_cnn.training.messages import JobResult, JobSpec
 
 
 def _eligible(records: list[TrialRecord]) -> list[TrialRecord]:
@@ -66,16 +65,6 @@ def runners_up(records: list[TrialRecord], winner: TrialRecord, k: int) -> list[
     return sorted(others, key=lambda r: -(r.val_acc or 0.0))[:k]
 
 
-def final_seconds_estimate(records: list[TrialRecord], ratio: float, rounds: int) -> float:
-    """How long the final fit of the current leader will take (0 before any epoch ran)."""
-    scored = [r for r in records if r.history and not r.too_slow and r.duplicate_of is None]
-    completed = [r for r in scored if r.outcome == "completed"]
-    if not completed and not scored:
-        return 0.0
-    leader = max(completed or scored, key=lambda r: r.val_acc or 0.0)
-    return (leader.projected_seconds() or 0.0) * ratio * rounds
-
-
 @dataclass
 class FinalFit:
     trial: int
@@ -84,17 +73,10 @@ class FinalFit:
     history: list[EpochResult]
 
 
-def final_fit(
-    executor: RayExecutor,
-    jobs: list[tuple[TrialRecord, int]],
-    data_ref: Any,
-    progress: Progress,
-    tracker: MlflowTracker,
-    parent_run: str,
-) -> list[FinalFit]:
+def final_fit(session: SearchSession, jobs: list[tuple[TrialRecord, int]]) -> list[FinalFit]:
     """Train each (trial's candidate, seed) on train + validation, in parallel where slots allow;
     results in the order of ``jobs``. On any failure or interruption no MLflow run stays RUNNING."""
-    fits = _FinalFits(executor, jobs, data_ref, progress, tracker, parent_run)
+    fits = FinalFits(session, jobs)
     try:
         return fits.run()
     except BaseException:
@@ -102,20 +84,11 @@ def final_fit(
         raise
 
 
-class _FinalFits:
-    def __init__(
-        self,
-        executor: RayExecutor,
-        jobs: list[tuple[TrialRecord, int]],
-        data_ref: Any,
-        progress: Progress,
-        tracker: MlflowTracker,
-        parent_run: str,
-    ) -> None:
-        self.executor, self.data_ref, self.progress = executor, data_ref, progress
-        self.tracker, self.parent_run = tracker, parent_run
+class FinalFits:
+    def __init__(self, session: SearchSession, jobs: list[tuple[TrialRecord, int]]) -> None:
+        self.s = session
         self.todo = [(f"final-{k}", rec, seed) for k, (rec, seed) in enumerate(jobs)]
-        self.threads = executor.threads_for(len(jobs))
+        self.threads = session.executor.threads_for(len(jobs))
         self.names = [name for name, _, _ in self.todo]
         self.info = {name: (rec, seed) for name, rec, seed in self.todo}
         self.histories: dict[str, list[EpochResult]] = {name: [] for name in self.names}
@@ -125,56 +98,64 @@ class _FinalFits:
 
     def close_runs(self, status: str) -> None:
         for run_id in self.runs.values():
-            self.tracker.end_run(run_id, status)
+            self.s.tracker.end_run(run_id, status)
         self.runs.clear()
 
     def _start(self, job: str, rec: TrialRecord, seed: int) -> None:
-        cand: Candidate = rec.candidate  # type: ignore[assignment]
-        self.runs[job] = self.tracker.start_run(
+        cand = rec.candidate
+        assert cand is not None
+        self.runs[job] = self.s.tracker.start_run(
             f"{job} (trial {rec.number})",
             {**cand.flat_params(), "seed": seed, "trial": rec.number},
             {"automl_cnn.final_fit": "true", "automl_cnn.trial_of_final": str(rec.number)},
-            parent=self.parent_run,
+            parent=self.s.parent_run,
         )
-        self.executor.submit(job, cand.to_dict(), seed, self.data_ref, threads=self.threads)
-        self.progress.trial_running(job, f"final fit of trial {rec.number}: starting")
+        self.s.executor.submit(JobSpec(job, cand.to_dict(), seed, self.s.final_data, threads=self.threads))
+        self.s.progress.trial_running(job, f"final fit of trial {rec.number}: starting")
 
     def run(self) -> list[FinalFit]:
-        while self.todo or self.executor.jobs:
-            while self.todo and self.executor.free > 0:
+        executor = self.s.executor
+        while self.todo or executor.jobs:
+            while self.todo and executor.free > 0:
                 self._start(*self.todo.pop(0))
-            for result in self.executor.wait(timeout=0.5):
+            for result in executor.wait(timeout=0.5):
                 self._on_result(result)
-            self.progress.refresh()
+            self.s.progress.refresh()
         return [self.done[name] for name in self.names]
 
-    def _on_result(self, result: dict[str, Any]) -> None:
-        job = result["job"]
+    def _on_result(self, result: JobResult) -> None:
+        job = str(result.job)
         rec, seed = self.info[job]
-        if "error" in result:
-            run_id = self.runs.pop(job)
-            self.tracker.set_tags(run_id, {"automl_cnn.outcome": "failed", "automl_cnn.reason": result["error"]})
-            self.tracker.end_run(run_id, "FAILED")
-            for other in self.executor.jobs:
-                self.executor.release(other)
-            raise AutoMLError(f"the final fit of trial {rec.number} (seed {seed}) failed: {result['error']}")
-        if job in self.pending_weights:
+        if result.error is not None:
+            self._fail(job, rec.number, seed, result.error)
+        elif result.weights is not None:
             self.pending_weights.discard(job)
-            self.done[job] = FinalFit(rec.number, seed, result["weights"], self.histories[job])
-            self.executor.release(job)
-            self.tracker.end_run(self.runs.pop(job), "FINISHED")
-            self.progress.running.pop(job, None)
-            return
-        epoch = EpochResult(**result["epoch"])
+            self.done[job] = FinalFit(rec.number, seed, result.weights, self.histories[job])
+            self.s.executor.release(job)
+            self.s.tracker.end_run(self.runs.pop(job), Outcome.COMPLETED.run_status)
+            self.s.progress.running.pop(job, None)
+        else:
+            assert result.epoch is not None
+            self._on_epoch(job, rec, result.epoch, result.done)
+
+    def _on_epoch(self, job: str, rec: TrialRecord, epoch: EpochResult, done: bool) -> None:
         self.histories[job].append(epoch)
         metrics = {k: v for k, v in epoch.to_dict().items() if k != "epoch" and not _nan(v)}
-        self.tracker.log_metrics(self.runs[job], metrics, step=epoch.epoch)
-        self.progress.trial_running(job, f"final fit of trial {rec.number}: epoch {epoch.epoch}/{rec.epochs}")
-        if result.get("done"):
+        self.s.tracker.log_metrics(self.runs[job], metrics, step=epoch.epoch)
+        self.s.progress.trial_running(job, f"final fit of trial {rec.number}: epoch {epoch.epoch}/{rec.epochs}")
+        if done:
             self.pending_weights.add(job)
-            self.executor.request_weights(job)
+            self.s.executor.request_weights(job)
         else:
-            self.executor.advance(job)
+            self.s.executor.advance(job)
+
+    def _fail(self, job: str, number: int, seed: int, error: str) -> None:
+        run_id = self.runs.pop(job)
+        self.s.tracker.set_tags(run_id, {"automl_cnn.outcome": Outcome.FAILED.value, "automl_cnn.reason": error})
+        self.s.tracker.end_run(run_id, Outcome.FAILED.run_status)
+        for other in self.s.executor.jobs:
+            self.s.executor.release(other)
+        raise AutoMLError(f"the final fit of trial {number} (seed {seed}) failed: {error}")
 
 
 def _nan(v: float) -> bool:

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from automl_cnn.errors import UserInputError
 
-OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
+OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {
+    "accuracy": "maximize",
+    "params": "minimize",
+    "flops": "minimize",
+    "latency": "minimize",
+}
 UNITS = {
     "accuracy": "validation accuracy",
     "params": "parameters",

@@ -1,12 +1,12 @@
-"""One trial's record: what was trained, how it went, where it ran; with a JSON round trip."""
+"""One trial's record: what was trained, how it went, where it ran; it writes and reads itself as JSON."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from automl_cnn.codec import from_jsonable, to_jsonable
 from automl_cnn.model.architecture import Candidate
 from automl_cnn.model.measures import EpochResult, Profile
 
@@ -34,6 +34,23 @@ class TrialRecord:
     preset: str | None = None  # the warm-start design it came from
     retries: int = 0  # restarts from a checkpoint after its worker died
     reused_from: str = ""  # for a repeat of an earlier search's trial: that search's folder
+
+    # the clock is this process's own; ``where`` (the worker's host and devices) is live state
+    __json_skip__: ClassVar[tuple[str, ...]] = ("started", "where")
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as one ``trials.jsonl`` line's object."""
+        return to_jsonable(self)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrialRecord:
+        """A record from :meth:`to_json`'s object; keys it lacks take their defaults, unknown keys are ignored."""
+        rec = from_jsonable(cls, {**d, "candidate": None})
+        # the candidate is read by its own reader, as everywhere else (Optuna's user attrs): the codec
+        # would turn an int in a float field into a float, which changes ``Candidate.key()``
+        if d.get("candidate"):
+            rec.candidate = Candidate.from_dict(d["candidate"])
+        return rec
 
     @property
     def job(self) -> str:
@@ -67,46 +84,3 @@ class TrialRecord:
             return float(self.latency_ms or 0.0)
         assert self.profile is not None
         return float(getattr(self.profile, name))
-
-
-def record_to_json(rec: TrialRecord) -> dict[str, Any]:
-    return {
-        "number": rec.number,
-        "seed": rec.seed,
-        "run_id": rec.run_id,
-        "candidate": rec.candidate.to_dict() if rec.candidate else None,
-        "profile": dataclasses.asdict(rec.profile) if rec.profile else None,
-        "outcome": rec.outcome,
-        "reason": rec.reason,
-        "history": [e.to_dict() for e in rec.history],
-        "seconds": rec.seconds,
-        "too_slow": rec.too_slow,
-        "latency_ms": rec.latency_ms,
-        "duplicate_of": rec.duplicate_of,
-        "preset": rec.preset,
-        "retries": rec.retries,
-        "reused_from": rec.reused_from,
-    }
-
-
-def record_from_json(d: dict[str, Any]) -> TrialRecord:
-    prof = d.get("profile")
-    return TrialRecord(
-        number=d["number"],
-        seed=d["seed"],
-        run_id=d["run_id"],
-        candidate=Candidate.from_dict(d["candidate"]) if d.get("candidate") else None,
-        profile=Profile(prof["params"], prof["flops"], tuple(tuple(s) for s in prof["feature_shapes"]))
-        if prof
-        else None,
-        outcome=d["outcome"],
-        reason=d.get("reason", ""),
-        history=[EpochResult(**e) for e in d.get("history", [])],
-        seconds=d.get("seconds", 0.0),
-        too_slow=d.get("too_slow", False),
-        latency_ms=d.get("latency_ms"),
-        duplicate_of=d.get("duplicate_of"),
-        preset=d.get("preset"),
-        retries=d.get("retries", 0),
-        reused_from=d.get("reused_from", ""),
-    )

@@ -15,26 +15,24 @@ import optuna
 from optuna.trial import TrialState
 
 from automl_cnn.data import DataBundle
+from automl_cnn.engine.outcome import Outcome, TrialAttrs, study_history
 from automl_cnn.engine.records import TrialRecord
-from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import InfeasibleArchitecture
-from automl_cnn.model.architecture import Candidate
-from automl_cnn.model.measures import EpochResult
 from automl_cnn.model.profile import profile
-from automl_cnn.services.tracking import MlflowTracker
 
-_OUTCOMES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
-_STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
+Running = tuple[TrialRecord, optuna.Trial]
 
 
 def _record(t: optuna.trial.FrozenTrial, bundle: DataBundle) -> TrialRecord:
+    attrs = TrialAttrs.read(t)
     rec = TrialRecord(
         number=t.number,
-        seed=int(t.user_attrs.get("seed", 0)),
-        run_id=str(t.user_attrs.get("mlflow_run_id", "")),
-        candidate=Candidate.from_json(t.user_attrs["candidate"]) if "candidate" in t.user_attrs else None,
-        preset=t.user_attrs.get("preset"),
-        latency_ms=t.user_attrs.get("latency_ms"),
+        seed=int(attrs.seed or 0),
+        run_id=attrs.mlflow_run_id or "",
+        candidate=attrs.get_candidate(),
+        preset=attrs.preset,
+        latency_ms=attrs.latency_ms,
     )
     if rec.candidate is not None:
         with contextlib.suppress(InfeasibleArchitecture):
@@ -42,36 +40,35 @@ def _record(t: optuna.trial.FrozenTrial, bundle: DataBundle) -> TrialRecord:
     return rec
 
 
-def recover(
-    study: optuna.Study, state: RunState, bundle: DataBundle, tracker: MlflowTracker
-) -> tuple[list[TrialRecord], list[tuple[TrialRecord, optuna.Trial]]]:
-    """(finished trials, trials to continue) of the run in ``state``'s folder."""
+def recover(session: SearchSession) -> tuple[list[TrialRecord], list[Running]]:
+    """(finished trials, trials to continue) of the run in the session's folder."""
+    state, study = session.state, session.study
     done = {r.number: r for r in state.finished_records()}
-    left: list[tuple[TrialRecord, optuna.Trial]] = []
-    nan = float("nan")
+    left: list[Running] = []
     for t in study.get_trials(deepcopy=False):
-        if t.number in done:
+        if t.number in done or t.state == TrialState.WAITING:  # WAITING: enqueued, never asked for
             continue
-        rec = _record(t, bundle)
-        if t.state in _OUTCOMES:  # finished in the study, not yet in the folder
-            rec.outcome = _OUTCOMES[t.state]
-            rec.reason = str(t.user_attrs.get("reason", ""))
-            rec.history = [
-                EpochResult(k, nan, nan, nan, float(v), 0.0, nan) for k, v in sorted(t.intermediate_values.items())
-            ]
-            if rec.outcome == "completed" and not rec.history and t.values:
-                rec.history = [EpochResult(1, nan, nan, nan, float(t.values[0]), 0.0, nan)]
-            if rec.run_id:
-                tracker.end_run(rec.run_id, _STATUS[rec.outcome])
-            state.append_record(rec)
-            done[rec.number] = rec
-        elif t.state == TrialState.RUNNING and rec.candidate is not None and rec.run_id:
+        rec = _record(t, session.bundle)
+        outcome = Outcome.of_state(t.state)
+        if outcome.finished:  # finished in the study, not yet in the folder
+            _close(session, rec, outcome, t)
+        elif rec.candidate is not None and rec.run_id:
             left.append((rec, optuna.trial.Trial(study, t._trial_id)))
-        elif t.state == TrialState.RUNNING:  # asked for, never started
+            continue
+        else:  # asked for, never started
             study.tell(t.number, state=TrialState.FAIL)
-            rec.outcome, rec.reason = "failed", "interrupted before it started"
+            rec.outcome, rec.reason = Outcome.FAILED, "interrupted before it started"
             if rec.run_id:
-                tracker.end_run(rec.run_id, "FAILED")
-            state.append_record(rec)
-            done[rec.number] = rec
+                session.tracker.end_run(rec.run_id, Outcome.FAILED.run_status)
+        state.append_record(rec)
+        done[rec.number] = rec
     return [done[k] for k in sorted(done)], left
+
+
+def _close(session: SearchSession, rec: TrialRecord, outcome: Outcome, t: optuna.trial.FrozenTrial) -> None:
+    """A trial the study holds as finished: its record rebuilt from the study, its run closed."""
+    rec.outcome = outcome
+    rec.reason = TrialAttrs.read(t).reason or ""
+    rec.history = list(study_history(t))
+    if rec.run_id:
+        session.tracker.end_run(rec.run_id, outcome.run_status)

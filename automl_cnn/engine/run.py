@@ -1,44 +1,44 @@
 """``search()`` and ``resume()``: a dataset in, a tuned, trained, registered CNN out.
 
-Everything that can be wrong with the input is checked before anything is written. The run
-folder then records what was asked and what happened (see :mod:`automl_cnn.engine.runstate`), so a
-search whose driver is killed continues with ``automl-cnn resume FOLDER``.
+Everything that can be wrong with the input is checked before anything is written (a
+:class:`~automl_cnn.engine.session.Plan`). The run folder then records what was asked and what
+happened (see :mod:`automl_cnn.engine.runstate`), so a search whose driver is killed continues
+with ``automl-cnn resume FOLDER``. The phases (warm start, trials, final fit, delivery) each
+take the run's :class:`~automl_cnn.engine.session.SearchSession`.
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import time
-from dataclasses import asdict, fields
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import optuna
-
-from automl_cnn.data import DataBundle, ImageSet, prepare_data
-from automl_cnn.deliver.deliver import data_report, deliver
+from automl_cnn.data import ImageSet, prepare_data
 from automl_cnn.deliver.result import SearchResult
+from automl_cnn.engine.budget import SearchDeadline
 from automl_cnn.engine.config import SearchConfig, parse_duration
 from automl_cnn.engine.dedupe import Known
 from automl_cnn.engine.driver import SearchDriver
-from automl_cnn.engine.final import final_fit, final_seconds_estimate, pick_winner, runners_up
+from automl_cnn.engine.final import FinalFit, final_fit, pick_winner, runners_up
+from automl_cnn.engine.objectives import OBJECTIVES
+from automl_cnn.engine.opening import announce, start_parent_run
 from automl_cnn.engine.progress import Progress
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.recovery import recover
-from automl_cnn.engine.runstate import RunState
-from automl_cnn.engine.warmstart import check_compatible, warm_start_from
+from automl_cnn.engine.runstate import RUN_FILE, RunState
+from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
+from automl_cnn.engine.warmstart import apply_warm_starts, check_compatible
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.profile import check_input_fits
-from automl_cnn.services.ray_executor import RayExecutor
-from automl_cnn.services.ray_runtime import ray_runtime
-from automl_cnn.services.study import create_study, make_pruner, make_sampler, make_storage, mask_password
+from automl_cnn.services.executor import Executor, cpu_count
+from automl_cnn.services.study import STUDY_FILE, create_study, make_pruner, make_sampler, make_storage, mask_password
 from automl_cnn.services.tracking import MlflowTracker, check_reachable
-from automl_cnn.space.presets import GROUPS, PRESETS, warm_start_params
+from automl_cnn.space.presets import GROUPS, PRESETS
 from automl_cnn.space.schema import SearchSpace, load_space
 
-EXPORT_RESERVE_SECONDS = 20.0  # model export, plots, logging and registration after the final fit
-MAX_TRIAL_SHARE = 1 / 3  # with a time budget, no trial may take more than this share of it
-STUDY_FILE = "study.journal"
+FINAL_SEED_OFFSET = 10_000
 
 
 def search(
@@ -56,17 +56,6 @@ def search(
     return run_search(data, space, SearchConfig(**settings))
 
 
-def _config_from_json(d: dict[str, Any]) -> SearchConfig:
-    names = {f.name for f in fields(SearchConfig)}
-    kw = {k: v for k, v in d.items() if k in names}
-    for key in ("split", "image_size", "objectives", "warm_start", "enqueue"):
-        if isinstance(kw.get(key), list):
-            kw[key] = tuple(tuple(v) if isinstance(v, list) else v for v in kw[key])
-    if kw.get("out") is not None:
-        kw["out"] = Path(kw["out"])
-    return SearchConfig(**kw)
-
-
 def resume(folder: str | Path, progress: bool | None = None, storage: str | None = None) -> SearchResult:
     """Continue a search whose driver stopped (killed, crashed, interrupted) in ``folder``.
 
@@ -82,9 +71,10 @@ def resume(folder: str | Path, progress: bool | None = None, storage: str | None
     saved = state.config.get("storage")
     if saved and "***" in saved and not storage:
         raise UserInputError(f"{folder}: the study is in {saved}; pass --storage with the full URL to resume")
-    cfg = _config_from_json({**state.config, "out": str(folder), "progress": progress, "storage": storage or saved})
-    space = load_space(folder / "space.yaml")
-    return run_search(state.data, space, cfg, resume_state=state)
+    cfg = SearchConfig.from_dict(
+        {**state.config, "out": str(folder), "progress": progress, "storage": storage or saved}
+    )
+    return run_search(state.data, load_space(folder / "space.yaml"), cfg, resume_state=state)
 
 
 def run_search(
@@ -93,8 +83,18 @@ def run_search(
     cfg: SearchConfig,
     resume_state: RunState | None = None,
 ) -> SearchResult:
+    plan = make_plan(data, space_spec, cfg, resume_state)
+    with _runtime(cfg) as resources:  # a cluster refusing us leaves no MLflow store behind
+        tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
+        return execute(plan, tracker, _resources(cfg, resources))
+
+
+def make_plan(
+    data: str | Path | ImageSet, space_spec: str | Path | SearchSpace, cfg: SearchConfig, resume: RunState | None
+) -> Plan:
+    """Check everything about the request; write nothing."""
     space = load_space(space_spec)
-    if cfg.max_epochs and resume_state is None:
+    if cfg.max_epochs and resume is None:
         space = space.with_max_epochs(cfg.max_epochs)
     bundle = prepare_data(
         data,
@@ -104,250 +104,151 @@ def run_search(
         seed=cfg.seed,
         class_weights=cfg.class_weights,
     )
-    if resume_state is not None and bundle.fingerprint() != resume_state.fingerprint:
+    if resume is not None and bundle.fingerprint() != resume.fingerprint:
         raise UserInputError(
             f"the data changed since the search started (fingerprint {bundle.fingerprint()}, "
-            f"was {resume_state.fingerprint}); resume needs the same data"
+            f"was {resume.fingerprint}); resume needs the same data"
         )
     check_input_fits(space, bundle.input_shape, bundle.name)
     for name in cfg.warm_start:  # earlier searches must fit before anything is written
         if name not in GROUPS and name not in PRESETS:
             check_compatible(Path(name), bundle.fingerprint(), split_id(bundle))
     check_reachable(cfg.resolved_tracking_uri())
-    out = Path(resume_state.folder) if resume_state else cfg.out_dir(bundle.name)
-    if resume_state is None and (out / "run.json").exists():
+    out = Path(resume.folder) if resume else cfg.out_dir(bundle.name)
+    if resume is None and (out / RUN_FILE).exists():
         raise UserInputError(f"{out} already holds a search; use 'automl-cnn resume {out}' or another --out")
-    with ray_runtime(cfg.ray_address) as resources:  # a cluster refusing us leaves no MLflow store behind
-        tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
-        return _Run(cfg, space, bundle, tracker, out, resources, resume_state, str(data)).execute()
+    return Plan(cfg, space, bundle, out, str(data), resume)
 
 
-def split_id(b: DataBundle) -> str:
-    """What makes two searches' validation scores comparable: the split of the same data."""
-    return f"seed {b.split_seed}, fractions {'/'.join(f'{f:g}' for f in b.fractions)}, test {len(b.test_idx)}"
+@contextlib.contextmanager
+def _runtime(cfg: SearchConfig) -> Iterator[dict[str, float]]:
+    """The resources trials can use: Ray's (local or a cluster), or this process's."""
+    if cfg.executor == "inprocess":
+        import torch
+
+        yield {"CPU": float(cpu_count()), "GPU": float(torch.cuda.device_count())}
+        return
+    from automl_cnn.services.ray_runtime import ray_runtime
+
+    with ray_runtime(cfg.ray_address) as resources:
+        yield resources
 
 
-class _Run:
-    """One search (new or resumed): set-up, trials, final fit, delivery."""
+def _resources(cfg: SearchConfig, cluster: dict[str, float]) -> Resources:
+    gpus = float(cluster.get("GPU", 0))
+    gpus_per_trial = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if gpus >= 1 else 0.0)
+    workers = cfg.default_workers(float(cluster.get("CPU", 1)), gpus if gpus_per_trial > 0 else 0)
+    return Resources(workers=workers, gpus_per_trial=gpus_per_trial)
 
-    def __init__(
-        self,
-        cfg: SearchConfig,
-        space: SearchSpace,
-        bundle: DataBundle,
-        tracker: MlflowTracker,
-        out: Path,
-        resources: dict[str, float],
-        resume_state: RunState | None,
-        data_spec: str,
-    ) -> None:
-        self.cfg, self.space, self.bundle, self.tracker, self.out = cfg, space, bundle, tracker, out
-        self.budget = cfg.budget_seconds()
-        gpus = float(resources.get("GPU", 0))
-        self.gpus_per_trial = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if gpus >= 1 else 0.0)
-        self.workers = cfg.default_workers(float(resources.get("CPU", 1)), gpus if self.gpus_per_trial > 0 else 0)
-        self.resumed = resume_state is not None
-        self.state = resume_state or RunState(
-            folder=out,
-            data=data_spec,
-            config={**{k: v for k, v in asdict(cfg).items() if k != "progress"}, "storage": mask_password(cfg.storage)},
-            fingerprint=bundle.fingerprint(),
-            tracking_uri=tracker.uri,
-            experiment=cfg.experiment,
-            extra={"split": split_id(self.bundle)},
-        )
-        self.state.folder = out
 
-    # -- set-up --------------------------------------------------------------------------------
-    def _start_mlflow(self) -> str:
-        if self.resumed and self.state.parent_run_id:
-            self.tracker.client.update_run(self.state.parent_run_id, status="RUNNING")
-            return self.state.parent_run_id
-        parent = self.tracker.start_run(
-            f"search-{self.bundle.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            self._params(),
-            {"automl_cnn.role": "search", "automl_cnn.out": str(self.out)},
-        )
-        self.tracker.log_text(parent, self.space.to_yaml(), "search_space.yaml")
-        self.tracker.log_text(parent, data_report(self.bundle), "data_report.txt")
-        return parent
+def make_executor(cfg: SearchConfig, resources: Resources) -> Executor:
+    if cfg.executor == "inprocess":
+        from automl_cnn.services.inprocess import InProcessExecutor
 
-    def _params(self) -> dict[str, Any]:
-        b, counts = self.bundle, self.bundle.counts()
-        return {
-            **{f"config.{k}": v for k, v in self.cfg.to_params().items()},
-            "config.workers": self.workers,
-            "config.budget_seconds": self.budget,
-            "space.name": self.space.name,
-            "space.source": self.space.source,
-            "data.name": b.name,
-            "data.fingerprint": b.fingerprint(),
-            "data.split_seed": b.split_seed,
-            "data.input_shape": "x".join(map(str, b.input_shape)),
-            "data.classes": list(b.class_names),
-            "data.n_train": len(b.train_idx),
-            "data.n_val": len(b.val_idx),
-            "data.n_test": len(b.test_idx),
-            "data.per_class_train": counts["train"],
-            "data.per_class_test": counts["test"],
-            "data.streamed": b.images.streamed,
-            "data.class_weights": b.class_weights is not None,
-        }
+        return InProcessExecutor(resources.workers, max(1, round(cfg.cpus_per_trial)), cfg.device or "cpu")
+    from automl_cnn.services.ray_executor import RayExecutor
 
-    def _study(self, parent: str) -> optuna.Study:
-        cfg = self.cfg
-        name = self.state.study_name or f"automl-cnn-{parent}"
-        self.state.study_name = name
-        return create_study(
-            make_storage(cfg.storage, self.out / STUDY_FILE),
-            name,
+    return RayExecutor(resources.workers, cfg.cpus_per_trial, resources.gpus_per_trial, cfg.device)
+
+
+def _new_state(plan: Plan, tracker: MlflowTracker) -> RunState:
+    return RunState(
+        folder=plan.out,
+        data=plan.data_spec,
+        config={**plan.config.to_dict(), "storage": mask_password(plan.config.storage), "progress": None},
+        fingerprint=plan.bundle.fingerprint(),
+        tracking_uri=tracker.uri,
+        experiment=plan.config.experiment,
+        extra={"split": split_id(plan.bundle)},
+    )
+
+
+def execute(plan: Plan, tracker: MlflowTracker, resources: Resources) -> SearchResult:
+    """Run a checked plan: open the run folder and the MLflow run, search, fit, deliver."""
+    from automl_cnn.deliver.deliver import deliver
+
+    with open_session(plan, tracker, resources) as session:
+        with session.progress:
+            records, winner, fits = search_and_fit(session)
+        return deliver(session, records, winner, fits)
+
+
+@contextlib.contextmanager
+def open_session(
+    plan: Plan, tracker: MlflowTracker, resources: Resources, executor: Executor | None = None
+) -> Iterator[SearchSession]:
+    """The run's session: its folder claimed, its MLflow parent run and its study open. On the
+    way out the executor is shut down and the parent run closed FINISHED (the block completed),
+    KILLED (interrupted) or FAILED; a finished run folder is marked so."""
+    cfg, out = plan.config, plan.out
+    state = plan.resume_state or _new_state(plan, tracker)
+    state.folder = out
+    state.acquire()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "space.yaml").write_text(plan.space.to_yaml(), encoding="utf-8")
+    resumed = plan.resume_state is not None
+    if resumed and state.parent_run_id:
+        tracker.client.update_run(state.parent_run_id, status="RUNNING")
+    else:
+        state.parent_run_id = start_parent_run(plan, tracker, resources)
+    state.save()
+    executor = executor or make_executor(cfg, resources)
+    status = "FAILED"
+    try:
+        state.study_name = state.study_name or f"automl-cnn-{state.parent_run_id}"
+        study = create_study(
+            make_storage(cfg.storage, out / STUDY_FILE),
+            state.study_name,
             make_sampler(cfg.sampler, cfg.seed),
-            make_pruner(cfg.pruner, self.space.max_epochs()),
-            cfg.objectives,
+            make_pruner(cfg.pruner, plan.space.max_epochs()),
+            {name: OBJECTIVES[name] for name in cfg.objectives},
         )
-
-    def _warm_start(self, study: optuna.Study, known: Known, progress: Progress) -> None:
-        cfg = self.cfg
-        for params in cfg.enqueue:
-            study.enqueue_trial(dict(params), skip_if_exists=True)
-        presets = [n for n in cfg.warm_start if n in GROUPS or n in PRESETS]
-        for preset, params in warm_start_params(presets, self.space):
-            study.enqueue_trial(params, user_attrs={"preset": preset}, skip_if_exists=True)
-        for name in cfg.warm_start:
-            if name not in presets:
-                added, reused = warm_start_from(
-                    Path(name),
-                    self.bundle.fingerprint(),
-                    self.space,
-                    study,
-                    cfg.objectives,
-                    known,
-                    split_id(self.bundle),
-                )
-                progress.message(
-                    f"warm start from {name}: {added} trials told to the sampler, {reused} results reusable"
-                )
-
-    # -- the run -------------------------------------------------------------------------------
-    def execute(self) -> SearchResult:
-        cfg, bundle = self.cfg, self.bundle
-        self.state.acquire()
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "space.yaml").write_text(self.space.to_yaml(), encoding="utf-8")
-        parent = self._start_mlflow()
-        self.state.parent_run_id = parent
-        self.state.save()
-        executor = RayExecutor(self.workers, cfg.cpus_per_trial, self.gpus_per_trial, cfg.device)
-        status = "FAILED"
-        try:
-            study = self._study(parent)
-            self.state.save()
-            with Progress(cfg.progress, self.budget, cfg.trials) as progress:
-                progress.start = time.monotonic() - self.state.elapsed
-                known = Known()
-                if not self.resumed:
-                    self._warm_start(study, known, progress)
-                records, resumable = recover(study, self.state, bundle, self.tracker) if self.resumed else ([], [])
-                self._announce(progress, parent, records, resumable)
-                driver = SearchDriver(
-                    space=self.space,
-                    bundle=bundle,
-                    study=study,
-                    executor=executor,
-                    tracker=self.tracker,
-                    parent_run=parent,
-                    progress=progress,
-                    data_ref=executor.put(bundle.search_data()),
-                    seed=cfg.seed,
-                    max_trials=cfg.trials,
-                    search_deadline=self._deadline(progress.start, executor),
-                    max_trial_seconds=None if self.budget is None else MAX_TRIAL_SHARE * self.budget,
-                    limits=cfg.limits(),
-                    pruner_name=cfg.pruner,
-                    objectives=cfg.objectives,
-                    known=known,
-                    state=self.state,
-                    records=records,
-                    resumable=resumable,
-                )
-                records = driver.run()
-                winner = pick_winner(records, cfg.objectives, cfg.pick_rule())
-                assert winner.candidate is not None
-                others = runners_up(records, winner, cfg.final_top_k - 1)
-                jobs = [(r, self._final_seed(k)) for r in [winner, *others] for k in range(cfg.final_repeats)]
-                progress.set_phase(f"final fit of trial {winner.number} on train+val ({len(jobs)} fit(s))")
-                fits = final_fit(executor, jobs, executor.put(bundle.final_data()), progress, self.tracker, parent)
-                progress.set_phase("exporting and registering the model")
-            result = deliver(
-                cfg,
-                bundle,
-                self.space,
-                study,
-                self.tracker,
-                parent,
-                self.out,
-                records,
-                winner,
-                fits,
-                progress.start,
-                self.state,
-            )
-            status = "FINISHED"
-            return result
-        except KeyboardInterrupt:
-            status = "KILLED"
-            raise
-        finally:
-            executor.shutdown()
-            self.tracker.end_run(parent, status)
-            if status == "FINISHED":
-                self.state.state = "finished"
-            self.state.save()
-            self.state.release()
-
-    def _final_seed(self, k: int) -> int:
-        return self.cfg.seed + 10_000 + k
-
-    def _deadline(self, t0: float, executor: RayExecutor) -> Any:
-        budget, bundle, cfg = self.budget, self.bundle, self.cfg
-        n_train = len(bundle.train_idx)
-        n_fits = cfg.final_repeats * cfg.final_top_k
-        rounds = math.ceil(n_fits / self.workers)
-        # a final fit trains on train+val, with the threads idle workers leave: measured here, two
-        # threads train a small CNN 1.7x as fast as one; counted as at most 1.5x, to be safe
-        speedup = 1.0 if self.gpus_per_trial > 0 else min(1.5, executor.threads_for(n_fits) ** 0.6)
-        ratio = (n_train + len(bundle.val_idx)) / n_train / speedup
-
-        def search_deadline(records: list[TrialRecord]) -> float:
-            if budget is None:
-                return math.inf
-            return t0 + budget - final_seconds_estimate(records, ratio, rounds) - EXPORT_RESERVE_SECONDS
-
-        return search_deadline
-
-    def _announce(self, progress: Progress, parent: str, records: list[TrialRecord], resumable: list[Any]) -> None:
-        b = self.bundle
-        for note in b.images.notes:
-            progress.message(f"data: {note}")
-        counts = b.counts()
-        progress.message(
-            f"data: {b.name}, {b.num_classes} classes, "
-            + ", ".join(f"{k} {sum(v)}" for k, v in counts.items())
-            + f" images; per class in train: {counts['train']}"
+        state.save()
+        progress = Progress(cfg.progress, cfg.budget_seconds(), cfg.trials)
+        progress.start = time.monotonic() - state.elapsed
+        yield SearchSession(
+            cfg,
+            plan.space,
+            plan.bundle,
+            out,
+            state,
+            study,
+            executor,
+            tracker,
+            progress,
+            state.parent_run_id,
+            resources,
+            resumed,
         )
-        if self.resumed:
-            progress.message(
-                f"resuming {self.out}: {len(records)} trials finished, {len(resumable)} to continue, "
-                f"{self.state.elapsed:.0f} s of the budget spent"
-            )
-        limits = [name for name in ("max_params", "max_flops", "max_latency_ms") if getattr(self.cfg, name)]
-        if limits and self.cfg.sampler != "tpe":
-            progress.message(
-                f"note: candidates over --{limits[0].replace('_', '-')} are never trained, but only the tpe "
-                f"sampler learns to avoid them; {self.cfg.sampler} keeps proposing some"
-            )
-        objectives = ", ".join(self.cfg.objectives)
-        progress.message(
-            f"searching {self.space.name} on {b.name} {b.input_shape} with {self.workers} worker(s) "
-            f"for {objectives}; MLflow run {parent}; output {self.out}"
-        )
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        executor.shutdown()
+        tracker.end_run(state.parent_run_id, status)
+        if status == "FINISHED":
+            state.state = "finished"
+        state.save()
+        state.release()
+
+
+def search_and_fit(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord, list[FinalFit]]:
+    """The trials, then the winner's final fit on train + validation."""
+    cfg, progress = session.config, session.progress
+    known = Known()
+    if not session.resumed:
+        apply_warm_starts(session, known)
+    records, resumable = recover(session) if session.resumed else ([], [])
+    announce(session, records, resumable)
+    deadline = SearchDeadline(session, progress.start)
+    records = SearchDriver(session, deadline, known, records, resumable).run()
+    winner = pick_winner(records, cfg.objectives, cfg.pick_rule())
+    assert winner.candidate is not None
+    others = runners_up(records, winner, cfg.final_top_k - 1)
+    seeds = [cfg.seed + FINAL_SEED_OFFSET + k for k in range(cfg.final_repeats)]
+    jobs = [(r, seed) for r in [winner, *others] for seed in seeds]
+    progress.set_phase(f"final fit of trial {winner.number} on train+val ({len(jobs)} fit(s))")
+    fits = final_fit(session, jobs)
+    progress.set_phase("exporting and registering the model")
+    return records, winner, fits

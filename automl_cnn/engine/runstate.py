@@ -13,9 +13,10 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from automl_cnn.engine.records import TrialRecord, record_from_json, record_to_json
+from automl_cnn.codec import from_jsonable, to_jsonable
+from automl_cnn.engine.records import TrialRecord
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.measures import EpochResult
 
@@ -62,23 +63,14 @@ class RunState:
     extra: dict[str, Any] = field(default_factory=dict)
     _clock: float = field(default_factory=time.monotonic, repr=False)
 
+    __json_skip__: ClassVar[tuple[str, ...]] = ("_clock",)  # this process's own clock
+
     # -- the run file --------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "data": self.data,
-            "config": self.config,
-            "fingerprint": self.fingerprint,
-            "parent_run_id": self.parent_run_id,
-            "study_name": self.study_name,
-            "tracking_uri": self.tracking_uri,
-            "experiment": self.experiment,
-            "elapsed": self.spent(),
-            "state": self.state,
-            "model_uri": self.model_uri,
-            "model_version": self.model_version,
-            "extra": self.extra,
-        }
+        """``run.json``'s object: the format, the fields, and ``elapsed`` as the time spent up to now."""
+        d = {"format": FORMAT, **to_jsonable(self), "elapsed": self.spent()}
+        del d["folder"]  # the folder is where run.json lies, not something written in it
+        return d
 
     def spent(self) -> float:
         """Budget seconds used so far, by this driver and the ones before it."""
@@ -99,21 +91,7 @@ class RunState:
             raise UserInputError(f"{path}: unreadable ({exc.__class__.__name__}); the run folder is damaged") from None
         if d.get("format") != FORMAT:
             raise UserInputError(f"{path}: unknown run format {d.get('format')!r}")
-        return cls(
-            folder=folder,
-            data=d["data"],
-            config=d["config"],
-            fingerprint=d["fingerprint"],
-            parent_run_id=d.get("parent_run_id", ""),
-            study_name=d.get("study_name", ""),
-            tracking_uri=d.get("tracking_uri", ""),
-            experiment=d.get("experiment", ""),
-            elapsed=float(d.get("elapsed", 0.0)),
-            state=d.get("state", "running"),
-            model_uri=d.get("model_uri", ""),
-            model_version=d.get("model_version", ""),
-            extra=d.get("extra", {}),
-        )
+        return from_jsonable(cls, {**d, "folder": folder})
 
     # -- one driver at a time --------------------------------------------------------------------
     def acquire(self) -> None:
@@ -137,7 +115,7 @@ class RunState:
     # -- trials and checkpoints ----------------------------------------------------------------
     def append_record(self, rec: TrialRecord) -> None:
         with (self.folder / TRIALS_FILE).open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record_to_json(rec), default=str) + "\n")
+            f.write(json.dumps(rec.to_json(), default=str) + "\n")
             f.flush()
             os.fsync(f.fileno())
         self.drop_checkpoint(rec.number)
@@ -149,7 +127,7 @@ class RunState:
         out: dict[int, TrialRecord] = {}
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
-                rec = record_from_json(json.loads(line))
+                rec = TrialRecord.from_json(json.loads(line))
                 out[rec.number] = rec
         return [out[k] for k in sorted(out)]
 

@@ -17,17 +17,17 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from automl_cnn.engine.dedupe import Known, Outcome
+from automl_cnn.engine.dedupe import Known, KnownResult
+from automl_cnn.engine.outcome import Outcome, TrialAttrs, study_history
+from automl_cnn.engine.runstate import RUN_FILE
+from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import UserInputError
-from automl_cnn.model.architecture import Candidate
-from automl_cnn.model.measures import EpochResult
+from automl_cnn.services.study import STUDY_FILE, journal_storage
+from automl_cnn.space.presets import GROUPS, PRESETS, warm_start_params
 from automl_cnn.space.sampling import sample_candidate
 from automl_cnn.space.schema import SearchSpace
 
 log = logging.getLogger("automl_cnn")
-RUN_FILE = "run.json"
-STUDY_FILE = "study.journal"
-_STATES = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}
 
 
 class _Recorder:
@@ -72,7 +72,6 @@ def distributions_in(space: SearchSpace, params: dict[str, Any]) -> dict[str, Ba
 
 
 def load_study(folder: Path) -> optuna.Study:
-    from automl_cnn.services.study import journal_storage
 
     path = folder / STUDY_FILE
     if not path.is_file():
@@ -85,27 +84,15 @@ def load_study(folder: Path) -> optuna.Study:
 
 
 def _values(t: FrozenTrial, objectives: tuple[str, ...]) -> tuple[float, ...] | None:
+    """The earlier trial's values for this search's objectives (None if any is unknown)."""
     if t.state != TrialState.COMPLETE or not t.values:
         return None
-    out = []
-    for name in objectives:
-        if name == "accuracy":
-            out.append(float(t.values[0]))
-        else:
-            attr = {"latency": "latency_ms"}.get(name, name)
-            if attr not in t.user_attrs:
-                return None
-            out.append(float(t.user_attrs[attr]))
-    return tuple(out)
-
-
-def _history(t: FrozenTrial) -> tuple[EpochResult, ...]:
-    """The validation accuracy per epoch (what the study recorded); the rest is unknown (NaN)."""
-    nan = float("nan")
-    steps = dict(t.intermediate_values)
-    if t.state == TrialState.COMPLETE and t.values and not steps:
-        steps = {1: float(t.values[0])}
-    return tuple(EpochResult(k, nan, nan, nan, float(v), 0.0, nan) for k, v in sorted(steps.items()))
+    attrs = TrialAttrs.read(t)
+    static = {"params": attrs.params, "flops": attrs.flops, "latency": attrs.latency_ms}
+    out = [float(t.values[0]) if name == "accuracy" else static[name] for name in objectives]
+    if any(v is None for v in out):
+        return None
+    return tuple(float(v) for v in out if v is not None)
 
 
 def check_compatible(folder: Path, fingerprint: str, split: str) -> Path:
@@ -125,48 +112,45 @@ def check_compatible(folder: Path, fingerprint: str, split: str) -> Path:
     return folder
 
 
-def warm_start_from(
-    folder: Path,
-    fingerprint: str,
-    space: SearchSpace,
-    study: optuna.Study,
-    objectives: tuple[str, ...],
-    known: Known,
-    split: str = "",
-) -> tuple[int, int]:
-    """Add the earlier search's trials to ``study`` and its results to ``known``.
+def apply_warm_starts(session: SearchSession, known: Known) -> None:
+    """Enqueue ``--enqueue`` params and the presets (they run first), and add earlier searches'
+    results to the study and to ``known``."""
+    cfg, study = session.config, session.study
+    for params in cfg.enqueue:
+        study.enqueue_trial(dict(params), skip_if_exists=True)
+    presets = [n for n in cfg.warm_start if n in GROUPS or n in PRESETS]
+    for preset, params in warm_start_params(presets, session.space):
+        study.enqueue_trial(params, user_attrs={"preset": preset}, skip_if_exists=True)
+    for name in cfg.warm_start:
+        if name not in presets:
+            added, reused = warm_start_from(session, Path(name), known)
+            session.progress.message(
+                f"warm start from {name}: {added} trials told to the sampler, {reused} results reusable"
+            )
+
+
+def warm_start_from(session: SearchSession, folder: Path, known: Known) -> tuple[int, int]:
+    """Add the earlier search's trials to the study and its results to ``known``.
 
     Returns (trials added to the study, results known for repeats).
     """
-    folder = check_compatible(folder, fingerprint, split)
-    old = load_study(folder)
+    folder = check_compatible(folder, session.bundle.fingerprint(), session.split_id)
+    objectives = session.objectives
     added = reused = 0
-    for t in old.get_trials(deepcopy=False):
-        if t.state not in _STATES or "candidate" not in t.user_attrs:
+    for t in load_study(folder).get_trials(deepcopy=False):
+        attrs = TrialAttrs.read(t)
+        candidate = attrs.get_candidate()
+        if not Outcome.of_state(t.state).finished or candidate is None:
             continue
-        candidate = Candidate.from_json(t.user_attrs["candidate"])
         values = _values(t, objectives)
-        known.results.setdefault(
-            candidate.key(),
-            Outcome(
-                number=t.number,
-                outcome=_STATES[t.state],
-                reason=str(t.user_attrs.get("reason", "")),
-                values=values,
-                intermediate=dict(t.intermediate_values),
-                constraints=dict(t.constraints),
-                history=_history(t),
-                latency_ms=t.user_attrs.get("latency_ms"),
-                source=str(folder),
-            ),
-        )
+        known.results.setdefault(candidate.key(), _known_result(t, attrs, values, folder))
         reused += 1
         if t.state == TrialState.FAIL or (t.state == TrialState.COMPLETE and values is None):
             continue
-        dists = distributions_in(space, dict(t.params))
+        dists = distributions_in(session.space, dict(t.params))
         if dists is None:
             continue
-        study.add_trial(
+        session.study.add_trial(
             optuna.trial.create_trial(
                 state=t.state,
                 params=dict(t.params),
@@ -180,3 +164,17 @@ def warm_start_from(
         added += 1
     log.info("warm start from %s: %d trials added to the study, %d results reusable", folder, added, reused)
     return added, reused
+
+
+def _known_result(t: FrozenTrial, attrs: TrialAttrs, values: tuple[float, ...] | None, folder: Path) -> KnownResult:
+    return KnownResult(
+        number=t.number,
+        outcome=Outcome.of_state(t.state),
+        reason=attrs.reason or "",
+        values=values,
+        intermediate=dict(t.intermediate_values),
+        constraints=dict(t.constraints),
+        history=study_history(t),
+        latency_ms=attrs.latency_ms,
+        source=str(folder),
+    )

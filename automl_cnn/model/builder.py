@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from automl_cnn.model.architecture import Architecture, ConvBlock, Head
+from automl_cnn.model.shapes import conv_padding, feature_shapes
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": lambda: nn.ReLU(inplace=True),
@@ -33,11 +34,6 @@ POOLS: dict[str, Callable[[int], nn.Module]] = {
 
 def activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
-
-
-def conv_padding(block: ConvBlock) -> int:
-    """``same`` pads ``k // 2`` on each side (residual blocks always do, so the sum fits)."""
-    return block.kernel_size // 2 if block.padding == "same" or block.type == "residual" else 0
 
 
 class Normalize(nn.Module):
@@ -134,8 +130,6 @@ def build_model(
 ) -> nn.Sequential:
     """Build the network. Call :func:`automl_cnn.model.profile.profile` first for a clear error on an
     architecture that does not fit ``input_shape``."""
-    from automl_cnn.model.profile import feature_shapes
-
     c_in = input_shape[0]
     shapes = feature_shapes(arch, input_shape)
     mods: OrderedDict[str, nn.Module] = OrderedDict()

@@ -19,55 +19,17 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from automl_cnn.errors import DataError, InfeasibleArchitecture
 from automl_cnn.model.architecture import Architecture, ConvBlock
+from automl_cnn.model.builder import build_model
 from automl_cnn.model.measures import Profile, Shape
+from automl_cnn.model.shapes import feature_shapes
 
 if TYPE_CHECKING:
     from automl_cnn.space.params import Param
     from automl_cnn.space.schema import SearchSpace
 
 
-def _conv_out(size: int, block: ConvBlock, stride: int) -> int:
-    from automl_cnn.model.builder import conv_padding
-
-    return (size + 2 * conv_padding(block) - block.kernel_size) // stride + 1
-
-
-def feature_shapes(arch: Architecture, input_shape: Shape) -> list[Shape]:
-    """Shapes (C, H, W) of the input and after each block; raises InfeasibleArchitecture."""
-    if not arch.blocks:
-        raise InfeasibleArchitecture("the architecture has no convolutional block")
-    c, h, w = input_shape
-    shapes: list[Shape] = [(c, h, w)]
-    for i, block in enumerate(arch.blocks, start=1):
-        if block.type == "residual" and block.kernel_size % 2 == 0:
-            raise InfeasibleArchitecture(
-                f"block {i}: a residual block needs an odd kernel size, got {block.kernel_size}"
-            )
-        for j in range(block.convs):
-            stride = block.stride if j == 0 else 1
-            nh, nw = _conv_out(h, block, stride), _conv_out(w, block, stride)
-            if nh < 1 or nw < 1:
-                raise InfeasibleArchitecture(
-                    f"block {i} conv {j + 1}: a {block.kernel_size}x{block.kernel_size} kernel "
-                    f"(padding {block.padding}) does not fit the {h}x{w} feature map"
-                )
-            h, w = nh, nw
-        c = block.filters
-        if block.pooling != "none":
-            if h < block.pool_size or w < block.pool_size:
-                raise InfeasibleArchitecture(
-                    f"block {i}: {block.pooling} pooling by {block.pool_size} would shrink the "
-                    f"{h}x{w} feature map below 1x1"
-                )
-            h, w = h // block.pool_size, w // block.pool_size
-        shapes.append((c, h, w))
-    return shapes
-
-
 def profile(arch: Architecture, input_shape: Shape, num_classes: int) -> Profile:
     """Shapes, parameter count and FLOPs, without allocating the network."""
-    from automl_cnn.model.builder import build_model
-
     shapes = feature_shapes(arch, input_shape)
     with torch.device("meta"):
         model = build_model(arch, input_shape, num_classes).eval()

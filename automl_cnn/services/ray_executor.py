@@ -3,13 +3,15 @@
 Each actor reserves ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs (a fraction packs
 several trials on one GPU). The data reaches workers through Ray's object store: one ``put``
 by the driver, read zero-copy by every worker on the same node and copied once per other node.
-A worker process that dies comes back as ``{"error": ..., "lost": True}`` for its job and is
-replaced by a fresh actor; the search goes on.
+A worker process that dies comes back as a ``JobResult`` with ``lost=True`` for its job and is
+replaced by a fresh actor; the search goes on. It implements
+:class:`~automl_cnn.services.executor.Executor`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +20,21 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, WorkerCrashedError
 
 from automl_cnn.data.bundle import TrainData
+from automl_cnn.training.messages import JobResult, JobSpec
 from automl_cnn.training.worker import TrialWorker
 
 log = logging.getLogger(__name__)
+
+
+class _RayWorker(TrialWorker):
+    """The trial worker as an actor: the job's data travels as a top-level argument, so Ray
+    resolves its object reference (one zero-copy read per node) before the call."""
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "node_id": ray.get_runtime_context().get_node_id()}
+
+    def begin_with(self, spec: JobSpec, data: TrainData) -> JobResult:
+        return self.begin(dataclasses.replace(spec, data=data))
 
 
 @dataclass
@@ -43,7 +57,7 @@ class RayExecutor:
         self.cpus = cpus_per_trial
         self.gpus = gpus_per_trial
         self.device = device if device else ("cpu" if gpus_per_trial == 0 else None)
-        self._cls = ray.remote(TrialWorker)
+        self._cls = ray.remote(_RayWorker)
         self.slots = [self._new_slot() for _ in range(n_workers)]
         self._by_job: dict[str, _Slot] = {}
 
@@ -53,8 +67,7 @@ class RayExecutor:
         ).remote(threads=max(1, round(self.cpus)), device=self.device)
         return _Slot(actor=actor, info_future=actor.info.remote())
 
-    @staticmethod
-    def put(data: TrainData) -> Any:
+    def put(self, data: TrainData) -> Any:
         return ray.put(data)
 
     # -- submitting ----------------------------------------------------------------------------
@@ -71,20 +84,11 @@ class RayExecutor:
     def jobs(self) -> list[str]:
         return list(self._by_job)
 
-    def submit(
-        self,
-        job: str,
-        candidate: dict[str, Any],
-        seed: int,
-        data_ref: Any,
-        checkpoint: bytes | None = None,
-        want_checkpoint: bool = False,
-        threads: int | None = None,
-    ) -> None:
+    def submit(self, spec: JobSpec) -> None:
         slot = next(s for s in self.slots if s.job is None)
-        slot.job = job
-        slot.future = slot.actor.begin.remote(job, candidate, seed, data_ref, checkpoint, want_checkpoint, threads)
-        self._by_job[job] = slot
+        slot.job = spec.job
+        slot.future = slot.actor.begin_with.remote(dataclasses.replace(spec, data=None), spec.data)
+        self._by_job[spec.job] = slot
 
     def advance(self, job: str, want_checkpoint: bool = False) -> None:
         slot = self._by_job[job]
@@ -105,7 +109,7 @@ class RayExecutor:
         slot.future = None
 
     # -- results -------------------------------------------------------------------------------
-    def wait(self, timeout: float) -> list[dict[str, Any]]:
+    def wait(self, timeout: float) -> list[JobResult]:
         """Results ready within ``timeout`` seconds (maybe none)."""
         pending = {s.future: s for s in self.slots if s.future is not None}
         if not pending:
@@ -120,16 +124,16 @@ class RayExecutor:
             out.append(self._result(slot, ref))
         return out
 
-    def _result(self, slot: _Slot, ref: Any) -> dict[str, Any]:
+    def _result(self, slot: _Slot, ref: Any) -> JobResult:
         job = slot.job
         try:
-            return dict(ray.get(ref))
+            return ray.get(ref)  # type: ignore[no-any-return]
         except (RayActorError, WorkerCrashedError) as exc:
             log.warning("worker for %s died: %s", job, exc)
             self._replace(slot)
-            return {"job": job, "error": "worker process died during the trial", "lost": True}
+            return JobResult.failed(job, "worker process died during the trial", lost=True)
         except RayTaskError as exc:  # an exception outside the worker's own handling
-            return {"job": job, "error": f"{exc.cause.__class__.__name__}: {exc.cause}"[:400]}
+            return JobResult.failed(job, f"{exc.cause.__class__.__name__}: {exc.cause}"[:400])
 
     def _replace(self, slot: _Slot) -> None:
         with contextlib.suppress(Exception):  # already gone

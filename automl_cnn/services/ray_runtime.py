@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import ray
 
-from automl_cnn.engine.config import cpu_count
 from automl_cnn.errors import UserInputError
+from automl_cnn.services.executor import cpu_count
 
 
 @contextlib.contextmanager
@@ -57,8 +57,10 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         raise UserInputError(f"cannot connect to {where} ({first[:160]}); {fix}") from None
     finally:
         ray_logger.setLevel(level)
-    if callable(sigterm):  # ray.init replaces a SIGTERM handler the caller set (the CLI's): put it back
-        signal.signal(signal.SIGTERM, sigterm)
+        # ray.init replaces the caller's SIGTERM handler (the CLI's), even when it then fails: put a
+        # handler the caller set back always, and the default one too when no runtime came up
+        if callable(sigterm) or (sigterm is not None and not ray.is_initialized()):
+            signal.signal(signal.SIGTERM, sigterm)
     try:
         yield dict(ray.cluster_resources())
     finally:

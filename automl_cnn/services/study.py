@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
+
+STUDY_FILE = "study.journal"  # the study's journal in a run folder
 
 
 def make_sampler(name: str, seed: int) -> BaseSampler:
@@ -80,20 +82,18 @@ def create_study(
     study_name: str,
     sampler: BaseSampler,
     pruner: BasePruner,
-    objectives: tuple[str, ...] = ("accuracy",),
+    objectives: dict[str, Literal["maximize", "minimize"]] | None = None,
 ) -> optuna.Study:
-    """A study maximising validation accuracy (and minimising any further objectives);
+    """A study of ``objectives`` (metric name -> direction; default: maximise ``accuracy``);
     an existing study of that name in ``storage`` is loaded, to resume it."""
-    from automl_cnn.engine.objectives import OBJECTIVES
-
+    objectives = objectives or {"accuracy": "maximize"}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    directions = [OBJECTIVES[o] for o in objectives]
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
         sampler=sampler,
         pruner=pruner if len(objectives) == 1 else optuna.pruners.NopPruner(),
-        directions=directions,
+        directions=list(objectives.values()),
         load_if_exists=True,
     )
     if study.metric_names is None:

@@ -195,3 +195,8 @@ def _now_ms() -> int:
     import time
 
     return int(time.time() * 1000)
+
+
+def default_tracking_uri() -> str:
+    """The MLflow store used when none is given: ``mlflow.db`` in the working directory."""
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"

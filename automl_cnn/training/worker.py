@@ -1,8 +1,9 @@
 """A trial worker: holds one Trainer at a time and runs it one epoch per call.
 
-Plain Python, so it can be unit-tested directly; :mod:`automl_cnn.services.ray_executor` runs it as a Ray
-actor. Every call returns a plain dict; failures inside a trial come back as
-``{"error": reason}`` instead of raising, so the driver records them and goes on.
+Plain Python: :mod:`automl_cnn.services.ray_executor` runs it as a Ray actor and
+:mod:`automl_cnn.services.inprocess` calls it directly. Every call returns a
+:class:`~automl_cnn.training.messages.JobResult`; failures inside a trial come back with ``error``
+set instead of raising, so the driver records them and goes on.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 import torch
 
-from automl_cnn.data.bundle import TrainData
 from automl_cnn.errors import TrialError
 from automl_cnn.model.architecture import Candidate
+from automl_cnn.training.messages import JobResult, JobSpec
 from automl_cnn.training.trainer import Trainer
 
 
@@ -41,60 +42,44 @@ class TrialWorker:
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs: host, process, device."""
-        try:
-            import ray
-
-            node = ray.get_runtime_context().get_node_id()
-        except Exception:  # not inside Ray
-            node = ""
         dev = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return {"host": platform.node(), "pid": os.getpid(), "node_id": node, "device": dev, "threads": self.threads}
+        return {"host": platform.node(), "pid": os.getpid(), "device": dev, "threads": self.threads}
 
-    def begin(
-        self,
-        job: str,
-        candidate: dict[str, Any],
-        seed: int,
-        data: TrainData,
-        checkpoint: bytes | None = None,
-        want_checkpoint: bool = False,
-        threads: int | None = None,
-    ) -> dict[str, Any]:
+    def begin(self, spec: JobSpec) -> JobResult:
         """Start a job (a trial or a final fit) and run its first epoch (or the next one after
-        ``checkpoint``). ``threads``: CPU threads for this job (default: this worker's share),
-        at most the node's cores: a final fit takes the cores idle search workers leave."""
+        ``spec.checkpoint``). ``spec.threads``: CPU threads for this job (default: this worker's
+        share), at most the node's cores: a final fit takes the cores idle search workers leave."""
         self.release()
+        threads = spec.threads
         torch.set_num_threads(min(threads, os.cpu_count() or threads) if threads else self.threads)
-        self.job = job
+        self.job = spec.job
         try:
-            self.trainer = Trainer(Candidate.from_dict(candidate), data, seed, self.device)
-            if checkpoint is not None:
-                self.trainer.restore(checkpoint)
+            self.trainer = Trainer(Candidate.from_dict(spec.candidate), spec.data, spec.seed, self.device)
+            if spec.checkpoint is not None:
+                self.trainer.restore(spec.checkpoint)
         except Exception as exc:
             self.release()
-            return {"job": job, "error": _reason(exc)}
-        return self.step(want_checkpoint)
+            return JobResult.failed(spec.job, _reason(exc))
+        return self.step(spec.want_checkpoint)
 
-    def step(self, want_checkpoint: bool = False) -> dict[str, Any]:
+    def step(self, want_checkpoint: bool = False) -> JobResult:
         """Run the next epoch of the current job."""
         job, trainer = self.job, self.trainer
         if trainer is None:
-            return {"job": job, "error": "no job is running on this worker"}
+            return JobResult.failed(job, "no job is running on this worker")
         try:
-            result = trainer.run_epoch()
+            epoch = trainer.run_epoch()
         except Exception as exc:
             self.release()
-            return {"job": job, "error": _reason(exc)}
-        out: dict[str, Any] = {"job": job, "epoch": result.to_dict(), "done": trainer.done}
-        if want_checkpoint:
-            out["checkpoint"] = trainer.checkpoint()
-        return out
+            return JobResult.failed(job, _reason(exc))
+        checkpoint = trainer.checkpoint() if want_checkpoint else None
+        return JobResult(job=job, epoch=epoch, done=trainer.done, checkpoint=checkpoint)
 
-    def weights(self) -> dict[str, Any]:
+    def weights(self) -> JobResult:
         """The current job's network weights (CPU tensors)."""
         if self.trainer is None:
-            return {"job": self.job, "error": "no job is running on this worker"}
-        return {"job": self.job, "weights": self.trainer.cpu_state_dict()}
+            return JobResult.failed(self.job, "no job is running on this worker")
+        return JobResult(job=self.job, weights=self.trainer.cpu_state_dict())
 
     def release(self) -> None:
         """Drop the current job and give its memory back (GPU memory too)."""

@@ -1,0 +1,100 @@
+"""Opening a search: its MLflow parent run (settings, data, space), and what the user is told first."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from automl_cnn.data import DataBundle
+from automl_cnn.engine.config import SearchConfig
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
+from automl_cnn.services.tracking import MlflowTracker
+from automl_cnn.space.schema import SearchSpace
+
+
+def data_report(bundle: DataBundle) -> str:
+    counts = bundle.counts()
+    lines = [
+        f"data: {bundle.name}",
+        f"fingerprint: {bundle.fingerprint()}",
+        f"split seed: {bundle.split_seed}, fractions {bundle.fractions}",
+        f"input shape: {bundle.input_shape}",
+        f"streamed from disk: {bundle.images.streamed}",
+        f"normalisation (train split): mean {bundle.mean}, std {bundle.std}",
+        f"class weights: {bundle.class_weights}",
+        "",
+        "images per class:",
+        *(
+            f"  {name}: train {counts['train'][i]}, val {counts['val'][i]}, test {counts['test'][i]}"
+            for i, name in enumerate(bundle.class_names)
+        ),
+        "",
+        *bundle.images.notes,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parent_params(cfg: SearchConfig, space: SearchSpace, bundle: DataBundle, resources: Resources) -> dict[str, Any]:
+    """The parent run's params: every setting, the space, the data and its split."""
+    b, counts = bundle, bundle.counts()
+    return {
+        **{f"config.{k}": v for k, v in cfg.to_params().items()},
+        "config.workers": resources.workers,
+        "config.budget_seconds": cfg.budget_seconds(),
+        "space.name": space.name,
+        "space.source": space.source,
+        "data.name": b.name,
+        "data.fingerprint": b.fingerprint(),
+        "data.split_seed": b.split_seed,
+        "data.split": split_id(b),
+        "data.input_shape": "x".join(map(str, b.input_shape)),
+        "data.classes": list(b.class_names),
+        "data.n_train": len(b.train_idx),
+        "data.n_val": len(b.val_idx),
+        "data.n_test": len(b.test_idx),
+        "data.per_class_train": counts["train"],
+        "data.per_class_test": counts["test"],
+        "data.streamed": b.images.streamed,
+        "data.class_weights": b.class_weights is not None,
+    }
+
+
+def start_parent_run(plan: Plan, tracker: MlflowTracker, resources: Resources) -> str:
+    """Open the search's MLflow run, with its settings, the resolved space and the data report."""
+    parent = tracker.start_run(
+        f"search-{plan.bundle.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        parent_params(plan.config, plan.space, plan.bundle, resources),
+        {"automl_cnn.role": "search", "automl_cnn.out": str(plan.out)},
+    )
+    tracker.log_text(parent, plan.space.to_yaml(), "search_space.yaml")
+    tracker.log_text(parent, data_report(plan.bundle), "data_report.txt")
+    return parent
+
+
+def announce(s: SearchSession, records: list[TrialRecord], resumable: list[Any]) -> None:
+    """The first lines a user reads: the data, a resume's state, notes on the settings."""
+    b, cfg, progress = s.bundle, s.config, s.progress
+    for note in b.images.notes:
+        progress.message(f"data: {note}")
+    counts = b.counts()
+    progress.message(
+        f"data: {b.name}, {b.num_classes} classes, "
+        + ", ".join(f"{k} {sum(v)}" for k, v in counts.items())
+        + f" images; per class in train: {counts['train']}"
+    )
+    if s.resumed:
+        progress.message(
+            f"resuming {s.out}: {len(records)} trials finished, {len(resumable)} to continue, "
+            f"{s.state.elapsed:.0f} s of the budget spent"
+        )
+    limits = [name for name in ("max_params", "max_flops", "max_latency_ms") if getattr(cfg, name)]
+    if limits and cfg.sampler != "tpe":
+        progress.message(
+            f"note: candidates over --{limits[0].replace('_', '-')} are never trained, but only the tpe "
+            f"sampler learns to avoid them; {cfg.sampler} keeps proposing some"
+        )
+    progress.message(
+        f"searching {s.space.name} on {b.name} {b.input_shape} with {s.resources.workers} worker(s) "
+        f"for {', '.join(cfg.objectives)}; MLflow run {s.parent_run}; output {s.out}"
+    )

@@ -1,0 +1,43 @@
+"""The messages between an executor and a trial worker: a job to start, and what one call returns.
+
+Plain frozen records, so they cross a process boundary (Ray pickles them) the same way they
+pass between objects in one process. Failures come back as a :class:`JobResult` with
+``error`` set, never as an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from automl_cnn.model.measures import EpochResult
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Start ``job``: train ``candidate`` (``Candidate.to_dict()``) with ``seed`` on ``data``."""
+
+    job: str
+    candidate: dict[str, Any]
+    seed: int
+    data: Any  # TrainData, or an executor's reference to it (a Ray ObjectRef)
+    checkpoint: bytes | None = None  # continue after this epoch checkpoint
+    want_checkpoint: bool = False  # return a checkpoint with every epoch
+    threads: int | None = None  # CPU threads for this job (default: the worker's share)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What one call on a worker produced: an epoch, the trained weights, or an error."""
+
+    job: str | None
+    epoch: EpochResult | None = None
+    done: bool = False  # the epoch was the job's last
+    checkpoint: bytes | None = None
+    weights: dict[str, Any] | None = None
+    error: str | None = None
+    lost: bool = False  # the worker process died (the job may be retried from its checkpoint)
+
+    @classmethod
+    def failed(cls, job: str | None, error: str, lost: bool = False) -> JobResult:
+        return cls(job=job, error=error, lost=lost)

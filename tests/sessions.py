@@ -1,0 +1,61 @@
+"""Real sessions on the in-process executor, for unit tests of the orchestration tier.
+
+Everything is real (the digits data, an Optuna study in the run folder's journal, an MLflow
+SQLite store, trial workers training small networks) except that trials run in this process
+instead of on Ray actors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from automl_cnn.engine.config import SearchConfig
+from automl_cnn.engine.dedupe import Known
+from automl_cnn.engine.run import make_plan, open_session
+from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.session import Plan, Resources, SearchSession
+from automl_cnn.engine.warmstart import apply_warm_starts
+from automl_cnn.services.inprocess import InProcessExecutor
+from automl_cnn.services.tracking import MlflowTracker
+
+HERE = Path(__file__).resolve().parent
+TINY = HERE.parent / "search_spaces" / "tiny.yaml"
+FAILURES = HERE / "spaces" / "failures.yaml"
+SINGLE = HERE / "spaces" / "single.yaml"  # one candidate: every later proposal repeats it
+
+
+_STORE = Path(tempfile.mkdtemp(prefix="automl-cnn-unit-")) / "mlflow.db"  # one store for all: ~2 s saved a test
+
+
+def plan_for(tmp_path: Path, space: Path = TINY, resume: RunState | None = None, **settings: Any) -> Plan:
+    base: dict[str, Any] = {
+        "seed": 0,
+        "progress": False,
+        "warm_start": "none",
+        "executor": "inprocess",
+        "out": tmp_path / "out",
+        "tracking_uri": f"sqlite:///{_STORE}",
+        "experiment": "unit",
+    }
+    return make_plan("digits", space, SearchConfig(**{**base, **settings}), resume)
+
+
+@contextlib.contextmanager
+def session_for(
+    plan: Plan, executor: InProcessExecutor | None = None, pruner: optuna.pruners.BasePruner | None = None
+) -> Iterator[SearchSession]:
+    """An open session on ``plan``; ``pruner`` replaces the configured one."""
+    tracker = MlflowTracker(plan.config.resolved_tracking_uri(), plan.config.experiment)
+    resources = Resources(workers=plan.config.workers or 1, gpus_per_trial=0.0)
+    with open_session(plan, tracker, resources, executor or InProcessExecutor(resources.workers)) as s:
+        if pruner is not None:
+            s.study.pruner = pruner
+        if not s.resumed:
+            apply_warm_starts(s, Known())  # --enqueue and presets, as a search does
+        yield s

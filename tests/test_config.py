@@ -1,0 +1,294 @@
+"""SearchConfig: each setting declared once (default, command-line form), one JSON form."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automl_cnn import DataOptions
+from automl_cnn.cli import _add_settings, build_parser
+from automl_cnn.engine.config import SearchConfig
+from automl_cnn.errors import UserInputError
+from automl_cnn.options import cli_option
+from automl_cnn.services.tracking import default_tracking_uri
+
+# `automl-cnn search`'s settings as the hand-written parser had them: flag -> help text.
+HAND_WRITTEN = {
+    "--test-data": "your own test set (folder, .csv or .npz), kept out of the search",
+    "--image-size": "resize every image, e.g. 32 or 32x48 (HxW)",
+    "--strict": "a corrupt or unreadable image is an error, not skipped",
+    "--data-root": "where torchvision datasets are",
+    "--download": "let torchvision download a dataset missing from --data-root",
+    "--class-weights": "weight the loss by inverse class frequency",
+    "--memory-budget": "decoded bytes kept in memory (e.g. 2GB); more streams from disk",
+    "--stream": "always stream images from disk",
+    "--in-memory": "always load images into memory",
+    "--trials": "the most trials to run",
+    "--time-budget": "wall-clock budget for the whole run, e.g. 90s, 10m, 1h (default 10m without --trials)",
+    "--max-epochs": "cap every trial's epochs",
+    "--workers": "trials at once (default: one per CPU core, or per GPU)",
+    "--cpus-per-trial": None,
+    "--gpus-per-trial": "GPUs per trial; a fraction packs trials on one GPU",
+    "--sampler": "Optuna sampler (default tpe)",
+    "--pruner": "early stopping of weak trials (default asha)",
+    "--seed": "seeds the split, the sampler and every trial",
+    "--split": "train,val,test fractions",
+    "--warm-start": "presets enqueued first where they fit the space: classics (default), keras_mnist, lenet5, "
+    "vgg_small, resnet_small (comma-separated), or none",
+    "--objective": "accuracy, or accuracy plus any of params, flops, latency (e.g. accuracy,params) for a Pareto front",
+    "--pick": "which Pareto member to deliver: accuracy, or OBJECTIVE@TOLERANCE, e.g. params@0.005 (the default: "
+    "fewest of the second objective within 0.5 points of the best accuracy)",
+    "--final-repeats": "retrain the winner with N seeds",
+    "--final-top-k": "also retrain and test the next best trials",
+    "--max-params": "never train candidates with more parameters",
+    "--max-flops": "never train candidates with more FLOPs per image",
+    "--max-latency-ms": "never train candidates slower per image (1 CPU thread)",
+    "--tracking-uri": "MLflow tracking URI (default sqlite:///./mlflow.db)",
+    "--experiment": "MLflow experiment name",
+    "--model-name": "registered model name (default automl-cnn-<data>)",
+    "--out": "output folder (default runs/<data>-<time>)",
+    "--ray-address": "join an existing Ray cluster (e.g. auto or 10.0.0.5:6379)",
+    "--storage": "Optuna storage: a PostgreSQL/MySQL/SQLite URL or redis:// "
+    "(default: a journal file in the run folder)",
+    "--device": "force the device inside workers",
+    "--no-progress": "plain log lines instead of the live panel",
+}
+ADDED = {"--executor"}  # settings that came later
+
+
+def _search_parser() -> argparse.ArgumentParser:
+    p = build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    parser: argparse.ArgumentParser = sub.choices["search"]
+    return parser
+
+
+def _cli(*args: str) -> SearchConfig:
+    return SearchConfig.from_cli(build_parser().parse_args(["search", "--data", "x", *args]))
+
+
+def test_every_setting_has_a_flag_or_says_it_has_none() -> None:
+    flags: list[str] = []
+    not_on_the_cli = []
+    for f in dataclasses.fields(SearchConfig):
+        opt = cli_option(f)  # raises for a field that declares neither
+        if opt is None:
+            not_on_the_cli.append(f.name)
+        else:
+            assert opt.flags, f.name
+            flags += opt.flags
+    assert not_on_the_cli == ["enqueue"]
+    assert len(flags) == len(set(flags))
+    assert set(flags) == set(HAND_WRITTEN) | ADDED
+
+
+def test_a_setting_without_a_command_line_form_is_refused() -> None:
+    @dataclass(frozen=True)
+    class Settings:
+        plain: int = 3
+
+    with pytest.raises(TypeError, match="setting 'plain' declares no command-line form"):
+        _add_settings(argparse.ArgumentParser(), Settings)
+
+
+def test_the_flags_and_help_texts_are_the_hand_written_ones() -> None:
+    actions = {a.option_strings[0]: a for a in _search_parser()._actions if a.option_strings}
+    helps = {flag: a.help for flag, a in actions.items() if flag not in ("-h", "--data", "--space", *ADDED)}
+    assert helps == HAND_WRITTEN
+    assert actions["--sampler"].choices == ("tpe", "random", "cmaes", "gp", "qmc")
+    assert actions["--pruner"].choices == ("asha", "hyperband", "median", "none")
+    assert actions["--device"].choices == ("cpu", "cuda")
+    assert actions["--objective"].metavar == "OBJECTIVE" and actions["--objective"].dest == "objectives"
+    assert actions["--no-progress"].dest == "progress" and actions["--no-progress"].const is False
+
+
+def test_command_line_defaults_are_the_dataclass_defaults() -> None:
+    ns = build_parser().parse_args(["search", "--data", "x"])
+    for f in dataclasses.fields(SearchConfig):
+        if cli_option(f) is not None:
+            assert getattr(ns, f.name) == f.default, f.name
+    assert SearchConfig.from_cli(ns) == SearchConfig()
+
+
+def test_a_full_command_line_gives_the_expected_config(tmp_path: Path) -> None:
+    cfg = _cli(
+        *("--test-data", "t.csv", "--image-size", "32x48", "--strict", "--data-root", str(tmp_path), "--download"),
+        *("--class-weights", "--memory-budget", "512MB", "--in-memory", "--trials", "5", "--time-budget", "10m"),
+        *("--max-epochs", "3", "--workers", "2", "--cpus-per-trial", "2", "--gpus-per-trial", "0.5"),
+        *("--sampler", "random", "--pruner", "median", "--seed", "7", "--split", "0.6,0.2,0.2"),
+        *("--warm-start", "lenet5,keras_mnist", "--objective", "accuracy,params", "--pick", "params@0.01"),
+        *("--final-repeats", "3", "--final-top-k", "2", "--max-params", "100000", "--max-flops", "5000000"),
+        *("--max-latency-ms", "2.5", "--tracking-uri", "sqlite:///x.db", "--experiment", "e", "--model-name", "m"),
+        *("--out", "o", "--ray-address", "auto", "--storage", "postgresql://u:pw@h/db", "--device", "cpu"),
+        *("--executor", "inprocess", "--no-progress"),
+    )
+    assert cfg == SearchConfig(
+        test_data="t.csv",
+        image_size=(32, 48),
+        strict=True,
+        data_root=tmp_path,
+        download=True,
+        class_weights=True,
+        memory_budget=512 * 1024**2,
+        stream=False,
+        trials=5,
+        time_budget=600.0,
+        max_epochs=3,
+        workers=2,
+        cpus_per_trial=2.0,
+        gpus_per_trial=0.5,
+        sampler="random",
+        pruner="median",
+        seed=7,
+        split=(0.6, 0.2, 0.2),
+        warm_start=("lenet5", "keras_mnist"),
+        objectives=("accuracy", "params"),
+        pick="params@0.01",
+        final_repeats=3,
+        final_top_k=2,
+        max_params=100_000,
+        max_flops=5_000_000,
+        max_latency_ms=2.5,
+        tracking_uri="sqlite:///x.db",
+        experiment="e",
+        model_name="m",
+        out=Path("o"),
+        ray_address="auto",
+        storage="postgresql://u:pw@h/db",
+        device="cpu",
+        executor="inprocess",
+        progress=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "field", "value"),
+    [
+        (["--image-size", "28"], "image_size", (28, 28)),
+        (["--stream"], "stream", True),
+        (["--warm-start", "none"], "warm_start", ()),
+        (["--split", "0.8/0.1/0.1"], "split", (0.8, 0.1, 0.1)),
+        (["--time-budget", "90"], "time_budget", 90.0),
+        (["--time-budget", "1.5h"], "time_budget", 5400.0),
+        (["--memory-budget", "2GB"], "memory_budget", 2 * 1024**3),
+        (["--objective", "accuracy,latency"], "objectives", ("accuracy", "latency")),
+    ],
+)
+def test_one_flag_sets_its_setting(args: list[str], field: str, value: Any) -> None:
+    assert getattr(_cli(*args), field) == value
+
+
+def _rich_config(tmp_path: Path) -> SearchConfig:
+    earlier = tmp_path / "earlier-search"
+    earlier.mkdir()
+    return SearchConfig(
+        trials=4,
+        time_budget=90.0,
+        image_size=(32, 48),
+        data_root=tmp_path / "tv",
+        stream=False,
+        split=(0.6, 0.25, 0.15),
+        enqueue=({"n_blocks": 2, "lr": 0.01, "opt": "adam"}, {"n_blocks": 1, "flag": True, "none": None}),
+        objectives=("accuracy", "params"),
+        warm_start=("lenet5", str(earlier)),
+        out=tmp_path / "out",
+        storage="postgresql://user:secret@db/optuna",
+        progress=False,
+        max_latency_ms=3.0,
+        executor="inprocess",
+    )
+
+
+def test_to_dict_is_json_and_from_dict_reads_it_back_equal(tmp_path: Path) -> None:
+    cfg = _rich_config(tmp_path)
+    d = cfg.to_dict()
+    assert set(d) == {f.name for f in dataclasses.fields(SearchConfig)}
+    text = json.dumps(d)  # JSON as it is: no default= needed
+    back = SearchConfig.from_dict(json.loads(text))
+    assert back == cfg
+    assert isinstance(back.split, tuple) and isinstance(back.image_size, tuple) and back.image_size == (32, 48)
+    assert isinstance(back.enqueue, tuple) and back.enqueue[0] == {"n_blocks": 2, "lr": 0.01, "opt": "adam"}
+    assert back.objectives == ("accuracy", "params") and back.warm_start == cfg.warm_start
+    assert isinstance(back.out, Path) and isinstance(back.data_root, Path)
+    assert SearchConfig.from_dict(SearchConfig().to_dict()) == SearchConfig()
+
+
+def test_an_old_run_json_config_loads() -> None:
+    # what run.json held before to_dict: dataclasses.asdict(cfg) minus progress, via json
+    old = {
+        **{"trials": 5, "time_budget": None, "max_epochs": 2, "workers": 1, "cpus_per_trial": 1.0},
+        **{"gpus_per_trial": None, "sampler": "tpe", "pruner": "asha", "seed": 3, "split": [0.7, 0.15, 0.15]},
+        **{"test_data": None, "image_size": [28, 28], "strict": False, "data_root": "~/.cache/tv"},
+        **{"download": False, "memory_budget": 2147483648, "stream": None, "class_weights": True},
+        **{"tracking_uri": "sqlite:///m.db", "experiment": "automl-cnn", "model_name": None, "out": "/tmp/run"},
+        **{"ray_address": None, "storage": None, "device": None, "enqueue": [{"n_blocks": 2}]},
+        **{"warm_start": ["classics"], "objectives": ["accuracy"], "pick": None, "max_params": None},
+        **{"max_flops": None, "max_latency_ms": None, "final_repeats": 1, "final_top_k": 1},
+        "a_setting_since_removed": 1,
+    }
+    cfg = SearchConfig.from_dict(old)
+    assert cfg == SearchConfig(
+        trials=5,
+        max_epochs=2,
+        workers=1,
+        seed=3,
+        image_size=(28, 28),
+        data_root=Path("~/.cache/tv"),
+        class_weights=True,
+        tracking_uri="sqlite:///m.db",
+        out=Path("/tmp/run"),
+        enqueue=({"n_blocks": 2},),
+    )
+    assert cfg.progress is None and cfg.executor == "ray"
+
+
+def test_to_params_is_flat_text_with_the_password_masked(tmp_path: Path) -> None:
+    cfg = _rich_config(tmp_path)
+    params = cfg.to_params()
+    assert set(params) == {f.name for f in dataclasses.fields(SearchConfig)} - {"progress", "enqueue"}
+    assert all(v is None or isinstance(v, str | int | float | bool) for v in params.values())
+    assert params["storage"] == "postgresql://user:***@db/optuna"
+    assert params["split"] == "0.6/0.25/0.15" and params["image_size"] == "32x48"
+    assert params["objectives"] == "accuracy,params"
+    assert params["warm_start"] == f"lenet5,{tmp_path / 'earlier-search'}"
+    assert params["out"] == str(tmp_path / "out") and params["trials"] == 4 and params["time_budget"] == 90.0
+    plain = SearchConfig(warm_start="none").to_params()  # type: ignore[arg-type]
+    assert plain["warm_start"] == "none" and plain["image_size"] is None and plain["storage"] is None
+
+
+def test_the_data_settings_are_declared_once_on_data_options() -> None:
+    data_fields = [f.name for f in dataclasses.fields(DataOptions)]
+    assert data_fields == ["image_size", "strict", "data_root", "download", "memory_budget", "stream"]
+    own = inspect.get_annotations(SearchConfig)
+    assert not set(data_fields) & set(own)  # inherited, not re-declared
+    cfg = SearchConfig(image_size=(12, 10), strict=True, data_root="~/tv", memory_budget=100, stream=True)  # type: ignore[arg-type]
+    assert isinstance(cfg, DataOptions)
+    assert cfg.data_options() == DataOptions(
+        image_size=(12, 10), strict=True, data_root=Path("~/tv"), memory_budget=100, stream=True
+    )
+    assert type(cfg.data_options()) is DataOptions
+    assert SearchConfig().data_options() == DataOptions()
+
+
+def test_the_default_tracking_store_is_mlflow_db_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert default_tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert SearchConfig().resolved_tracking_uri() == default_tracking_uri()
+    assert SearchConfig(tracking_uri="http://h:5000").resolved_tracking_uri() == "http://h:5000"
+
+
+def test_settings_given_as_text_or_lists_are_normalised() -> None:
+    cfg = SearchConfig(out="o", split=[0.5, 0.25, 0.25], image_size=[8, 8], warm_start="lenet5, classics")  # type: ignore[arg-type]
+    assert cfg.out == Path("o") and cfg.split == (0.5, 0.25, 0.25) and cfg.image_size == (8, 8)
+    assert cfg.warm_start == ("lenet5", "classics")
+    with pytest.raises(UserInputError, match="unknown executor 'dask'; use one of: ray, inprocess"):
+        SearchConfig(executor="dask")

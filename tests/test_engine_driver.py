@@ -1,0 +1,184 @@
+"""The driver on the in-process executor: each outcome reaches the study, MLflow and the run
+folder as the table in ``automl_cnn.engine.outcome`` says; pruning, repeats, a lost worker and
+the budget stop."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from sessions import FAILURES, SINGLE, plan_for, session_for
+
+from automl_cnn.engine.driver import SearchDriver
+from automl_cnn.engine.outcome import Outcome, TrialAttrs
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.services.inprocess import InProcessExecutor
+from automl_cnn.training.messages import JobResult
+
+IMPOSSIBLE = {"blocks": 4, **{f"block{i}.pooling": "max" for i in range(1, 5)}, "train.learning_rate": 0.05}
+DIVERGENT = {"blocks": 1, "block1.pooling": "none", "train.learning_rate": 10.0}
+GOOD = {"blocks": 1, "block1.pooling": "max", "train.learning_rate": 0.05}
+
+
+def never(_records: list[TrialRecord]) -> float:
+    return math.inf
+
+
+def _states(study: optuna.Study) -> dict[int, TrialState]:
+    return {t.number: t.state for t in study.get_trials(deepcopy=False)}
+
+
+def test_each_outcome_reaches_the_study_mlflow_and_the_run_folder(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, FAILURES, trials=3, pruner="none", enqueue=(IMPOSSIBLE, DIVERGENT, GOOD))
+    with session_for(plan) as s:
+        records = SearchDriver(s, never).run()
+        states = _states(s.study)
+        attrs = {t.number: TrialAttrs.read(t) for t in s.study.trials}
+        folder = {r.number: r for r in s.state.finished_records()}
+    by = {r.number: r for r in records}
+    assert [by[n].outcome for n in range(3)] == [Outcome.FAILED, Outcome.FAILED, Outcome.COMPLETED]
+    assert states == {0: TrialState.FAIL, 1: TrialState.FAIL, 2: TrialState.COMPLETE}
+    assert by[0].history == [] and "below 1x1" in by[0].reason  # refused before training
+    assert "NaN/inf loss" in by[1].reason
+    assert len(by[2].history) == 2 and by[2].val_acc is not None and by[2].val_acc > 0.3
+    assert attrs[2].outcome == "completed" and attrs[1].reason == by[1].reason
+    assert attrs[2].get_candidate() == by[2].candidate and attrs[2].params == by[2].profile.params  # type: ignore[union-attr]
+    assert {n: r.outcome for n, r in folder.items()} == {n: r.outcome for n, r in by.items()}
+    client = MlflowClient(plan.config.resolved_tracking_uri())
+    for rec in records:
+        run = client.get_run(rec.run_id)
+        assert run.info.status == Outcome(rec.outcome).run_status
+        assert run.data.tags["automl_cnn.outcome"] == rec.outcome
+        assert run.data.tags["mlflow.parentRunId"] == s.parent_run
+
+
+def test_limits_refuse_before_training_and_tell_the_sampler_a_constraint(tmp_path: Path) -> None:
+    with session_for(plan_for(tmp_path, trials=2, max_params=10)) as s:
+        records = SearchDriver(s, never).run()
+        trials = s.study.get_trials(deepcopy=False)
+    assert all(r.outcome == Outcome.FAILED and r.history == [] for r in records)
+    assert all("exceed --max-params 10" in r.reason for r in records)
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]  # infeasible, not broken
+    assert all(t.constraints["max_params"] > 0 for t in trials)
+
+
+def test_the_pruner_stops_trials_as_pruned_with_their_partial_scores(tmp_path: Path) -> None:
+    pruner = optuna.pruners.ThresholdPruner(lower=1.01)  # no accuracy reaches it: every trial stops
+    with session_for(plan_for(tmp_path, trials=2), pruner=pruner) as s:
+        records = SearchDriver(s, never).run()
+        trials = s.study.get_trials(deepcopy=False)
+    assert [r.outcome for r in records] == [Outcome.PRUNED, Outcome.PRUNED], [r.reason for r in records]
+    assert all(len(r.history) == 1 and "stopped early at epoch 1/3" in r.reason for r in records)
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 2
+    assert [t.intermediate_values for t in trials] == [{1: r.val_acc} for r in records]
+
+
+def test_presets_are_never_pruned(tmp_path: Path) -> None:
+    pruner = optuna.pruners.ThresholdPruner(lower=1.01)
+    with session_for(plan_for(tmp_path, trials=1, warm_start="lenet5"), pruner=pruner) as s:
+        records = SearchDriver(s, never).run()
+    assert records[0].preset == "lenet5" and records[0].outcome == Outcome.COMPLETED
+
+
+def test_a_repeated_candidate_reuses_the_result_without_training(tmp_path: Path) -> None:
+    executor = CountingExecutor()
+    with session_for(plan_for(tmp_path, SINGLE, trials=2), executor) as s:
+        records = SearchDriver(s, never).run()
+        trials = s.study.get_trials(deepcopy=False)
+    first, repeat = records
+    assert executor.started == ["trial-0"]  # the repeat never reached a worker
+    assert repeat.duplicate_of == 0 and "a repeat of trial 0" in repeat.reason
+    assert repeat.outcome == first.outcome == Outcome.COMPLETED and repeat.val_acc == first.val_acc
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 and trials[0].values == trials[1].values
+
+
+def test_a_lost_worker_is_retried_from_its_last_checkpoint(tmp_path: Path) -> None:
+    executor = LosingExecutor(lose_after_epoch=1)
+    with session_for(plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,)), executor) as s:
+        records = SearchDriver(s, never).run()
+        run = MlflowClient(s.tracker.uri).get_run(records[0].run_id)
+    rec = records[0]
+    assert executor.lost == ["trial-0"]
+    assert rec.outcome == Outcome.COMPLETED and rec.retries == 1
+    assert [e.epoch for e in rec.history] == [1, 2]  # epoch 2 came from the retry, epoch 1 was kept
+    assert executor.resumed_from_checkpoint == ["trial-0"]
+    assert run.data.tags["automl_cnn.retries"] == "1"
+
+
+def test_a_worker_lost_too_often_fails_only_its_trial(tmp_path: Path) -> None:
+    executor = DyingExecutor()
+    plan = plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))
+    with session_for(plan, executor) as s:
+        records = SearchDriver(s, never, max_retries=2).run()
+    assert records[0].outcome == Outcome.FAILED and records[0].retries == 2
+    assert "worker process died" in records[0].reason
+
+
+def test_the_budget_stop_prunes_running_trials_and_asks_no_more(tmp_path: Path) -> None:
+    def deadline(records: list[TrialRecord]) -> float:
+        return math.inf if not records else 0.0  # the budget runs out once a trial started
+
+    with session_for(plan_for(tmp_path, trials=5)) as s:
+        records = SearchDriver(s, deadline).run()
+        trials = s.study.get_trials(deepcopy=False)
+    assert len(records) == 1 and records[0].outcome == Outcome.PRUNED
+    assert records[0].reason == "time budget reached at epoch 0"
+    assert [t.state for t in trials] == [TrialState.PRUNED]
+
+
+def test_the_trial_limit_counts_trials_asked(tmp_path: Path) -> None:
+    with session_for(plan_for(tmp_path, trials=3, workers=2)) as s:
+        records = SearchDriver(s, never).run()
+    assert sorted(r.number for r in records) == [0, 1, 2]
+    assert all(Outcome(r.outcome).finished for r in records)
+    assert len(s.study.trials) == 3
+
+
+class CountingExecutor(InProcessExecutor):
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.started: list[str] = []
+
+    def submit(self, spec):  # type: ignore[no-untyped-def]
+        self.started.append(spec.job)
+        super().submit(spec)
+
+
+class DyingExecutor(InProcessExecutor):
+    """Every job's worker dies as soon as the job starts."""
+
+    def submit(self, spec):  # type: ignore[no-untyped-def]
+        super().submit(spec)
+        self.lose_worker(spec.job)
+
+
+class LosingExecutor(InProcessExecutor):
+    """Loses the worker of a job once, while it runs the epoch after ``lose_after_epoch``."""
+
+    def __init__(self, lose_after_epoch: int) -> None:
+        super().__init__(1)
+        self.after, self.times = lose_after_epoch, 1
+        self.lost: list[str] = []
+        self.resumed_from_checkpoint: list[str] = []
+
+    def submit(self, spec):  # type: ignore[no-untyped-def]
+        if spec.checkpoint is not None:
+            self.resumed_from_checkpoint.append(spec.job)
+        super().submit(spec)
+
+    def wait(self, timeout: float) -> list[JobResult]:
+        results = super().wait(timeout)
+        for r in results:
+            if r.epoch is not None and r.epoch.epoch == self.after and len(self.lost) < self.times and r.job:
+                self.lost.append(r.job)
+                self._pending_loss = r.job
+        return results
+
+    def advance(self, job: str, want_checkpoint: bool = False) -> None:
+        super().advance(job, want_checkpoint)
+        if getattr(self, "_pending_loss", None) == job:
+            self._pending_loss = None
+            self.lose_worker(job)

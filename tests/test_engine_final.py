@@ -1,0 +1,154 @@
+"""The final fit, delivery and recovery on the in-process executor."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from sessions import FAILURES, plan_for, session_for
+from test_engine_driver import DIVERGENT, GOOD, LosingExecutor
+
+from automl_cnn.deliver.deliver import deliver
+from automl_cnn.deliver.loading import load_model
+from automl_cnn.engine.driver import SearchDriver
+from automl_cnn.engine.final import final_fit, pick_winner
+from automl_cnn.engine.outcome import Outcome
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.recovery import recover
+from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.session import SearchSession
+from automl_cnn.errors import AutoMLError
+from automl_cnn.services.inprocess import InProcessExecutor
+from automl_cnn.training.messages import JobResult
+
+
+def _final_runs(s: SearchSession) -> list[Run]:
+    """This search's final-fit runs (the store is shared by the unit tests)."""
+    query = f"tags.`automl_cnn.final_fit` = 'true' and tags.`mlflow.parentRunId` = '{s.parent_run}'"
+    return list(MlflowClient(s.tracker.uri).search_runs([s.tracker.experiment_id], query))
+
+
+def never(_records: list[TrialRecord]) -> float:
+    return math.inf
+
+
+def test_final_fit_trains_on_train_and_val_and_closes_its_runs(tmp_path: Path) -> None:
+    with session_for(plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))) as s:
+        records = SearchDriver(s, never).run()
+        winner = pick_winner(records)
+        fits = final_fit(s, [(winner, 11), (winner, 12)])
+        runs = _final_runs(s)
+    assert [(f.trial, f.seed) for f in fits] == [(0, 11), (0, 12)]
+    assert all(len(f.history) == winner.epochs for f in fits)
+    assert not any(np.array_equal(fits[0].weights[k], fits[1].weights[k]) for k in fits[0].weights if "weight" in k)
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+
+
+def test_a_final_fit_that_fails_stops_with_one_line_and_closes_its_run(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))
+    with session_for(plan) as s:
+        records = SearchDriver(s, never).run()
+        winner = records[0]
+        diverging = TrialRecord(number=winner.number, seed=1, run_id="", candidate=_with_lr(winner, 10.0))
+        with pytest.raises(AutoMLError, match=r"the final fit of trial 0 \(seed 5\) failed: NaN/inf loss"):
+            final_fit(s, [(diverging, 5)])
+        runs = _final_runs(s)
+        assert s.executor.jobs == []
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "NaN/inf loss" in runs[0].data.tags["automl_cnn.reason"]
+
+
+def test_a_final_fit_whose_worker_dies_fails_cleanly(tmp_path: Path) -> None:
+    executor = LosingExecutor(lose_after_epoch=1)
+    plan = plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))
+    with session_for(plan) as s:
+        winner = SearchDriver(s, never).run()[0]
+    later = plan_for(tmp_path / "b", FAILURES, trials=1, pruner="none")
+    with session_for(later, executor) as s, pytest.raises(AutoMLError, match="worker process died"):
+        final_fit(s, [(winner, 5)])
+
+
+def test_delivery_writes_the_folder_and_registers_a_model_that_predicts(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, FAILURES, trials=2, pruner="none", enqueue=(GOOD, DIVERGENT))
+    with session_for(plan) as s:
+        records = SearchDriver(s, never).run()
+        winner = pick_winner(records)
+        result = deliver(s, records, winner, final_fit(s, [(winner, 7)]))
+    out = plan.out
+    for name in ("model.safetensors", "model.json", "model.torchscript.pt", "report.md", "report.html", "trials.csv"):
+        assert (out / name).is_file(), name
+    assert (out / "plots" / "confusion_matrix.png").is_file()
+    assert result.best_trial == 0 and result.counts == {"completed": 1, "pruned": 0, "failed": 1}
+    x, y = plan.bundle.test_split()
+    accuracy = float((result.model.predict(x) == y).mean())
+    assert accuracy == pytest.approx(result.test_accuracy) and accuracy > 0.5
+    served = load_model(result.model_uri, plan.config.resolved_tracking_uri())
+    assert np.array_equal(served.predict(x), result.model.predict(x))
+    run = MlflowClient(plan.config.resolved_tracking_uri()).get_run(result.parent_run_id)
+    assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert run.data.tags["automl_cnn.best_trial"] == "0"
+    assert "trial 1" not in (out / "trials.csv").read_text().splitlines()[0]  # a header, then rows
+    assert len((out / "trials.csv").read_text().splitlines()) == 3
+
+
+def test_recovery_keeps_finished_trials_and_continues_a_running_one_from_its_checkpoint(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, trials=3, pruner="none")
+    interrupted = InterruptingExecutor(after_results=5)
+    with pytest.raises(KeyboardInterrupt), session_for(plan, interrupted) as s:
+        SearchDriver(s, never).run()
+    state = RunState.load(plan.out)
+    done_before = {r.number: r for r in state.finished_records()}
+    assert done_before and len(done_before) < 3
+    with session_for(plan_for(tmp_path, trials=3, pruner="none", resume=state)) as s:
+        assert s.resumed
+        records, resumable = recover(s)
+        assert [r.number for r in records] == sorted(done_before)
+        assert len(resumable) == 1
+        running, _trial = resumable[0]
+        saved_epochs = len(state.load_checkpoint(running.number)[1])  # type: ignore[index]
+        assert saved_epochs >= 1
+        final = SearchDriver(s, never, records=records, resumable=resumable).run()
+        states = {t.number: t.state for t in s.study.get_trials(deepcopy=False)}
+    assert sorted(r.number for r in final) == [0, 1, 2]
+    assert all(state == TrialState.COMPLETE for state in states.values())
+    resumed = next(r for r in final if r.number == running.number)
+    assert [e.epoch for e in resumed.history] == [1, 2, 3]  # continued, not restarted
+
+
+def test_recovery_closes_a_trial_asked_for_but_never_started(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, trials=1, pruner="none")
+    with session_for(plan) as s:
+        s.study.ask()  # the driver died right after asking
+    with session_for(plan_for(tmp_path, trials=1, resume=RunState.load(plan.out))) as s:
+        records, resumable = recover(s)
+        state = s.study.trials[0].state
+    assert resumable == [] and records[0].outcome == Outcome.FAILED
+    assert records[0].reason == "interrupted before it started" and state == TrialState.FAIL
+
+
+class InterruptingExecutor(InProcessExecutor):
+    """Raises KeyboardInterrupt (as Ctrl-C would) after ``after_results`` results."""
+
+    def __init__(self, after_results: int) -> None:
+        super().__init__(1)
+        self.left = after_results
+
+    def wait(self, timeout: float) -> list[JobResult]:
+        results = super().wait(timeout)
+        self.left -= len(results)
+        if self.left < 0:
+            raise KeyboardInterrupt
+        return results
+
+
+def _with_lr(rec: TrialRecord, lr: float):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    assert rec.candidate is not None
+    training = dataclasses.replace(rec.candidate.training, learning_rate=lr)
+    return dataclasses.replace(rec.candidate, training=training)
