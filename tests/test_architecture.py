@@ -10,7 +10,8 @@ import torch
 from automl_cnn.errors import InfeasibleArchitecture
 from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
 from automl_cnn.model.builder import build_model
-from automl_cnn.model.profile import Limits, feature_shapes, profile
+from automl_cnn.model.profile import Limits, profile
+from automl_cnn.model.shapes import feature_shapes
 
 KERAS_MNIST = Architecture(
     blocks=(

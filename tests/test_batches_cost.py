@@ -83,7 +83,7 @@ def test_cpu_data_never_counts_as_fitting_on_a_gpu() -> None:
     assert fits_on_gpu(10**15, torch.device("meta")) is False
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_gpu_residency_follows_free_memory() -> None:
     cuda = torch.device("cuda")
     assert fits_on_gpu(1024, cuda)

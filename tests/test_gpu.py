@@ -13,7 +13,7 @@ from automl_cnn.training.messages import JobSpec
 from automl_cnn.training.trainer import Trainer
 from automl_cnn.training.worker import TrialWorker
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.gpu  # skipped without a CUDA device (tests/conftest.py)
 
 SMALL = Candidate(
     Architecture((ConvBlock(filters=32), ConvBlock(filters=64, dropout=0.25)), Head(dense=(Dense(128, 0.5),))),

@@ -9,59 +9,26 @@ one sub-folder per class, a CSV manifest of ``path,label``, or a ``.npz`` file w
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from automl_cnn.data.builtin import BUILTIN
-from automl_cnn.data.bundle import DataBundle, TrainData, split_data
-from automl_cnn.data.files import DEFAULT_MEMORY_BUDGET, load_entries
+from automl_cnn.data.bundle import DEFAULT_SPLIT, DataBundle, TrainData, split_data
+from automl_cnn.data.files import load_entries
 from automl_cnn.data.images import ImageFiles, ImageSet, resize_images
+from automl_cnn.data.options import DEFAULT_OPTIONS, DataOptions
 from automl_cnn.data.tv import TORCHVISION
 from automl_cnn.errors import DataError
-from automl_cnn.options import Switch, byte_size, height_width, option, switch
-
-
-@dataclass(frozen=True)
-class DataOptions:
-    """How a dataset is read. :class:`~automl_cnn.engine.config.SearchConfig` extends this class,
-    so each data setting (and its command-line form) is declared here once."""
-
-    image_size: tuple[int, int] | None = option(  # (height, width); default derived from the data
-        None, "--image-size", parse=height_width, help="resize every image, e.g. 32 or 32x48 (HxW)"
-    )
-    strict: bool = switch(  # a bad image file is an error instead of a skipped file
-        False, Switch("--strict", True, "a corrupt or unreadable image is an error, not skipped")
-    )
-    data_root: Path = option(  # noqa: RUF009 (a frozen default); where torchvision datasets are read from
-        Path("~/.cache/automl_cnn/torchvision"), "--data-root", parse=Path, help="where torchvision datasets are"
-    )
-    download: bool = switch(  # let torchvision fetch a dataset that is not under data_root
-        False, Switch("--download", True, "let torchvision download a dataset missing from --data-root")
-    )
-    memory_budget: int | None = option(  # bytes of decoded pixels kept in memory
-        DEFAULT_MEMORY_BUDGET,
-        "--memory-budget",
-        parse=byte_size,
-        help="decoded bytes kept in memory (e.g. 2GB); more streams from disk",
-    )
-    stream: bool | None = switch(  # force streaming (True) or in-memory (False); None: by budget
-        None,
-        Switch("--stream", True, "always stream images from disk"),
-        Switch("--in-memory", False, "always load images into memory"),
-    )
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.data_root, Path):
-            object.__setattr__(self, "data_root", Path(self.data_root))
 
 
 def _known() -> str:
     return ", ".join([*BUILTIN, *TORCHVISION])
 
 
-def load_source(spec: str | Path | ImageSet, options: DataOptions = DataOptions()) -> tuple[ImageSet, ImageSet | None]:
+def load_source(
+    spec: str | Path | ImageSet, options: DataOptions = DEFAULT_OPTIONS
+) -> tuple[ImageSet, ImageSet | None]:
     """Read a dataset; returns (images, its own test split if it has one)."""
     if isinstance(spec, ImageSet):
         return spec, None
@@ -98,17 +65,9 @@ def _load_path(path: Path, options: DataOptions, like: ImageSet | None = None) -
         )
     size = options.image_size or (like.input_shape[1:] if like is not None else None)
     mode = None if like is None else ("L" if like.input_shape[0] == 1 else "RGB")
-    images = load_entries(
-        entries,
-        classes,
-        path.stem if path.is_file() else path.name,
-        root.resolve(),
-        strict=options.strict,
-        image_size=size,  # type: ignore[arg-type]
-        mode=mode,
-        memory_budget=options.memory_budget,
-        stream=options.stream,
-    )
+    name = path.stem if path.is_file() else path.name
+    sized = dataclasses.replace(options, image_size=size)
+    images = load_entries(entries, classes, name, root.resolve(), sized, mode)
     return ImageSet(
         x=images.x,
         y=images.y,
@@ -177,17 +136,17 @@ def load_test_source(spec: str | Path, train: ImageSet, options: DataOptions) ->
     )
 
 
-def load_images(spec: str | Path | ImageSet, options: DataOptions = DataOptions()) -> ImageSet:
+def load_images(spec: str | Path | ImageSet, options: DataOptions = DEFAULT_OPTIONS) -> ImageSet:
     """Read a dataset (without its own test split, if it has one)."""
     return load_source(spec, options)[0]
 
 
 def prepare_data(
     spec: str | Path | ImageSet,
-    options: DataOptions = DataOptions(),
+    options: DataOptions = DEFAULT_OPTIONS,
     *,
     test: str | Path | None = None,
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    fractions: tuple[float, float, float] = DEFAULT_SPLIT,
     seed: int = 0,
     class_weights: bool = False,
 ) -> DataBundle:

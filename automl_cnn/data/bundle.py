@@ -9,6 +9,8 @@ import numpy as np
 from automl_cnn.data.images import ImageFiles, ImageSet, Pixels, to_float
 from automl_cnn.errors import DataError
 
+DEFAULT_SPLIT = (0.7, 0.15, 0.15)  # train, validation, test
+
 
 @dataclass(frozen=True, eq=False)
 class TrainData:
@@ -186,7 +188,7 @@ def class_weights_for(y: np.ndarray, k: int) -> tuple[float, ...]:
 
 def split_data(
     images: ImageSet,
-    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    fractions: tuple[float, float, float] = DEFAULT_SPLIT,
     seed: int = 0,
     *,
     test: ImageSet | None = None,

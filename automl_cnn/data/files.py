@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from automl_cnn.data.images import ImageFiles, ImageSet
+from automl_cnn.data.options import DataOptions
 from automl_cnn.data.pixels import read_image
 from automl_cnn.errors import DataError
 
@@ -32,7 +33,6 @@ log = logging.getLogger("automl_cnn.data")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 MAX_DEFAULT_SIDE = 64
-DEFAULT_MEMORY_BUDGET = 2 * 1024**3  # bytes of decoded uint8 pixels kept in memory
 
 
 @dataclass(frozen=True)
@@ -178,15 +178,12 @@ def load_entries(
     class_names: tuple[str, ...],
     name: str,
     root: Path,
-    *,
-    strict: bool = False,
-    image_size: tuple[int, int] | None = None,
+    options: DataOptions,
     mode: str | None = None,
-    memory_budget: int | None = DEFAULT_MEMORY_BUDGET,
-    stream: bool | None = None,
 ) -> ImageSet:
-    """Check, size and read image files (into memory, or as a lazy list to stream)."""
-    good, sizes, modes, bad = scan(entries, strict)
+    """Check, size and read image files (into memory, or as a lazy list to stream); ``mode``
+    (L or RGB) forces the channels, else they follow the files."""
+    good, sizes, modes, bad = scan(entries, options.strict)
     notes: list[str] = []
     if bad:
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
@@ -195,57 +192,77 @@ def load_entries(
     if not good:
         raise DataError(f"{root}: none of the {len(entries)} image files could be read; check the files")
     _check_classes(good, class_names)
-    size = image_size or choose_size(sizes)
+    size = options.image_size or choose_size(sizes)
     distinct = len(set(sizes))
-    if image_size is None:
+    if options.image_size is None:
         how = "all images have that size" if distinct == 1 else f"the most common of {distinct} sizes"
         notes.append(f"image size {size[0]}x{size[1]} ({how}; --image-size to change)")
-    forced_mode = mode is not None
-    mode = mode or ("L" if all(m in GREY_MODES for m in modes) else "RGB")
-    channels = 1 if mode == "L" else 3
-    pixels = len(good) * channels * size[0] * size[1]
-    lazy = stream if stream is not None else (memory_budget is not None and pixels > memory_budget)
+    channels = mode or ("L" if all(m in GREY_MODES for m in modes) else "RGB")
+    reading = _Reading(size, channels, mode is not None, class_names)
+    pixels = len(good) * (1 if reading.mode == "L" else 3) * size[0] * size[1]
+    budget = options.memory_budget
     x: np.ndarray | ImageFiles
-    if lazy:
-        # a header scan misses truncated JPEG data: decode each file once now, so that a bad file
-        # is skipped here instead of failing every trial's data loader
-        good, broken = _decodable(good, strict)
-        for problem in broken:
-            log.warning("skipped %s", problem)
-            notes.append(f"skipped {problem}")
-        _check_classes(good, class_names)
+    if options.stream if options.stream is not None else (budget is not None and pixels > budget):
+        x, good, mode = _stream(good, reading, options.strict, notes)
         notes.append(f"streamed from disk ({pixels / 1e9:.2f} GB decoded is over the memory budget)")
-        x = ImageFiles(tuple(str(e.path) for e in good), mode, size)
     else:
-        arrays, kept = [], []
-        for e in good:  # decoding finds the corruption a header scan cannot
-            try:
-                arrays.append(read_image(e.path, mode, size))
-                kept.append(e)
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise _bomb_error(e.path, exc) from None
-            except Exception as exc:
-                problem = _describe_error(exc)
-                if strict:
-                    raise DataError(
-                        f"{e.path}: {problem}; fix or remove the file, or drop --strict to skip it"
-                    ) from None
-                log.warning("skipped %s (%s)", e.path, problem)
-                notes.append(f"skipped {e.path} ({problem})")
-        good = kept
-        _check_classes(good, class_names)
-        x = np.stack(arrays)
-        if mode == "RGB" and not forced_mode and _looks_grey(x):
-            # grey pictures stored as colour (WebP, GIF palettes): read them as Pillow's "L", as
-            # predict will
-            mode = "L"
-            x = np.stack([read_image(e.path, mode, size) for e in good])
+        x, good, mode = _read_all(good, reading, options.strict, notes)
     notes.append(f"{'greyscale' if mode == 'L' else 'RGB'} (file modes: {dict(Counter(modes))})")
-    paths = tuple(str(e.path) for e in good)
-    labels = np.array([e.label for e in good], dtype=np.int64)
-    fp = files_fingerprint(good, root)
     for note in notes:
         log.info("%s: %s", name, note)
     return ImageSet(
-        x=x, y=labels, class_names=class_names, name=name, paths=paths, notes=tuple(notes), source_fingerprint=fp
+        x=x,
+        y=np.array([e.label for e in good], dtype=np.int64),
+        class_names=class_names,
+        name=name,
+        paths=tuple(str(e.path) for e in good),
+        notes=tuple(notes),
+        source_fingerprint=files_fingerprint(good, root),
     )
+
+
+@dataclass(frozen=True)
+class _Reading:
+    size: tuple[int, int]
+    mode: str  # L or RGB
+    forced: bool  # the mode was asked for, not read off the files
+    class_names: tuple[str, ...]  # each must keep a readable image
+
+
+def _stream(
+    good: list[Entry], reading: _Reading, strict: bool, notes: list[str]
+) -> tuple[ImageFiles, list[Entry], str]:
+    # a header scan misses truncated JPEG data: decode each file once now, so that a bad file
+    # is skipped here instead of failing every trial's data loader
+    good, broken = _decodable(good, strict)
+    for problem in broken:
+        log.warning("skipped %s", problem)
+        notes.append(f"skipped {problem}")
+    _check_classes(good, reading.class_names)
+    return ImageFiles(tuple(str(e.path) for e in good), reading.mode, reading.size), good, reading.mode
+
+
+def _read_all(
+    good: list[Entry], reading: _Reading, strict: bool, notes: list[str]
+) -> tuple[np.ndarray, list[Entry], str]:
+    arrays, kept = [], []
+    mode, size = reading.mode, reading.size
+    for e in good:  # decoding finds the corruption a header scan cannot
+        try:
+            arrays.append(read_image(e.path, mode, size))
+            kept.append(e)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise _bomb_error(e.path, exc) from None
+        except Exception as exc:
+            problem = _describe_error(exc)
+            if strict:
+                raise DataError(f"{e.path}: {problem}; fix or remove the file, or drop --strict to skip it") from None
+            log.warning("skipped %s (%s)", e.path, problem)
+            notes.append(f"skipped {e.path} ({problem})")
+    _check_classes(kept, reading.class_names)
+    x = np.stack(arrays)
+    if mode == "RGB" and not reading.forced and _looks_grey(x):
+        # grey pictures stored as colour (WebP, GIF palettes): read them as Pillow's "L", as predict will
+        mode = "L"
+        x = np.stack([read_image(e.path, mode, size) for e in kept])
+    return x, kept, mode

@@ -22,7 +22,7 @@ def folder_entries(root: Path) -> tuple[list[Entry], tuple[str, ...], list[str]]
     entries: list[Entry] = []
     ignored: list[Path] = []
     for label, name in enumerate(classes):
-        found = []
+        found: list[Path] = []
         for p in sorted((root / name).rglob("*")):
             if p.is_dir() or p.name.startswith("."):
                 continue

@@ -34,8 +34,9 @@ def read_image(path: str | Path, mode: str, size: tuple[int, int]) -> np.ndarray
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(path) as img:
-            img.seek(0)
+        with Image.open(path) as opened:
+            opened.seek(0)
+            img: Image.Image = opened
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
                 rgba = img.convert("RGBA")
                 img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)

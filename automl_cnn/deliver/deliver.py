@@ -221,8 +221,8 @@ def _write_reports(
     s: SearchSession, summary: dict[str, Any], model: TrainedModel, records: list[TrialRecord], plots: dict[str, Path]
 ) -> None:
     network, shape = model.network, s.bundle.input_shape
-    (s.out / "report.md").write_text(search_report(summary, network, shape), encoding="utf-8")  # type: ignore[arg-type]
-    page = html_report(summary, network, shape, records, plots, s.out)  # type: ignore[arg-type]
+    (s.out / "report.md").write_text(search_report(summary, network, shape), encoding="utf-8")
+    page = html_report(summary, network, shape, records, plots, s.out)
     (s.out / "report.html").write_text(page, encoding="utf-8")
 
 

@@ -18,7 +18,7 @@ class LayerRow:
     params: int
 
 
-def layer_table(network: nn.Sequential, input_shape: tuple[int, int, int]) -> list[LayerRow]:
+def layer_table(network: nn.Module, input_shape: tuple[int, int, int]) -> list[LayerRow]:
     """One row per leaf layer (a residual block is one row): output shape and parameters."""
     rows: list[LayerRow] = []
     hooks = []
@@ -67,7 +67,7 @@ def _fmt(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def tables(summary: dict[str, Any], network: nn.Sequential, input_shape: tuple[int, int, int]) -> list[Table]:
+def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, int, int]) -> list[Table]:
     """The report's tables, shared by the Markdown and the HTML report."""
     m = summary
     out = [
@@ -112,7 +112,7 @@ class Table:
     rows: list[list[Any]]
 
 
-def search_report(summary: dict[str, Any], network: nn.Sequential, input_shape: tuple[int, int, int]) -> str:
+def search_report(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, int, int]) -> str:
     """The Markdown report written beside the model."""
     lines = [f"# automl-cnn: {summary['data']}", "", f"Best architecture: `{summary['architecture']}`", ""]
     for t in tables(summary, network, input_shape):
@@ -137,7 +137,7 @@ TRIAL_COLUMNS = ["trial", "outcome", "val accuracy", "epochs", "parameters", "ar
 
 def html_report(
     summary: dict[str, Any],
-    network: nn.Sequential,
+    network: nn.Module,
     input_shape: tuple[int, int, int],
     records: list[Any],
     plots: dict[str, Path],

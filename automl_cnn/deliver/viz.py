@@ -141,7 +141,7 @@ def first_layer_filters(network: nn.Module, path: Path) -> Path:
     return _save(fig, path)
 
 
-def architecture_diagram(network: nn.Sequential, input_shape: tuple[int, int, int], path: Path, title: str) -> Path:
+def architecture_diagram(network: nn.Module, input_shape: tuple[int, int, int], path: Path, title: str) -> Path:
     """The layers top to bottom, with output shapes and parameter counts."""
     rows = layer_table(network, input_shape)
     fig_h = 0.38 * (len(rows) + 2) + 0.6

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_cnn.codec import from_jsonable, to_jsonable
-from automl_cnn.data import DataOptions
+from automl_cnn.data import DEFAULT_SPLIT, DataOptions
 from automl_cnn.errors import UserInputError
 from automl_cnn.options import Switch, cli_values, fractions, not_an_option, option, positive_int, switch
 
@@ -80,7 +80,7 @@ class SearchConfig(DataOptions):
     pruner: str = option("asha", "--pruner", choices=PRUNERS, help="early stopping of weak trials (default asha)")
     seed: int = option(0, "--seed", parse=int, help="seeds the split, the sampler and every trial")
     split: tuple[float, float, float] = option(
-        (0.7, 0.15, 0.15), "--split", parse=fractions, help="train,val,test fractions"
+        DEFAULT_SPLIT, "--split", parse=fractions, help="train,val,test fractions"
     )
     warm_start: tuple[str, ...] = option(  # presets, groups, or earlier searches' folders; text: a,b or none
         ("classics",),

@@ -138,6 +138,8 @@ def _resources(cfg: SearchConfig, cluster: dict[str, float]) -> Resources:
     gpus = float(cluster.get("GPU", 0))
     gpus_per_trial = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if gpus >= 1 else 0.0)
     workers = cfg.default_workers(float(cluster.get("CPU", 1)), gpus if gpus_per_trial > 0 else 0)
+    if cfg.executor == "inprocess" and cfg.workers is None:
+        workers = 1  # in one process trials take turns: one at a time is the same search, simpler to debug
     return Resources(workers=workers, gpus_per_trial=gpus_per_trial)
 
 

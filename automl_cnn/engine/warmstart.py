@@ -113,7 +113,7 @@ def check_compatible(folder: Path, fingerprint: str, split: str) -> Path:
 
 
 def apply_warm_starts(session: SearchSession, known: Known) -> None:
-    """Enqueue ``--enqueue`` params and the presets (they run first), and add earlier searches'
+    """Enqueue the ``enqueue`` setting's params (Python API) and the presets (they run first), and add earlier searches'
     results to the study and to ``known``."""
     cfg, study = session.config, session.study
     for params in cfg.enqueue:

@@ -39,6 +39,9 @@ def activation(name: str) -> nn.Module:
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel, with the statistics as buffers (saved with weights)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))

@@ -62,7 +62,8 @@ class TrainedModel:
         net = build_model(candidate.architecture, input_shape, len(class_names), mean, std)
         net.load_state_dict(weights)
         net.eval()
-        return cls(net, candidate, tuple(input_shape), tuple(class_names), tuple(mean), tuple(std), **kwargs)
+        c, h, w = input_shape
+        return cls(net, candidate, (c, h, w), tuple(class_names), tuple(mean), tuple(std), **kwargs)
 
     # -- inference -----------------------------------------------------------------------------
     def inference_module(self) -> nn.Module:

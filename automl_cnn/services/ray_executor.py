@@ -62,7 +62,7 @@ class RayExecutor:
         self._by_job: dict[str, _Slot] = {}
 
     def _new_slot(self) -> _Slot:
-        actor = self._cls.options(
+        actor: Any = self._cls.options(  # type: ignore[attr-defined]
             num_cpus=self.cpus, num_gpus=self.gpus, scheduling_strategy="SPREAD", max_concurrency=1
         ).remote(threads=max(1, round(self.cpus)), device=self.device)
         return _Slot(actor=actor, info_future=actor.info.remote())

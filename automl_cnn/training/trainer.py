@@ -89,7 +89,7 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if use_amp else None
         with self.device:  # parameters are created where they train (a huge one fails there, not in RAM)
             model = build_model(candidate.architecture, data.input_shape, data.num_classes, data.mean, data.std)
-        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.model = model.to(self.device).to(memory_format=self.memory_format)
         self.train_batches = make_batches(data.x_train, data.y_train, self.device, loader_workers)
         self.eval_batches = make_batches(data.x_eval, data.y_eval, self.device, loader_workers)
         self.class_weights = (

@@ -1,0 +1,129 @@
+"""The smaller parts of the engine, each on its own: the gate before training, the budget's
+deadline, what an ending tells, the result tables, and the data reading options."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from optuna.trial import TrialState
+from PIL import Image
+from sessions import plan_for, session_for
+
+from automl_cnn.data.files import Entry, choose_size, load_entries
+from automl_cnn.data.options import DEFAULT_OPTIONS, DataOptions
+from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
+from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, SearchDeadline, final_seconds_estimate
+from automl_cnn.engine.cost import CostModel
+from automl_cnn.engine.dedupe import Known
+from automl_cnn.engine.endings import Endings
+from automl_cnn.engine.gate import static_check
+from automl_cnn.engine.outcome import Outcome
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.session import SearchSession
+from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
+from automl_cnn.model.measures import EpochResult, Profile
+
+SMALL = Candidate(Architecture((ConvBlock(filters=4),), Head()), TrainConfig(epochs=4))
+TOO_DEEP = Candidate(Architecture(tuple(ConvBlock(filters=4, pooling="max") for _ in range(4)), Head()), TrainConfig())
+
+
+def _epoch(n: int, acc: float, seconds: float = 1.0) -> EpochResult:
+    return EpochResult(n, 1.0, 0.5, 1.0, acc, seconds, 0.01)
+
+
+def _record(
+    number: int, candidate: Candidate = SMALL, *history: EpochResult, outcome: str = "completed"
+) -> TrialRecord:
+    return TrialRecord(number, seed=number, run_id="", candidate=candidate, outcome=outcome, history=list(history))
+
+
+def _run(s: SearchSession, rec: TrialRecord) -> TrialRecord:
+    rec.run_id = s.tracker.start_run(f"t{rec.number}", {}, {}, parent=s.parent_run)
+    return rec
+
+
+def test_final_seconds_estimate_follows_the_leader() -> None:
+    assert final_seconds_estimate([], 1.2, 1) == 0.0
+    slow = _record(0, SMALL, _epoch(1, 0.9, 10), _epoch(2, 0.95, 10))  # 4 epochs at 10 s: 40 s
+    fast = _record(1, SMALL, _epoch(1, 0.5, 1), _epoch(2, 0.6, 1))
+    assert final_seconds_estimate([slow, fast], 1.5, 2) == pytest.approx(40 * 1.5 * 2)
+    slow.too_slow = True  # a trial judged too slow never leads
+    assert final_seconds_estimate([slow, fast], 1.0, 1) == pytest.approx(4.0)
+
+
+def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_path: Path) -> None:
+    with session_for(plan_for(tmp_path, trials=1, max_flops=10**9, time_budget=60.0)) as s:
+        cost = CostModel(len(s.bundle.train_idx), len(s.bundle.val_idx))
+        infeasible = static_check(s, _run(s, _record(0, TOO_DEEP)), cost)
+        assert infeasible is not None and infeasible.study_state == TrialState.FAIL
+        assert "below 1x1" in infeasible.reason
+        fine = _run(s, _record(1))
+        assert static_check(s, fine, cost) is None
+        assert fine.profile is not None and fine.latency_ms is not None and fine.latency_ms > 0
+        for _ in range(3):  # this machine trains a FLOP at most this fast
+            cost.observe(fine.profile.flops, 1000.0)
+        slow = static_check(s, _run(s, _record(2)), cost)
+        assert slow is not None and slow.outcome == Outcome.FAILED and slow.study_state == TrialState.PRUNED
+        assert "a trial may take in this time budget" in slow.reason and slow.constraints["trial_seconds"] > 0
+    with session_for(plan_for(tmp_path / "b", trials=1, max_params=5)) as s:
+        over = static_check(s, _run(s, _record(3)), CostModel(1, 1))
+        assert over is not None and set(over.constraints) == {"max_params"}
+
+
+def test_the_deadline_leaves_room_for_the_final_fit(tmp_path: Path) -> None:
+    with session_for(plan_for(tmp_path, trials=1, time_budget=100.0)) as s:
+        deadline = SearchDeadline(s, t0=1000.0)
+        assert deadline([]) == pytest.approx(1000.0 + 100.0 - EXPORT_RESERVE_SECONDS)
+        leader = _record(0, SMALL, _epoch(1, 0.9, 5.0))
+        assert deadline([leader]) < deadline([])
+        assert deadline.ratio > 1.0  # train + val is more data than train
+    with session_for(plan_for(tmp_path / "b", trials=1)) as s:
+        assert SearchDeadline(s, t0=0.0)([leader]) == math.inf  # no time budget
+
+
+def test_an_ending_without_a_finite_score_is_a_failure(tmp_path: Path) -> None:
+    with session_for(plan_for(tmp_path, trials=1)) as s:
+        endings = Endings(s, Known())
+        assert endings.values(_record(0, SMALL, _epoch(1, 0.8))) == (0.8,)
+        assert endings.values(_record(1, SMALL, _epoch(1, float("nan")))) is None
+        assert endings.values(_record(2)) is None
+
+
+def test_tables_list_every_trial_and_the_front(tmp_path: Path) -> None:
+    a = _record(0, SMALL, _epoch(1, 0.9))
+    a.profile = Profile(100, 1000, ())
+    b = _record(1, SMALL, _epoch(1, 0.8))
+    b.profile = Profile(50, 500, ())
+    dominated = _record(2, SMALL, _epoch(1, 0.7))
+    dominated.profile = Profile(200, 2000, ())
+    failed = _record(3, SMALL, outcome="failed")
+    rows = trial_rows([a, b, dominated, failed])
+    assert [r["outcome"] for r in rows] == ["completed", "completed", "completed", "failed"]
+    assert rows[3]["val_accuracy"] == "" and rows[0]["val_accuracy"] == "0.9000"
+    front = pareto_rows([a, b, dominated, failed], ("accuracy", "params"))
+    assert [r["trial"] for r in front] == [0, 1]  # most accurate first; trial 2 is dominated
+    write_rows(tmp_path / "t.csv", rows)
+    with (tmp_path / "t.csv").open(encoding="utf-8") as f:
+        read = list(csv.DictReader(f))
+    assert [r["trial"] for r in read] == ["0", "1", "2", "3"] and read[1]["params"] == "50"
+
+
+def test_data_options_are_declared_once_and_read_files(tmp_path: Path) -> None:
+    assert DataOptions() == DEFAULT_OPTIONS
+    assert DataOptions(data_root="~/x").data_root == Path("~/x")  # type: ignore[arg-type]
+    assert choose_size([(8, 8), (8, 8), (10, 12)]) == (8, 8)
+    entries = []
+    for label in (0, 1):
+        for i in range(3):
+            path = tmp_path / f"{label}-{i}.png"
+            Image.fromarray(np.full((10, 12), 40 + 100 * label, np.uint8)).save(path)
+            entries.append(Entry(path, label))
+    images = load_entries(entries, ("a", "b"), "t", tmp_path, DataOptions(image_size=(6, 6)))
+    assert images.x.shape == (6, 1, 6, 6) and list(images.y) == [0, 0, 0, 1, 1, 1]
+    streamed = load_entries(entries, ("a", "b"), "t", tmp_path, DataOptions(stream=True))
+    assert streamed.streamed and streamed.input_shape == (1, 10, 12)
+    assert np.array_equal(streamed.x.read(), load_entries(entries, ("a", "b"), "t", tmp_path, DEFAULT_OPTIONS).x)

@@ -1,0 +1,93 @@
+"""The executor contract, for both implementations: the in-process one (fast tier) and the Ray
+one (slow tier, on a real local Ray runtime). The same job runs the same way on both."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from automl_cnn.data import load_images, split_data
+from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
+from automl_cnn.services.executor import Executor, cpu_count
+from automl_cnn.services.inprocess import InProcessExecutor
+from automl_cnn.services.ray_executor import RayExecutor
+from automl_cnn.training.messages import JobResult, JobSpec
+
+CANDIDATE = Candidate(Architecture((ConvBlock(filters=4),), Head()), TrainConfig(epochs=2, batch_size=64))
+
+
+@pytest.fixture(params=["inprocess", pytest.param("ray", marks=pytest.mark.slow)])
+def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
+        ex: Executor = RayExecutor(1, cpus_per_trial=1.0)
+    else:
+        ex = InProcessExecutor(1)
+    yield ex
+    ex.shutdown()
+
+
+def _next(ex: Executor, timeout: float = 120) -> JobResult:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        results = ex.wait(timeout=0.5)
+        if results:
+            assert len(results) == 1
+            return results[0]
+    raise AssertionError("no result in time")
+
+
+def test_both_implementations_have_every_call_of_the_protocol() -> None:
+    wanted = {n for n in dir(Executor) if not n.startswith("_")}
+    for impl in (InProcessExecutor, RayExecutor):
+        missing = {n for n in wanted if not hasattr(impl, n)}
+        assert not missing, (impl, missing)
+        for name in wanted - {"free", "jobs"}:
+            want = list(inspect.signature(getattr(Executor, name)).parameters)
+            assert list(inspect.signature(getattr(impl, name)).parameters) == want, (impl, name)
+    assert cpu_count() >= 1
+
+
+def test_a_job_runs_epoch_by_epoch_then_gives_its_weights(executor: Executor) -> None:
+    data = executor.put(split_data(load_images("digits"), seed=0).search_data())
+    assert executor.free == 1 and executor.jobs == []
+    executor.submit(JobSpec("j", CANDIDATE.to_dict(), 0, data, want_checkpoint=True))
+    assert executor.free == 0 and executor.jobs == ["j"]
+    first = _next(executor)
+    assert first.job == "j" and first.error is None and first.epoch is not None and first.epoch.epoch == 1
+    assert not first.done and first.checkpoint is not None
+    assert executor.where("j")["pid"] > 0
+    executor.advance("j")
+    second = _next(executor)
+    assert second.epoch is not None and second.epoch.epoch == 2 and second.done and second.checkpoint is None
+    executor.request_weights("j")
+    weights = _next(executor).weights
+    assert weights is not None and any(k.endswith("weight") for k in weights)
+    executor.release("j")
+    assert executor.free == 1 and executor.jobs == []
+
+
+def test_a_job_continues_from_its_checkpoint(executor: Executor) -> None:
+    data = executor.put(split_data(load_images("digits"), seed=0).search_data())
+    executor.submit(JobSpec("a", CANDIDATE.to_dict(), 0, data, want_checkpoint=True))
+    checkpoint = _next(executor).checkpoint
+    executor.release("a")
+    executor.submit(JobSpec("b", CANDIDATE.to_dict(), 0, data, checkpoint))
+    resumed = _next(executor)
+    assert resumed.epoch is not None and resumed.epoch.epoch == 2 and resumed.done
+
+
+def test_a_failing_job_answers_with_its_error(executor: Executor) -> None:
+    data = executor.put(split_data(load_images("digits"), seed=0).search_data())
+    huge_kernel = Candidate(Architecture((ConvBlock(kernel_size=9, padding="valid"),), Head()), TrainConfig())
+    executor.submit(JobSpec("bad", huge_kernel.to_dict(), 0, data))
+    result = _next(executor)
+    assert result.job == "bad" and result.error and not result.lost and result.epoch is None
+
+
+def test_threads_for_shares_the_pool_among_concurrent_jobs() -> None:
+    ex = InProcessExecutor(4, threads=2)
+    assert ex.threads_for(1) == 8 and ex.threads_for(2) == 4 and ex.threads_for(10) == 2
