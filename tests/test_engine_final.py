@@ -11,7 +11,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from sessions import FAILURES, plan_for, session_for
-from test_engine_driver import DIVERGENT, GOOD, LosingExecutor
+from test_engine_driver import DIVERGENT, GOOD, DyingExecutor, LosingExecutor
 
 from automl_cnn.deliver.deliver import deliver
 from automl_cnn.deliver.loading import load_model
@@ -63,13 +63,35 @@ def test_a_final_fit_that_fails_stops_with_one_line_and_closes_its_run(tmp_path:
     assert "NaN/inf loss" in runs[0].data.tags["automl_cnn.reason"]
 
 
-def test_a_final_fit_whose_worker_dies_fails_cleanly(tmp_path: Path) -> None:
+def test_a_final_fit_whose_worker_dies_continues_from_its_checkpoint(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))
+    with session_for(plan) as s:
+        winner = SearchDriver(s, never).run()[0]
     executor = LosingExecutor(lose_after_epoch=1)
+    with session_for(plan_for(tmp_path / "b", FAILURES, trials=1, pruner="none"), executor) as s:
+        fits = final_fit(s, [(winner, 5)])
+        runs = _final_runs(s)
+    assert executor.lost == ["final-0"] and executor.resumed_from_checkpoint == ["final-0"]
+    assert [e.epoch for e in fits[0].history] == [1, 2]
+    assert runs[0].info.status == "FINISHED" and runs[0].data.tags["automl_cnn.retries"] == "1"
+
+
+def test_a_final_fit_lost_after_its_last_epoch_reruns_that_epoch_for_its_weights(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))
+    with session_for(plan) as s:
+        winner = SearchDriver(s, never).run()[0]
+        executor = LosingWeightsExecutor()
+    with session_for(plan_for(tmp_path / "b", FAILURES, trials=1, pruner="none"), executor) as s:
+        fits = final_fit(s, [(winner, 5)])
+    assert executor.lost == 1 and [e.epoch for e in fits[0].history] == [1, 2] and fits[0].weights
+
+
+def test_a_final_fit_whose_worker_keeps_dying_fails_in_one_line(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))
     with session_for(plan) as s:
         winner = SearchDriver(s, never).run()[0]
     later = plan_for(tmp_path / "b", FAILURES, trials=1, pruner="none")
-    with session_for(later, executor) as s, pytest.raises(AutoMLError, match="worker process died"):
+    with session_for(later, DyingExecutor()) as s, pytest.raises(AutoMLError, match="worker process died"):
         final_fit(s, [(winner, 5)])
 
 
@@ -152,3 +174,17 @@ def _with_lr(rec: TrialRecord, lr: float):  # type: ignore[no-untyped-def]
     assert rec.candidate is not None
     training = dataclasses.replace(rec.candidate.training, learning_rate=lr)
     return dataclasses.replace(rec.candidate, training=training)
+
+
+class LosingWeightsExecutor(InProcessExecutor):
+    """The worker dies once while it hands over the trained weights."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.lost = 0
+
+    def request_weights(self, job: str) -> None:
+        super().request_weights(job)
+        if not self.lost:
+            self.lost += 1
+            self.lose_worker(job)

@@ -68,7 +68,7 @@ def _worker_pids(ray_tmp: str) -> list[int]:
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
     pids = []
     for line in out.splitlines():
-        if "ray::TrialWorker" not in line:
+        if "ray::RayTrialWorker" not in line:
             continue
         pid = int(line.split()[0])
         try:

@@ -52,7 +52,7 @@ def _record(number: int = 4, **changes: Any) -> TrialRecord:
         "run_id": f"run-{number}",
         "candidate": CANDIDATE,
         "profile": Profile(params=1000, flops=20000, feature_shapes=((16, 14, 14), (32, 7, 7))),
-        "outcome": "complete",
+        "outcome": "completed",
         "reason": "",
         "history": list(HISTORY),
         "seconds": 3.75,
@@ -193,7 +193,7 @@ def test_a_line_written_by_the_old_writer_is_read() -> None:
 
 
 def test_an_older_line_lacking_later_keys_takes_defaults() -> None:
-    rec = TrialRecord.from_json({"number": 1, "seed": 2, "run_id": "r", "outcome": "complete", "future_key": 1})
+    rec = TrialRecord.from_json({"number": 1, "seed": 2, "run_id": "r", "outcome": "completed", "future_key": 1})
     assert (rec.too_slow, rec.latency_ms, rec.retries, rec.reused_from, rec.history) == (False, None, 0, "", [])
 
 
@@ -323,12 +323,12 @@ def test_finished_records_are_appended_and_the_latest_line_wins(tmp_path: Path) 
     assert state.finished_records() == []
     state.append_record(_record(5, outcome="failed"))
     state.append_record(_record(2))
-    state.append_record(_record(5, outcome="complete", retries=2))
+    state.append_record(_record(5, outcome="completed", retries=2))
     lines = (tmp_path / TRIALS_FILE).read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(line)["run_id"] for line in lines)
     recs = state.finished_records()
     assert [r.number for r in recs] == [2, 5]
-    assert (recs[1].outcome, recs[1].retries) == ("complete", 2)
+    assert (recs[1].outcome, recs[1].retries) == ("completed", 2)
     assert _saved_fields(recs[0]) == _saved_fields(_record(2))
 
 
@@ -354,3 +354,15 @@ def test_checkpoints_save_load_and_drop(tmp_path: Path) -> None:
     state.drop_checkpoint(1)
     assert not state.checkpoint_path(1).exists()
     state.drop_checkpoint(1)  # dropping twice is fine
+
+
+def test_a_line_torn_by_a_crash_is_dropped_but_damage_elsewhere_is_refused(tmp_path: Path) -> None:
+    state = RunState(folder=tmp_path, data="digits", config={}, fingerprint="f")
+    state.append_record(_record(1))
+    with (tmp_path / "trials.jsonl").open("a", encoding="utf-8") as f:
+        f.write('{"number": 2, "seed": ')  # the driver was killed mid-write
+    assert [r.number for r in state.finished_records()] == [1]
+    with (tmp_path / "trials.jsonl").open("a", encoding="utf-8") as f:
+        f.write("\n" + json.dumps(_record(3).to_json()) + "\n")
+    with pytest.raises(UserInputError, match=r"trials.jsonl: line 2 is damaged"):
+        state.finished_records()

@@ -73,6 +73,9 @@ class FinalFit:
     history: list[EpochResult]
 
 
+MAX_RETRIES = 2  # restarts of a final fit whose worker died
+
+
 def final_fit(session: SearchSession, jobs: list[tuple[TrialRecord, int]]) -> list[FinalFit]:
     """Train each (trial's candidate, seed) on train + validation, in parallel where slots allow;
     results in the order of ``jobs``. On any failure or interruption no MLflow run stays RUNNING."""
@@ -95,6 +98,8 @@ class FinalFits:
         self.runs: dict[str, str] = {}  # job -> MLflow run still open
         self.done: dict[str, FinalFit] = {}
         self.pending_weights: set[str] = set()
+        self.checkpoints: dict[str, tuple[int, bytes]] = {}  # job -> (epochs done, checkpoint) before its last
+        self.retries: dict[str, int] = {name: 0 for name in self.names}
 
     def close_runs(self, status: str) -> None:
         for run_id in self.runs.values():
@@ -110,8 +115,27 @@ class FinalFits:
             {"automl_cnn.final_fit": "true", "automl_cnn.trial_of_final": str(rec.number)},
             parent=self.s.parent_run,
         )
-        self.s.executor.submit(JobSpec(job, cand.to_dict(), seed, self.s.final_data, threads=self.threads))
+        self._submit(job, rec, seed)
         self.s.progress.trial_running(job, f"final fit of trial {rec.number}: starting")
+
+    def _submit(self, job: str, rec: TrialRecord, seed: int, checkpoint: bytes | None = None) -> None:
+        assert rec.candidate is not None
+        spec = JobSpec(job, rec.candidate.to_dict(), seed, self.s.final_data, checkpoint, True, self.threads)
+        self.s.executor.submit(spec)
+
+    def _retry(self, job: str, rec: TrialRecord, seed: int) -> bool:
+        """Restart a fit whose worker died, from its last checkpoint; False past the limit. A fit
+        lost after its last epoch reruns that epoch (from the one before) to get its weights."""
+        if self.retries[job] >= MAX_RETRIES:
+            return False
+        self.retries[job] += 1
+        epochs, blob = self.checkpoints.get(job, (0, None))
+        del self.histories[job][epochs:]
+        self.pending_weights.discard(job)
+        self.s.tracker.set_tags(self.runs[job], {"automl_cnn.retries": self.retries[job]})
+        self._submit(job, rec, seed, blob)
+        self.s.progress.message(f"{job}: its worker died; retry {self.retries[job]}/{MAX_RETRIES} from epoch {epochs}")
+        return True
 
     def run(self) -> list[FinalFit]:
         executor = self.s.executor
@@ -127,7 +151,8 @@ class FinalFits:
         job = str(result.job)
         rec, seed = self.info[job]
         if result.error is not None:
-            self._fail(job, rec.number, seed, result.error)
+            if not (result.lost and self._retry(job, rec, seed)):
+                self._fail(job, rec.number, seed, result.error)
         elif result.weights is not None:
             self.pending_weights.discard(job)
             self.done[job] = FinalFit(rec.number, seed, result.weights, self.histories[job])
@@ -136,6 +161,8 @@ class FinalFits:
             self.s.progress.running.pop(job, None)
         else:
             assert result.epoch is not None
+            if result.checkpoint is not None and not result.done:
+                self.checkpoints[job] = (result.epoch.epoch, result.checkpoint)
             self._on_epoch(job, rec, result.epoch, result.done)
 
     def _on_epoch(self, job: str, rec: TrialRecord, epoch: EpochResult, done: bool) -> None:
@@ -147,7 +174,7 @@ class FinalFits:
             self.pending_weights.add(job)
             self.s.executor.request_weights(job)
         else:
-            self.s.executor.advance(job)
+            self.s.executor.advance(job, want_checkpoint=True)
 
     def _fail(self, job: str, number: int, seed: int, error: str) -> None:
         run_id = self.runs.pop(job)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from automl_cnn.codec import from_jsonable, to_jsonable
+from automl_cnn.engine.outcome import Outcome
 from automl_cnn.model.architecture import Candidate
 from automl_cnn.model.measures import EpochResult, Profile
 
@@ -22,7 +23,7 @@ class TrialRecord:
     run_id: str
     candidate: Candidate | None = None
     profile: Profile | None = None
-    outcome: str = "running"
+    outcome: Outcome = Outcome.RUNNING
     reason: str = ""
     history: list[EpochResult] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)

@@ -27,6 +27,7 @@ from automl_cnn.engine.opening import announce, start_parent_run
 from automl_cnn.engine.progress import Progress
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.recovery import recover
+from automl_cnn.engine.resources import plan_resources
 from automl_cnn.engine.runstate import RUN_FILE, RunState
 from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
 from automl_cnn.engine.warmstart import apply_warm_starts, check_compatible
@@ -84,9 +85,10 @@ def run_search(
     resume_state: RunState | None = None,
 ) -> SearchResult:
     plan = make_plan(data, space_spec, cfg, resume_state)
-    with _runtime(cfg) as resources:  # a cluster refusing us leaves no MLflow store behind
+    with _runtime(cfg) as cluster:  # a cluster refusing us leaves no MLflow store behind
+        resources = plan_resources(cfg, cluster)  # so does a request it can never place
         tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
-        return execute(plan, tracker, _resources(cfg, resources))
+        return execute(plan, tracker, resources)
 
 
 def make_plan(
@@ -132,15 +134,6 @@ def _runtime(cfg: SearchConfig) -> Iterator[dict[str, float]]:
 
     with ray_runtime(cfg.ray_address) as resources:
         yield resources
-
-
-def _resources(cfg: SearchConfig, cluster: dict[str, float]) -> Resources:
-    gpus = float(cluster.get("GPU", 0))
-    gpus_per_trial = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if gpus >= 1 else 0.0)
-    workers = cfg.default_workers(float(cluster.get("CPU", 1)), gpus if gpus_per_trial > 0 else 0)
-    if cfg.executor == "inprocess" and cfg.workers is None:
-        workers = 1  # in one process trials take turns: one at a time is the same search, simpler to debug
-    return Resources(workers=workers, gpus_per_trial=gpus_per_trial)
 
 
 def make_executor(cfg: SearchConfig, resources: Resources) -> Executor:

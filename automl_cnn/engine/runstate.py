@@ -125,10 +125,15 @@ class RunState:
         if not path.is_file():
             return []
         out: dict[int, TrialRecord] = {}
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        for i, line in enumerate(lines):
+            try:
                 rec = TrialRecord.from_json(json.loads(line))
-                out[rec.number] = rec
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:  # the driver died while appending it: the study still has that trial
+                    break
+                raise UserInputError(f"{path}: line {i + 1} is damaged; the run folder cannot be resumed") from None
+            out[rec.number] = rec
         return [out[k] for k in sorted(out)]
 
     def checkpoint_path(self, number: int) -> Path:

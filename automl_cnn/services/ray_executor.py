@@ -26,7 +26,7 @@ from automl_cnn.training.worker import TrialWorker
 log = logging.getLogger(__name__)
 
 
-class _RayWorker(TrialWorker):
+class RayTrialWorker(TrialWorker):
     """The trial worker as an actor: the job's data travels as a top-level argument, so Ray
     resolves its object reference (one zero-copy read per node) before the call."""
 
@@ -57,7 +57,7 @@ class RayExecutor:
         self.cpus = cpus_per_trial
         self.gpus = gpus_per_trial
         self.device = device if device else ("cpu" if gpus_per_trial == 0 else None)
-        self._cls = ray.remote(_RayWorker)
+        self._cls = ray.remote(RayTrialWorker)
         self.slots = [self._new_slot() for _ in range(n_workers)]
         self._by_job: dict[str, _Slot] = {}
 

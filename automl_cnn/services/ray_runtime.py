@@ -20,7 +20,7 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
     """Yield the cluster's resources; start a local runtime (and stop it after) unless one is
     running already or ``address`` names a cluster to join."""
     if ray.is_initialized():
-        yield dict(ray.cluster_resources())
+        yield cluster_resources()
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     kwargs: dict[str, object] = {
@@ -62,6 +62,16 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         if callable(sigterm) or (sigterm is not None and not ray.is_initialized()):
             signal.signal(signal.SIGTERM, sigterm)
     try:
-        yield dict(ray.cluster_resources())
+        yield cluster_resources()
     finally:
         ray.shutdown()
+
+
+def cluster_resources() -> dict[str, float]:
+    """The cluster's total resources, plus ``node_CPU`` / ``node_GPU``: the most any one live
+    node has (an actor is placed on one node)."""
+    out = {k: float(v) for k, v in ray.cluster_resources().items()}
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for kind in ("CPU", "GPU"):
+        out[f"node_{kind}"] = max((float(r.get(kind, 0)) for r in nodes), default=out.get(kind, 0.0))
+    return out
