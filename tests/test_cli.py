@@ -152,7 +152,8 @@ def test_cli_search_with_defaults_writes_store_and_model_in_the_working_director
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "test accuracy" in proc.stdout and "registered model    models:/automl-cnn-digits@champion" in proc.stdout
+    registered = r"^registered model +models:/automl-cnn-digits-1x8x8-[0-9a-f]{8}@champion \(version 1\): promoted: "
+    assert "test accuracy" in proc.stdout and re.search(registered + "there was no champion yet$", proc.stdout, re.M)
     assert (tmp_path / "mlflow.db").is_file()
     assert list((tmp_path / "mlartifacts").rglob("MLmodel"))
     outs = list((tmp_path / "runs").glob("digits-*"))
@@ -194,3 +195,18 @@ def test_cli_search_with_defaults_writes_store_and_model_in_the_working_director
     finally:
         os.killpg(ui.pid, 15)
         ui.wait(timeout=30)
+
+
+def test_an_impossible_resource_request_is_refused_at_once_with_nothing_written(tmp_path: Path) -> None:
+    import time
+
+    start = time.monotonic()
+    argv = ["search", "--data", "digits", "--space", "tiny", "--trials", "1", "--executor", "inprocess"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "automl_cnn", *argv, "--cpus-per-trial", "512", "--out", str(tmp_path / "run")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and time.monotonic() - start < 60
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --cpus-per-trial 512 is more than")
+    assert list(tmp_path.iterdir()) == []  # no MLflow store, no run folder

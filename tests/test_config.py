@@ -52,7 +52,7 @@ HAND_WRITTEN = {
     "--max-latency-ms": "never train candidates slower per image (1 CPU thread)",
     "--tracking-uri": "MLflow tracking URI (default sqlite:///./mlflow.db)",
     "--experiment": "MLflow experiment name",
-    "--model-name": "registered model name (default automl-cnn-<data>)",
+    "--model-name": "registered model name (default automl-cnn-<data>-<CxHxW>-<data fingerprint>)",
     "--out": "output folder (default runs/<data>-<time>)",
     "--ray-address": "join an existing Ray cluster (e.g. auto or 10.0.0.5:6379)",
     "--storage": "Optuna storage: a PostgreSQL/MySQL/SQLite URL or redis:// "
@@ -60,7 +60,7 @@ HAND_WRITTEN = {
     "--device": "force the device inside workers",
     "--no-progress": "plain log lines instead of the live panel",
 }
-ADDED = {"--executor"}  # settings that came later
+ADDED = {"--executor", "--promote"}  # settings that came later
 
 
 def _search_parser() -> argparse.ArgumentParser:

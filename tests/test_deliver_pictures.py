@@ -17,10 +17,10 @@ import pytest
 import torch
 from PIL import Image
 
+from automl_cnn.deliver.parallel_plot import top_params
 from automl_cnn.deliver.report import html_report, layer_table, markdown_table, search_report, tables
 from automl_cnn.deliver.result import SearchResult, accuracy_text
 from automl_cnn.deliver.viz import (
-    _top_params,
     architecture_diagram,
     confusion_matrix,
     first_layer_filters,
@@ -159,12 +159,12 @@ def test_a_study_without_results_draws_no_points(study_pictures: tuple[Path, dic
 def test_parallel_coordinates_show_the_most_sampled_parameters(study: optuna.Study) -> None:
     with_dropout = sum("dropout" in t.params for t in study.trials)
     assert 0 < with_dropout < len(study.trials), "the fixture should sample the conditional parameter sometimes"
-    top = _top_params(study)
+    top = top_params(study)
     assert top is not None
     assert set(top[:3]) == {"learning_rate", "filters", "activation"}
     assert top[3:] == ["dropout"]  # sampled in fewer trials than the unconditional ones: last
-    assert len(_top_params(study, k=2) or []) == 2
-    assert _top_params(optuna.create_study()) is None
+    assert len(top_params(study, k=2) or []) == 2
+    assert top_params(optuna.create_study()) is None
 
 
 # -- pictures of the winner -------------------------------------------------------------------------

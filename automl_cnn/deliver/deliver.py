@@ -26,6 +26,7 @@ from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.trained import TrainedModel
+from automl_cnn.services.registry import ModelEntry, ModelRegistry, Registration, Score
 
 PLOTS = "plots"
 
@@ -85,17 +86,12 @@ def deliver(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, f
     model.metrics = {"val_accuracy": val_acc, "test_accuracy": test_accs[0]}
     model.info = _model_info(s, winner)
     plots = _write_folder(s, records, winner, scored)
-    model_uri, version = s.tracker.log_model(  # registered once, even when resumed after a crash
-        s.parent_run,
-        model.inference_module(),
-        _input_example(s),
-        s.config.registered_name(s.bundle.name),
-        _description(s, winner, test_accs),
-        [s.out / "model.json", s.out / "model.safetensors"],
-    )
+    reg = _register(s, model, winner, test_accs)
+    model_uri, version = reg.uri, reg.version
     s.state.model_uri, s.state.model_version = model_uri, version
     summary = _summary(s, records, winner, test_accs, scored.table({r.number: r for r in records}))
     summary.update(model_uri=model_uri, model_version=version, wall_seconds=time.monotonic() - s.progress.start)
+    summary.update(promotion=reg.decision.alias, promotion_reason=reg.decision.reason)
     _write_reports(s, summary, model, records, plots)
     _log_run(s, summary, test_accs)
     return SearchResult(
@@ -119,7 +115,24 @@ def deliver(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, f
         pareto=summary["pareto"],
         final_table=summary["final_table"],
         pick_rule=summary["pick_rule"],
+        promotion=reg.decision.alias,
+        promotion_reason=reg.decision.reason,
     )
+
+
+def _register(s: SearchSession, model: TrainedModel, winner: TrialRecord, test_accs: list[float]) -> Registration:
+    """Log and register the delivered model (once, even when resumed after a crash); it becomes
+    ``champion`` by the ``--promote`` policy, scored by its test accuracy on this data and split."""
+    b = s.bundle
+    entry = ModelEntry(
+        model.inference_module(),
+        _input_example(s),
+        _description(s, winner, test_accs),
+        (s.out / "model.json", s.out / "model.safetensors"),
+    )
+    score = Score(b.fingerprint(), s.split_id, test_accs[0])
+    name = s.config.registered_name(b.name, b.input_shape, b.fingerprint())
+    return ModelRegistry(s.tracker).register(s.parent_run, name, entry, score, s.config.promote)
 
 
 def _model_info(s: SearchSession, winner: TrialRecord) -> dict[str, Any]:
@@ -251,7 +264,12 @@ def _log_run(s: SearchSession, summary: dict[str, Any], test_accs: list[float]) 
         metrics["test_accuracy_std"] = statistics.stdev(test_accs)
     tracker.log_metrics(parent, metrics)
     tracker.set_tags(
-        parent, {"automl_cnn.best_trial": summary["best_trial"], "automl_cnn.model_uri": summary["model_uri"]}
+        parent,
+        {
+            "automl_cnn.best_trial": summary["best_trial"],
+            "automl_cnn.model_uri": summary["model_uri"],
+            "automl_cnn.promotion": summary["promotion"],
+        },
     )
     record = {**summary, "test_accuracies": test_accs, "config": s.config.to_params()}
     (out / "search.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")

@@ -82,7 +82,7 @@ def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, 
                 ["latency per image (1 CPU thread)", f"{m.get('latency_ms') or 0:.2f} ms"],
                 ["trials", ", ".join(f"{k}: {v}" for k, v in m["counts"].items())],
                 ["wall time", f"{m['wall_seconds']:.0f} s"],
-                ["registered model", f"{m['model_uri']} (version {m['model_version']})"],
+                ["registered model", f"{m['model_uri']} (version {m['model_version']}){_promotion(m)}"],
                 ["MLflow", f"{m['tracking_uri']}, experiment {m['experiment']}, run {m['parent_run_id']}"],
                 ["data", f"{m['data']} (fingerprint {m['fingerprint']}, split seed {m['split_seed']})"],
             ],
@@ -180,3 +180,9 @@ def html_report(
 <h2>Trials</h2>{_html_table(TRIAL_COLUMNS, trials)}
 </body></html>
 """
+
+
+def _promotion(m: dict[str, Any]) -> str:
+    """Why the version is champion or challenger (the registry's decision), if known."""
+    reason = m.get("promotion_reason")
+    return f": {reason}" if reason else ""

@@ -35,12 +35,15 @@ class SearchResult:
     pareto: list[dict[str, Any]] = field(default_factory=list)  # several objectives: the front
     final_table: list[dict[str, Any]] = field(default_factory=list)  # test scores of the retrained
     pick_rule: str = ""
+    promotion: str = ""  # the alias the new version took: champion, or challenger (not promoted)
+    promotion_reason: str = ""  # why, e.g. "not promoted, test 0.9520 vs champion version 2 0.9610 on ..."
 
     def summary(self) -> str:
         test = f"{self.test_accuracy:.4f}"
         if len(self.test_accuracies) > 1:
             test += f" (delivered model); this design: {accuracy_text(self.test_accuracies)}"
         counts = ", ".join(f"{v} {k}" for k, v in self.counts.items())
+        reason = f": {self.promotion_reason}" if self.promotion_reason else ""
         lines = []
         if self.pareto:
             names = [k for k in self.pareto[0] if k not in ("trial", "architecture")]
@@ -71,7 +74,7 @@ class SearchResult:
                 f"trials              {counts}",
                 f"wall time           {self.wall_seconds:.0f} s",
                 f"model folder        {self.out_dir}",
-                f"registered model    {self.model_uri} (version {self.model_version})",
+                f"registered model    {self.model_uri} (version {self.model_version}){reason}",
                 f"MLflow              {self.tracking_uri} (experiment {self.experiment_id}, run {self.parent_run_id})",
                 f"browse              automl-cnn ui --tracking-uri {self.tracking_uri}",
             ]

@@ -20,6 +20,7 @@ from automl_cnn.codec import from_jsonable, to_jsonable
 from automl_cnn.data import DEFAULT_SPLIT, DataOptions
 from automl_cnn.errors import UserInputError
 from automl_cnn.options import Switch, cli_values, fractions, not_an_option, option, positive_int, switch
+from automl_cnn.services.registry import POLICIES
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("asha", "hyperband", "median", "none")
@@ -116,7 +117,16 @@ class SearchConfig(DataOptions):
         None, "--tracking-uri", help="MLflow tracking URI (default sqlite:///./mlflow.db)"
     )
     experiment: str = option("automl-cnn", "--experiment", help="MLflow experiment name")
-    model_name: str | None = option(None, "--model-name", help="registered model name (default automl-cnn-<data>)")
+    model_name: str | None = option(
+        None, "--model-name", help="registered model name (default automl-cnn-<data>-<CxHxW>-<data fingerprint>)"
+    )
+    promote: str = option(  # when the new version takes alias champion (services/registry.py)
+        "if-better",
+        "--promote",
+        choices=POLICIES,
+        help="when the new model becomes the registered model's champion (else it is challenger): if-better "
+        "(default: a higher test accuracy than the champion's on the same data and test split), always, or never",
+    )
     out: Path | None = option(None, "--out", parse=Path, help="output folder (default runs/<data>-<time>)")  # noqa: RUF009
     ray_address: str | None = option(
         None, "--ray-address", help="join an existing Ray cluster (e.g. auto or 10.0.0.5:6379)"
@@ -144,6 +154,8 @@ class SearchConfig(DataOptions):
             raise UserInputError(f"unknown sampler {self.sampler!r}; use one of: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise UserInputError(f"unknown pruner {self.pruner!r}; use one of: {', '.join(PRUNERS)}")
+        if self.promote not in POLICIES:
+            raise UserInputError(f"unknown promotion policy {self.promote!r}; use one of: {', '.join(POLICIES)}")
         for name in ("trials", "max_epochs", "workers"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -235,9 +247,13 @@ class SearchConfig(DataOptions):
             out = base.with_name(f"{base.name}-{n}")
         return out
 
-    def registered_name(self, data_name: str) -> str:
+    def registered_name(self, data_name: str, input_shape: tuple[int, ...], fingerprint: str) -> str:
+        """``--model-name``, else ``automl-cnn-<data>-<CxHxW>-<first 8 of the data fingerprint>``:
+        two different datasets (even in folders of the same name) never share a registered model."""
+        if self.model_name:
+            return self.model_name
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", data_name).strip("-") or "data"
-        return self.model_name or f"automl-cnn-{safe}"
+        return f"automl-cnn-{safe}-{'x'.join(map(str, input_shape))}-{fingerprint[:8]}"
 
     def default_workers(self, cluster_cpus: float, cluster_gpus: float) -> int:
         if self.workers:

@@ -9,6 +9,7 @@ ranking holds on data the search never saw. The model delivered is the first see
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,7 @@ class FinalFit:
 
 
 MAX_RETRIES = 2  # restarts of a final fit whose worker died
+SAVE_EVERY_SECONDS = 5.0
 
 
 def final_fit(session: SearchSession, jobs: list[tuple[TrialRecord, int]]) -> list[FinalFit]:
@@ -139,12 +141,17 @@ class FinalFits:
 
     def run(self) -> list[FinalFit]:
         executor = self.s.executor
+        saved = time.monotonic()
         while self.todo or executor.jobs:
             while self.todo and executor.free > 0:
                 self._start(*self.todo.pop(0))
             for result in executor.wait(timeout=0.5):
                 self._on_result(result)
             self.s.progress.refresh()
+            if time.monotonic() - saved > SAVE_EVERY_SECONDS:  # the budget spent, for a resume
+                self.s.state.save()
+                saved = time.monotonic()
+        self.s.state.save()
         return [self.done[name] for name in self.names]
 
     def _on_result(self, result: JobResult) -> None:

@@ -152,7 +152,7 @@ def _new_state(plan: Plan, tracker: MlflowTracker) -> RunState:
         data=plan.data_spec,
         config={**plan.config.to_dict(), "storage": mask_password(plan.config.storage), "progress": None},
         fingerprint=plan.bundle.fingerprint(),
-        tracking_uri=tracker.uri,
+        tracking_uri=mask_password(tracker.uri) or "",
         experiment=plan.config.experiment,
         extra={"split": split_id(plan.bundle)},
     )

@@ -1,4 +1,5 @@
-"""MLflow: one parent run per search, one child run per trial, the winner registered.
+"""MLflow runs: one parent run per search, one child run per trial (registering the winner is
+:mod:`automl_cnn.services.registry`).
 
 All logging happens in the driver through an explicit ``MlflowClient`` (no global active run),
 so trials stay pure functions and a tracking server only ever talks to one process.
@@ -7,7 +8,6 @@ so trials stay pure functions and a tracking server only ever talks to one proce
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import os
@@ -136,59 +136,6 @@ class MlflowTracker:
 
     def run_url(self, run_id: str) -> str:
         return f"{self.uri} experiment {self.experiment_id} run {run_id}"
-
-    # -- the winner ----------------------------------------------------------------------------
-    def log_model(
-        self,
-        run_id: str,
-        module: Any,
-        input_example: Any,
-        registered_name: str,
-        description: str,
-        extra_files: list[Path],
-    ) -> tuple[str, str]:
-        """Log ``module`` as an MLflow PyTorch model (``pt2``: an exported graph, no pickled
-        code), register it and point alias ``champion`` at the new version.
-
-        Returns (model_uri, version).
-        """
-        import torch
-        from mlflow.models import infer_signature
-
-        existing = self.registered_version(registered_name, run_id)
-        if existing is not None:  # a resumed search whose model was registered before the driver died
-            self.client.set_registered_model_alias(registered_name, "champion", existing)
-            return f"models:/{registered_name}@champion", existing
-        with torch.no_grad():
-            output = module(torch.as_tensor(input_example)).numpy()
-        signature = infer_signature(input_example, output)
-        torch_version = torch.__version__.split("+")[0]
-        # MLflow prints "Successfully registered model ..." to stderr; the summary says it instead
-        quiet = contextlib.redirect_stderr(io.StringIO())
-        with quiet, using_tracking_uri(self.uri), mlflow.start_run(run_id=run_id, nested=True):
-            info = mlflow.pytorch.log_model(
-                module,
-                name="model",
-                input_example=input_example,
-                signature=signature,
-                serialization_format="pt2",
-                pip_requirements=[f"torch=={torch_version}"],
-                extra_files=[str(p) for p in extra_files],
-                registered_model_name=registered_name,
-                await_registration_for=60,
-            )
-        version = str(info.registered_model_version)
-        self.client.set_registered_model_alias(registered_name, "champion", version)
-        self.client.update_model_version(registered_name, version, description=description)
-        return f"models:/{registered_name}@champion", version
-
-    def registered_version(self, name: str, run_id: str) -> str | None:
-        """The version of ``name`` that search run ``run_id`` registered, if any."""
-        try:
-            versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-        except Exception:  # no such registered model yet
-            return None
-        return str(versions[0].version) if versions else None
 
 
 def _now_ms() -> int:

@@ -1,0 +1,237 @@
+"""The MLflow model registry: the delivered model registered once, alias ``champion`` moved only
+by a promotion.
+
+A new version becomes ``champion`` according to the promotion policy (``--promote``):
+
+- ``if-better`` (the default): only when its test accuracy is strictly higher than the current
+  champion's on the same yardstick, the same data (fingerprint) and the same test split. A tie,
+  a worse score or a champion scored on another yardstick (not comparable) leaves the champion
+  where it is, and the new version takes alias ``challenger``. With no champion yet, the new
+  version becomes champion.
+- ``always``: the new version becomes champion.
+- ``never``: the champion never moves, and none is created: the new version is ``challenger``
+  even when the model has no champion yet (promote it by hand, or with a run under ``always``).
+  A smoke run under ``never`` can then never end up behind ``models:/NAME@champion``.
+
+Every version records its yardstick and the decision as tags (``automl_cnn.fingerprint``,
+``automl_cnn.split``, ``automl_cnn.test_accuracy``, ``automl_cnn.promotion``,
+``automl_cnn.compared_with``, ``automl_cnn.promotion_reason``) and a line of its description; a
+later search reads the champion's yardstick from these tags. :func:`decide` is the pure rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from automl_cnn.services.tracking import MlflowTracker
+
+POLICIES = ("if-better", "always", "never")
+CHAMPION, CHALLENGER = "champion", "challenger"
+TAG = "automl_cnn."
+
+
+@dataclass(frozen=True)
+class Score:
+    """A model's test accuracy and the yardstick it was measured on."""
+
+    fingerprint: str  # the data's
+    split: str  # the split's identity (engine.session.split_id)
+    test_accuracy: float
+
+    def same_yardstick(self, other: Score) -> bool:
+        return (self.fingerprint, self.split) == (other.fingerprint, other.split)
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """The version holding ``champion`` now, with its score (None where it records none)."""
+
+    version: str
+    score: Score | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    alias: str  # CHAMPION or CHALLENGER: the alias the new version takes
+    compared_with: str | None  # the champion version it was compared with
+    reason: str
+
+    @property
+    def promoted(self) -> bool:
+        return self.alias == CHAMPION
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A registered version and the alias it holds."""
+
+    name: str
+    version: str
+    decision: Decision
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}@{self.decision.alias}"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What is logged and registered: the module, an input example, the description, files."""
+
+    module: Any  # a torch.nn.Module taking [0, 1] NCHW float32 images
+    input_example: Any  # a numpy array
+    description: str  # Markdown
+    extra_files: tuple[Path, ...] = ()
+
+
+def decide(policy: str, score: Score, champion: Incumbent | None) -> Decision:
+    """Whether a new version with ``score`` becomes champion under ``policy`` (the module's
+    docstring has the rules), and why."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown promotion policy {policy!r}; use one of: {', '.join(POLICIES)}")
+    if champion is None:
+        if policy == "never":
+            return Decision(CHALLENGER, None, "not promoted (--promote never); there is no champion yet")
+        return Decision(CHAMPION, None, "promoted: there was no champion yet")
+    against, comparable = _comparison(score, champion)
+    if policy == "always":
+        return Decision(CHAMPION, champion.version, f"promoted (--promote always), {against}")
+    if policy == "never":
+        return Decision(CHALLENGER, champion.version, f"not promoted (--promote never), {against}")
+    if not comparable:
+        return Decision(CHALLENGER, champion.version, f"not promoted, not comparable: {against}")
+    assert champion.score is not None
+    if score.test_accuracy > champion.score.test_accuracy:
+        return Decision(CHAMPION, champion.version, f"promoted, {against}")
+    tie = " (a tie keeps the champion)" if score.test_accuracy == champion.score.test_accuracy else ""
+    return Decision(CHALLENGER, champion.version, f"not promoted, {against}{tie}")
+
+
+def _comparison(score: Score, champion: Incumbent) -> tuple[str, bool]:
+    """How ``score`` compares with the champion's, in words, and whether they are comparable."""
+    theirs, name = champion.score, f"champion version {champion.version}"
+    if theirs is None:
+        return f"{name} records no test score to compare with", False
+    if theirs.fingerprint != score.fingerprint:
+        return f"{name} was tested on other data (fingerprint {theirs.fingerprint}, this {score.fingerprint})", False
+    if theirs.split != score.split:
+        return f"{name} was tested on another split ({theirs.split}; this {score.split})", False
+    text = f"test {score.test_accuracy:.4f} vs {name} {theirs.test_accuracy:.4f} on the same test split"
+    return text, True
+
+
+class ModelRegistry:
+    """Registration of delivered models through a tracker's MLflow client."""
+
+    def __init__(self, tracker: MlflowTracker) -> None:
+        self.tracker = tracker
+        self.client = tracker.client
+
+    def register(self, run_id: str, name: str, entry: ModelEntry, score: Score, policy: str) -> Registration:
+        """Log and register ``entry`` as a version of ``name`` from search run ``run_id``, then
+        give it alias ``champion`` or ``challenger`` by ``policy``. A search resumed after its
+        version was registered reuses that version (never registers twice); if it already
+        holds ``champion`` it keeps it and its recorded reason."""
+        version = self.registered_version(name, run_id)
+        champion = self.champion(name)
+        if version is None:
+            version = self._log(run_id, name, entry)
+        if champion is not None and champion.version == version:
+            tags = self.client.get_model_version(name, version).tags
+            compared = tags.get(f"{TAG}compared_with", "none")
+            reason = tags.get(f"{TAG}promotion_reason", "promoted")
+            decision = Decision(CHAMPION, None if compared == "none" else compared, reason)
+        else:
+            decision = decide(policy, score, champion)
+        self._record(name, version, entry.description, score, decision)
+        return Registration(name, version, decision)
+
+    def registered_version(self, name: str, run_id: str) -> str | None:
+        """The version of ``name`` that search run ``run_id`` registered, if any."""
+        try:
+            versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        except Exception:  # no such registered model yet
+            return None
+        return str(versions[0].version) if versions else None
+
+    def champion(self, name: str) -> Incumbent | None:
+        """The version of ``name`` holding alias ``champion``, with the score its tags record."""
+        found = self._by_alias(name, CHAMPION)
+        return None if found is None else Incumbent(str(found.version), _recorded_score(found.tags))
+
+    def _by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            aliases = self.client.get_registered_model(name).aliases
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # no such registered model yet
+                return None
+            raise
+        version = aliases.get(alias)
+        return None if version is None else self.client.get_model_version(name, str(version))
+
+    def _log(self, run_id: str, name: str, entry: ModelEntry) -> str:
+        """Log ``entry`` as an MLflow PyTorch model (``pt2``: an exported graph, no pickled code)
+        in run ``run_id`` and register it as a new version of ``name``; returns the version."""
+        import mlflow
+        import torch
+        from mlflow.models import infer_signature
+
+        from automl_cnn.services.tracking import using_tracking_uri
+
+        with torch.no_grad():
+            output = entry.module(torch.as_tensor(entry.input_example)).numpy()
+        signature = infer_signature(entry.input_example, output)
+        torch_version = torch.__version__.split("+")[0]
+        # MLflow prints "Successfully registered model ..." to stderr; the summary says it instead
+        quiet = contextlib.redirect_stderr(io.StringIO())
+        with quiet, using_tracking_uri(self.tracker.uri), mlflow.start_run(run_id=run_id, nested=True):
+            info = mlflow.pytorch.log_model(
+                entry.module,
+                name="model",
+                input_example=entry.input_example,
+                signature=signature,
+                serialization_format="pt2",
+                pip_requirements=[f"torch=={torch_version}"],
+                extra_files=[str(p) for p in entry.extra_files],
+                registered_model_name=name,
+                await_registration_for=60,
+            )
+        return str(info.registered_model_version)
+
+    def _record(self, name: str, version: str, description: str, score: Score, decision: Decision) -> None:
+        """The yardstick and the decision as tags and a description line; the alias last."""
+        tags = {
+            "fingerprint": score.fingerprint,
+            "split": score.split,
+            "test_accuracy": repr(score.test_accuracy),
+            "promotion": decision.alias,
+            "compared_with": decision.compared_with or "none",
+            "promotion_reason": decision.reason,
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, version, f"{TAG}{key}", value)
+        line = f"- registered as **{decision.alias}**: {decision.reason}"
+        self.client.update_model_version(name, version, description=f"{description}\n{line}")
+        self.client.set_registered_model_alias(name, decision.alias, version)
+        if decision.promoted:  # a resumed challenger promoted now holds one alias, not both
+            challenger = self._by_alias(name, CHALLENGER)
+            if challenger is not None and str(challenger.version) == version:
+                self.client.delete_registered_model_alias(name, CHALLENGER)
+
+
+def _recorded_score(tags: dict[str, str]) -> Score | None:
+    """The score a version's tags record; None where they do not (e.g. registered by hand)."""
+    try:
+        accuracy = float(tags[f"{TAG}test_accuracy"])
+        return Score(tags[f"{TAG}fingerprint"], tags[f"{TAG}split"], accuracy)
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,267 @@
+"""The registered model: ``champion`` moves only by promotion, on a shared yardstick."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datafiles import digits_subset
+from mlflow.tracking import MlflowClient
+from sessions import FAILURES, plan_for, session_for
+
+import automl_cnn
+from automl_cnn.cli import build_parser
+from automl_cnn.deliver.deliver import deliver
+from automl_cnn.deliver.result import SearchResult
+from automl_cnn.engine.config import SearchConfig
+from automl_cnn.engine.driver import SearchDriver
+from automl_cnn.engine.final import final_fit, pick_winner
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.session import split_id
+from automl_cnn.errors import UserInputError
+from automl_cnn.services.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Decision,
+    Incumbent,
+    ModelEntry,
+    ModelRegistry,
+    Score,
+    decide,
+)
+from automl_cnn.services.tracking import MlflowTracker
+
+SPLIT = "seed 0, fractions 0.7/0.15/0.15, test 270"
+NEW = Score("aaaa1111bbbb2222", SPLIT, 0.95)
+GOOD = {"blocks": 1, "block1.pooling": "max", "train.learning_rate": 0.05}  # ~0.9 on digits in 2 epochs
+WEAK = {"blocks": 3, **{f"block{i}.pooling": "max" for i in range(1, 4)}, "train.learning_rate": 0.05}  # 1x1 maps
+
+
+def _champion(accuracy: float, fingerprint: str = NEW.fingerprint, split: str = SPLIT) -> Incumbent:
+    return Incumbent("2", Score(fingerprint, split, accuracy))
+
+
+def _decide(policy: str, champion: Incumbent | None) -> Decision:
+    """The decision for a new version scoring NEW."""
+    return decide(policy, NEW, champion)
+
+
+# -- the decision ------------------------------------------------------------------------------
+def test_a_better_score_on_the_same_yardstick_is_promoted() -> None:
+    assert _decide("if-better", _champion(0.90)) == Decision(
+        CHAMPION, "2", "promoted, test 0.9500 vs champion version 2 0.9000 on the same test split"
+    )
+
+
+def test_a_worse_score_on_the_same_yardstick_is_a_challenger() -> None:
+    assert _decide("if-better", _champion(0.961)) == Decision(
+        CHALLENGER, "2", "not promoted, test 0.9500 vs champion version 2 0.9610 on the same test split"
+    )
+
+
+def test_an_equal_score_keeps_the_champion() -> None:
+    d = _decide("if-better", _champion(0.95))
+    assert (d.alias, d.compared_with) == (CHALLENGER, "2") and not d.promoted
+    assert d.reason.endswith("on the same test split (a tie keeps the champion)")
+
+
+def test_a_champion_on_other_data_is_not_comparable() -> None:
+    d = _decide("if-better", _champion(0.10, fingerprint="ffff0000ffff0000"))  # far worse, but other data
+    assert (d.alias, d.compared_with) == (CHALLENGER, "2")
+    assert d.reason == (
+        "not promoted, not comparable: champion version 2 was tested on other data "
+        "(fingerprint ffff0000ffff0000, this aaaa1111bbbb2222)"
+    )
+
+
+def test_a_champion_on_another_split_is_not_comparable() -> None:
+    other = "seed 1, fractions 0.7/0.15/0.15, test 270"
+    d = _decide("if-better", _champion(0.10, split=other))
+    assert d.alias == CHALLENGER
+    assert (
+        d.reason
+        == f"not promoted, not comparable: champion version 2 was tested on another split ({other}; this {SPLIT})"
+    )
+
+
+def test_a_champion_without_a_recorded_score_is_not_comparable() -> None:
+    d = _decide("if-better", Incumbent("7", None))
+    assert d == Decision(
+        CHALLENGER, "7", "not promoted, not comparable: champion version 7 records no test score to compare with"
+    )
+
+
+def test_the_first_version_becomes_champion_unless_never() -> None:
+    assert _decide("if-better", None) == Decision(CHAMPION, None, "promoted: there was no champion yet")
+    assert _decide("always", None) == Decision(CHAMPION, None, "promoted: there was no champion yet")
+    assert _decide("never", None) == Decision(
+        CHALLENGER, None, "not promoted (--promote never); there is no champion yet"
+    )
+
+
+@pytest.mark.parametrize("champion", [_champion(0.99), _champion(0.10, fingerprint="other"), Incumbent("2", None)])
+def test_always_promotes_and_never_does_not(champion: Incumbent) -> None:
+    always, never = _decide("always", champion), _decide("never", champion)
+    assert (
+        always.alias == CHAMPION
+        and always.compared_with == "2"
+        and always.reason.startswith("promoted (--promote always), ")
+    )
+    assert never.alias == CHALLENGER and never.compared_with == "2"
+    assert never.reason.startswith("not promoted (--promote never), ")
+
+
+def test_an_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown promotion policy 'sometimes'"):
+        _decide("sometimes", None)
+
+
+# -- the setting and the name ------------------------------------------------------------------
+def test_promote_is_a_setting_with_if_better_by_default() -> None:
+    assert SearchConfig().promote == "if-better"
+    ns = build_parser().parse_args(["search", "--data", "x", "--promote", "never"])
+    assert SearchConfig.from_cli(ns).promote == "never"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["search", "--data", "x", "--promote", "sometimes"])
+    with pytest.raises(UserInputError) as err:
+        SearchConfig(promote="sometimes")
+    assert str(err.value) == "unknown promotion policy 'sometimes'; use one of: if-better, always, never"
+    assert SearchConfig(promote="always").to_params()["promote"] == "always"
+
+
+def test_the_default_model_name_holds_data_name_shape_and_fingerprint() -> None:
+    cfg = SearchConfig()
+    assert cfg.registered_name("digits", (1, 8, 8), "e370861c01234567") == "automl-cnn-digits-1x8x8-e370861c"
+    assert cfg.registered_name("my photos", (3, 32, 48), "0123456789abcdef") == "automl-cnn-my-photos-3x32x48-01234567"
+    assert SearchConfig(model_name="mine").registered_name("digits", (1, 8, 8), "e370861c") == "mine"
+
+
+# -- registration, resumed ---------------------------------------------------------------------
+def test_a_resumed_registration_reuses_its_version_and_its_alias(tmp_path: Path) -> None:
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "reg")
+    registry = ModelRegistry(tracker)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10), torch.nn.Softmax(dim=1))
+    entry = ModelEntry(module.eval(), np.zeros((2, 1, 8, 8), np.float32), "a test model")
+    first, second = (tracker.start_run(name, {}, {}) for name in ("first", "second"))
+    a = registry.register(first, "m", entry, NEW, "if-better")
+    b = registry.register(second, "m", entry, Score(NEW.fingerprint, SPLIT, 0.5), "if-better")
+    again_a = registry.register(first, "m", entry, NEW, "if-better")  # both searches resumed after a crash
+    again_b = registry.register(second, "m", entry, Score(NEW.fingerprint, SPLIT, 0.5), "if-better")
+    client = MlflowClient(tracker.uri)
+    assert (a.version, a.uri, again_a) == ("1", "models:/m@champion", a)
+    assert (b.version, b.uri, again_b) == ("2", "models:/m@challenger", b)
+    assert len(client.search_model_versions("name = 'm'")) == 2
+    assert client.get_registered_model("m").aliases == {"champion": 1, "challenger": 2}
+    description = client.get_model_version("m", "2").description
+    assert description.startswith("a test model\n") and description.count("registered as **challenger**") == 1
+
+
+# -- through the engine ------------------------------------------------------------------------
+def never_stop(_records: list[TrialRecord]) -> float:
+    return math.inf
+
+
+def _search(folder: Path, store: str, candidate: dict[str, object], **settings: object) -> SearchResult:
+    plan = plan_for(folder, FAILURES, trials=1, pruner="none", enqueue=(candidate,), tracking_uri=store, **settings)
+    with session_for(plan) as s:
+        records = SearchDriver(s, never_stop).run()
+        winner = pick_winner(records)
+        return deliver(s, records, winner, final_fit(s, [(winner, 7)]))
+
+
+@pytest.fixture(scope="module")
+def weak_strong_weak(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[SearchResult]]:
+    """Three searches on digits into a fresh store: weak (1 epoch, 1x1 feature maps), strong, weak."""
+    tmp = tmp_path_factory.mktemp("registry")
+    store = f"sqlite:///{tmp / 'mlflow.db'}"
+    results = [
+        _search(tmp / "a", store, WEAK, max_epochs=1),
+        _search(tmp / "b", store, GOOD),
+        _search(tmp / "c", store, WEAK, max_epochs=1),
+    ]
+    return store, results
+
+
+def _name(result: SearchResult) -> str:
+    return result.model_uri.removeprefix("models:/").split("@")[0]
+
+
+def test_a_better_model_takes_the_champion_alias(weak_strong_weak: tuple[str, list[SearchResult]]) -> None:
+    store, (weak, strong, _) = weak_strong_weak
+    assert strong.data is not None
+    assert weak.test_accuracy < 0.5 < strong.test_accuracy  # actually weaker, actually stronger
+    name = _name(weak)
+    assert name == _name(strong) and name.startswith("automl-cnn-digits-1x8x8-")
+    assert (weak.model_version, weak.promotion, weak.model_uri) == ("1", "champion", f"models:/{name}@champion")
+    assert weak.promotion_reason == "promoted: there was no champion yet"
+    assert (strong.model_version, strong.promotion, strong.model_uri) == ("2", "champion", f"models:/{name}@champion")
+    scores = f"test {strong.test_accuracy:.4f} vs champion version 1 {weak.test_accuracy:.4f}"
+    expected = f"promoted, {scores} on the same test split"
+    assert strong.promotion_reason == expected
+    assert f"registered model    models:/{name}@champion (version 2): {expected}" in strong.summary().splitlines()
+    version = MlflowClient(store).get_model_version(name, "2")
+    assert version.tags == {
+        "automl_cnn.fingerprint": strong.data.fingerprint(),
+        "automl_cnn.split": split_id(strong.data),
+        "automl_cnn.test_accuracy": repr(strong.test_accuracy),
+        "automl_cnn.promotion": "champion",
+        "automl_cnn.compared_with": "1",
+        "automl_cnn.promotion_reason": expected,
+    }
+    assert version.description.endswith(f"\n- registered as **champion**: {expected}")
+
+
+def test_a_worse_model_is_a_challenger_and_the_champion_stays(weak_strong_weak: tuple[str, list[SearchResult]]) -> None:
+    store, (_, strong, weak) = weak_strong_weak
+    name = _name(strong)
+    assert weak.test_accuracy < strong.test_accuracy
+    assert (weak.model_version, weak.promotion, weak.model_uri) == ("3", "challenger", f"models:/{name}@challenger")
+    expected = (
+        f"not promoted, test {weak.test_accuracy:.4f} vs champion version 2 {strong.test_accuracy:.4f} "
+        "on the same test split"
+    )
+    assert weak.promotion_reason == expected
+    assert f"registered model    models:/{name}@challenger (version 3): {expected}" in weak.summary().splitlines()
+    client = MlflowClient(store)
+    assert client.get_registered_model(name).aliases == {"champion": 2, "challenger": 3}  # moved once, 1 -> 2
+    tags = client.get_model_version(name, "3").tags
+    assert (tags["automl_cnn.promotion"], tags["automl_cnn.compared_with"]) == ("challenger", "2")
+    parent = client.get_run(weak.parent_run_id).data.tags
+    assert (parent["automl_cnn.model_uri"], parent["automl_cnn.promotion"]) == (weak.model_uri, "challenger")
+
+
+def test_never_promotes_not_even_the_first_version(tmp_path: Path) -> None:
+    result = _search(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}", GOOD, promote="never")
+    assert (result.promotion, result.model_uri.endswith("@challenger")) == ("challenger", True)
+    aliases = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_registered_model(_name(result)).aliases
+    assert aliases == {"challenger": 1}
+
+
+def test_same_file_name_different_data_are_two_registered_models(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    results = []
+    for folder, per_class in (("one", 30), ("two", 40)):
+        x, y = digits_subset(per_class)
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "data.npz", x=x, y=y)
+        settings = {"trials": 1, "pruner": "none", "enqueue": (GOOD,), "max_epochs": 1, "warm_start": "none"}
+        results.append(
+            automl_cnn.search(
+                tmp_path / folder / "data.npz",
+                FAILURES,
+                executor="inprocess",
+                tracking_uri=store,
+                out=tmp_path / folder / "out",
+                progress=False,
+                **settings,
+            )
+        )
+    one, two = results
+    assert one.data is not None and two.data is not None and one.data.name == two.data.name == "data"
+    assert _name(one) == f"automl-cnn-data-1x8x8-{one.data.fingerprint()[:8]}" != _name(two)
+    assert (one.promotion, two.promotion) == ("champion", "champion")  # each the first of its own model
+    names = {m.name for m in MlflowClient(store).search_registered_models()}
+    assert names == {_name(one), _name(two)}
