@@ -113,10 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, help="file to write (default: model.onnx / model.torchscript.pt)")
     ex.add_argument("--tracking-uri", help="MLflow store for models:/ URIs (default sqlite:///./mlflow.db)")
 
-    u = sub.add_parser("ui", help="open the MLflow UI on the search's tracking store")
-    u.add_argument("--tracking-uri", help="the store (default sqlite:///./mlflow.db)")
+    u = sub.add_parser("ui", help="open the MLflow UI on the trials of the searches")
+    u.add_argument("--tracking-uri", help="the store (default sqlite:///./mlflow.db), or an MLflow server's URL")
+    experiment = next(f for f in dataclasses.fields(SearchConfig) if f.name == "experiment")
+    u.add_argument("--experiment", default=field_default(experiment), help="the searches' MLflow experiment")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--no-browser", action="store_true", help="only print the address (no browser opens)")
     return p
 
 
@@ -200,33 +203,115 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ui(args: argparse.Namespace) -> int:
-    from automl_cnn.services.tracking import default_tracking_uri, local_artifact_root
+def _url_host(host: str) -> str:
+    """``host`` as a browser on this machine reaches it."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _trials_experiment(uri: str, name: str) -> tuple[str, bool]:
+    """The id of experiment ``name`` in store ``uri``, and whether it holds the trials view."""
+    from mlflow.tracking import MlflowClient
+
+    from automl_cnn.services.tracking import SAVED_VIEW_TAG, TRIALS_VIEW, MlflowTracker, check_reachable
+
+    check_reachable(uri)
+    if MlflowClient(uri).get_experiment_by_name(name) is None:
+        raise UserInputError(
+            f"no MLflow experiment {name!r} in {uri}; run a search first, or pass the --experiment its search used"
+        )
+    tracker = MlflowTracker(uri, name)  # tags it for the UI, if no search of this version has yet
+    tags = tracker.client.get_experiment(tracker.experiment_id).tags
+    return tracker.experiment_id, SAVED_VIEW_TAG + TRIALS_VIEW in tags
+
+
+def ui_command(args: argparse.Namespace) -> tuple[str, list[str] | None]:
+    """The address of the experiment's trials in the MLflow UI (its runs table in Model-training
+    mode, opening on the trials view where the experiment holds it), and the command that serves
+    the UI: None when ``--tracking-uri`` is a server, whose own UI shows them."""
+    import urllib.parse
+
+    from automl_cnn.services.tracking import TRIALS_VIEW, default_tracking_uri, local_artifact_root
 
     uri = args.tracking_uri or default_tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise UserInputError(f"no MLflow store at {uri}; run a search first or pass --tracking-uri")
+    experiment_id, has_view = _trials_experiment(uri, args.experiment)
+    query = {"workflowType": "machine_learning", **({"viewStateShareKey": TRIALS_VIEW} if has_view else {})}
+    page = f"/#/experiments/{experiment_id}/runs?{urllib.parse.urlencode(query)}"
     if uri.startswith(("http://", "https://")):
-        print(f"the MLflow UI of that server is at {uri}")
-        return 0
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--host",
-        args.host,
-        "--port",
-        str(args.port),
-    ]
+        return uri.rstrip("/") + page, None
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    cmd += ["--host", args.host, "--port", str(args.port)]
     root = local_artifact_root(uri)
     if root is not None:
         cmd += ["--artifacts-destination", str(root)]
-    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    os.execv(sys.executable, cmd)
-    return 0  # pragma: no cover
+    return f"http://{_url_host(args.host)}:{args.port}{page}", cmd
+
+
+def _open_browser(url: str) -> None:
+    """Show ``url`` in the user's browser when there is a graphical one; never a text browser (it
+    would take over this terminal), never an error."""
+    import webbrowser
+
+    try:
+        browser = webbrowser.get()
+        if type(browser) is not webbrowser.GenericBrowser:  # lynx, w3m, ... are plain GenericBrowsers
+            browser.open(url)
+    except (webbrowser.Error, OSError):
+        pass
+
+
+def _serve(cmd: list[str], health: str, browse: str | None) -> int:
+    """Run the MLflow UI until it stops or Ctrl-C; once it answers, open ``browse`` in a browser."""
+    import subprocess
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen(cmd)
+    try:
+        deadline = time.monotonic() + 120
+        while browse is not None and proc.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(health, timeout=2):
+                    _open_browser(browse)
+                    break
+            except OSError:
+                time.sleep(0.5)
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C (or kill): the UI stops with us
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from automl_cnn.services.tracking import TRIALS_SORT, TRIALS_VIEW
+
+    url, cmd = ui_command(args)
+    if TRIALS_VIEW in url:
+        print(f"the trials of experiment {args.experiment!r}, best {TRIALS_SORT} first, grouped by dataset:")
+        print(f"  {url}", flush=True)
+    else:  # the view could not be saved in the experiment (no permission): two clicks instead
+        print(f"the runs of experiment {args.experiment!r}: {url}")
+        print(
+            f"  to rank the trials: Sort -> {TRIALS_SORT}, descending; Columns -> {TRIALS_SORT}, params, "
+            "flops, automl_cnn.outcome",
+            flush=True,
+        )
+    browse = url if not args.no_browser and sys.stdout.isatty() else None
+    if cmd is None:
+        if browse is not None:
+            _open_browser(browse)
+        return 0
+    print(f"MLflow UI on http://{_url_host(args.host)}:{args.port} (Ctrl-C to stop)", flush=True)
+    return _serve(cmd, f"http://{_url_host(args.host)}:{args.port}/health", browse)
 
 
 def _interrupt_on_sigterm() -> None:

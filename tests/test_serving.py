@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -43,7 +46,8 @@ def _chromium() -> str | None:
 
 
 def _render(url: str, profile: Path, screenshot: Path | None = None) -> str:
-    """The page's text after its scripts ran, from headless Chromium (and a screenshot)."""
+    """The page's DOM after its scripts ran, from headless Chromium (and a screenshot). A fresh
+    profile each time: no earlier visit's saved table settings change what a first visit shows."""
     base = [
         _chromium() or "chromium",
         "--headless",
@@ -54,52 +58,91 @@ def _render(url: str, profile: Path, screenshot: Path | None = None) -> str:
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1400,1000",
+        "--window-size=1920,1080",
         "--virtual-time-budget=25000",
     ]
     if screenshot is not None:
-        subprocess.run([*base, f"--screenshot={screenshot}", url], capture_output=True, timeout=120, check=False)
-    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False).stdout
+        shot = [*base, f"--user-data-dir={profile}-shot", f"--screenshot={screenshot}", url]
+        subprocess.run(shot, capture_output=True, timeout=120, check=False)
+    dump = [*base, f"--user-data-dir={profile}", "--dump-dom", url]
+    return subprocess.run(dump, capture_output=True, text=True, timeout=120, check=False).stdout
+
+
+def _text(dom: str) -> str:
     text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
-    return " ".join(re.sub(r"<[^>]+>", " ", text).split())
+    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", text).split()))
 
 
-def test_mlflow_ui_shows_experiment_trials_and_registered_model(digits_search, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    if _chromium() is None:
-        if os.environ.get("CI"):  # .ci/run installs it: a CI without it must not pass quietly
-            pytest.fail("Debian's chromium is missing; .ci/run should have installed it")
-        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
-    result = digits_search
+def _rows(dom: str) -> dict[str, int]:
+    """Row id -> position of each row of the runs table (a row is drawn once per pinned part)."""
+    rows = {}
+    for tag in re.findall(r"<div[^>]*\brole=\"row\"[^>]*>", dom):
+        row_id, index = re.search(r'row-id="([^"]+)"', tag), re.search(r'row-index="(\d+)"', tag)
+        if row_id and index:
+            rows[html.unescape(row_id.group(1))] = int(index.group(1))
+    return rows
+
+
+def _printed_url(log: Path, proc: subprocess.Popen, timeout: float = 120.0) -> str:  # type: ignore[type-arg]
+    """The address `automl-cnn ui` prints before it starts the UI."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"^  (http://\S+)$", log.read_text(), re.M)
+        if found:
+            return found.group(1)
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.5)
+    raise TimeoutError(f"automl-cnn ui printed no address within {timeout:.0f} s: {log.read_text()}")
+
+
+def test_mlflow_ui_shows_experiment_trials_and_registered_model(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    if _chromium() is None:  # checked before the search it browses is run
+        if os.environ.get("CI"):  # the README's test command installs it: a CI without it must not pass quietly
+            pytest.fail("Debian's chromium is missing; the README's test command (tools/ensure-chromium) installs it")
+        pytest.skip(
+            "needs Debian's chromium; the README's test command installs it when run as root (tools/ensure-chromium)"
+        )
+    result = request.getfixturevalue("digits_search")
+    bundle = result.data
     port = free_port()
-    root = Path(result.tracking_uri[len("sqlite:///") :]).parent / "mlartifacts"
-    cmd = mlflow_cmd(
-        "server",
-        "--backend-store-uri",
-        result.tracking_uri,
-        "--artifacts-destination",
-        str(root),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    )
+    cmd = [sys.executable, "-m", "automl_cnn", "ui", "--tracking-uri", result.tracking_uri, "--experiment", "tests"]
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "mlflow-ui-runs.png"
-    shot.unlink(missing_ok=True)
-    with process(cmd, tmp_path / "server.log") as proc:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/health", proc=proc)
-        runs = _render(f"{base}/#/experiments/{result.experiment_id}/runs", tmp_path / "chrome", shot)
-        trial = next(r for r in result.trials if r.outcome == "completed")
-        trial_page = _render(f"{base}/#/experiments/{result.experiment_id}/runs/{trial.run_id}", tmp_path / "chrome")
-        models = _render(f"{base}/#/models", tmp_path / "chrome")
-    parent_name = next(iter(re.findall(r"search-digits-\d{8}-\d{6}", runs)), "")
-    assert parent_name, runs[:2000]
-    assert re.search(r"\btests\b", runs)  # the experiment's name
-    assert f"trial-{trial.number}" in trial_page and "val_accuracy" in trial_page
-    assert "automl-cnn-digits" in models and "champion" in models
+    shots = (ARTIFACTS / "mlflow-ui-trials.png", ARTIFACTS / "mlflow-ui-models.png")
+    for shot in shots:
+        shot.unlink(missing_ok=True)
+    with process([*cmd, "--port", str(port), "--no-browser"], tmp_path / "ui.log") as proc:
+        url = _printed_url(tmp_path / "ui.log", proc)
+        wait_http(f"http://127.0.0.1:{port}/health", proc=proc)
+        runs = _render(url, tmp_path / "chrome-runs", shots[0])
+        models = _render(f"http://127.0.0.1:{port}/#/models", tmp_path / "chrome-models", shots[1])
+    view = "workflowType=machine_learning&viewStateShareKey=automl-cnn-trials"
+    assert url == f"http://127.0.0.1:{port}/#/experiments/{result.experiment_id}/runs?{view}"
+    text = _text(runs)
+    # the runs table in Model-training mode on the trials view, not the GenAI overview
+    assert text.startswith(f"Runs - Experiment {result.experiment_id} - MLflow"), text[:2000]
+    assert "Model registry" in text and "Overview" not in text and "Traces 0" not in text
+    for control in ("automl-cnn trials", "Sort: final_val_accuracy", "Group by: dataset"):
+        assert control in text, (control, text[:3000])
+    # the search's parent run and all its trials, together in the group of the data they share
+    group, rows = f"dataset.dataset.{bundle.name}.{bundle.fingerprint()}", _rows(runs)
+    assert group in rows, sorted(rows)
+    for run_id in (result.parent_run_id, *(t.run_id for t in result.trials)):
+        assert f"{group}.{run_id}" in rows, (run_id, sorted(rows))
+    assert re.search(r"\bsearch-digits-\d{8}-\d{6}\b", text) and f"{bundle.name} ({bundle.fingerprint()})" in text
+    # ranked by validation accuracy, with the accuracy, parameters, FLOPs and outcome columns
+    scored = sorted((t for t in result.trials if t.val_acc is not None), key=lambda t: rows[f"{group}.{t.run_id}"])
+    accuracies = [t.val_acc for t in scored]
+    assert len(accuracies) >= 2 and accuracies == sorted(accuracies, reverse=True)
+    for column in ("final_val_accuracy", "best_val_accuracy", "params", "flops"):
+        assert f'col-id="metrics.`{column}`"' in runs, column
+    assert 'col-id="tags.`automl_cnn.outcome`"' in runs and re.search(r"\bcompleted\b", text)
+    assert repr(accuracies[0]) in text  # the best trial's score, as MLflow shows it
+    # the models page: the registered model with its alias
+    name, version = result.model_uri[len("models:/") :].split("@")[0], result.model_version
+    alias = rf"{re.escape(name)}\s+Version {version}\s+@\s*champion\s*:\s*Version {version}\b"
+    assert re.search(alias, _text(models)), _text(models)[:3000]
     from PIL import Image
 
-    with Image.open(shot) as img:
-        assert img.width >= 1000 and img.height >= 600
+    for shot in shots:
+        with Image.open(shot) as img:
+            assert img.size == (1920, 1080)

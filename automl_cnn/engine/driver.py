@@ -188,6 +188,7 @@ class SearchDriver:
             tags,
             parent=self.s.parent_run,
         )
+        self.s.tracker.log_dataset(run_id, self.s.bundle)
         rec = TrialRecord(number=number, seed=seed, run_id=run_id, candidate=candidate, preset=preset)
         self.records.append(rec)
         TrialAttrs(mlflow_run_id=run_id, candidate=candidate.to_json(), candidate_key=candidate.key()).write(trial)

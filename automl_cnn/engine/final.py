@@ -117,6 +117,7 @@ class FinalFits:
             {"automl_cnn.final_fit": "true", "automl_cnn.trial_of_final": str(rec.number)},
             parent=self.s.parent_run,
         )
+        self.s.tracker.log_dataset(self.runs[job], self.s.bundle)
         self._submit(job, rec, seed)
         self.s.progress.trial_running(job, f"final fit of trial {rec.number}: starting")
 

@@ -61,12 +61,14 @@ def parent_params(cfg: SearchConfig, space: SearchSpace, bundle: DataBundle, res
 
 
 def start_parent_run(plan: Plan, tracker: MlflowTracker, resources: Resources) -> str:
-    """Open the search's MLflow run, with its settings, the resolved space and the data report."""
+    """Open the search's MLflow run, with its settings, its dataset, the resolved space and the data
+    report."""
     parent = tracker.start_run(
         f"search-{plan.bundle.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         parent_params(plan.config, plan.space, plan.bundle, resources),
         {"automl_cnn.role": "search", "automl_cnn.out": str(plan.out)},
     )
+    tracker.log_dataset(parent, plan.bundle)
     tracker.log_text(parent, plan.space.to_yaml(), "search_space.yaml")
     tracker.log_text(parent, data_report(plan.bundle), "data_report.txt")
     return parent

@@ -15,18 +15,37 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, Experiment, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.measures import EpochResult
 
+if TYPE_CHECKING:
+    from automl_cnn.data import DataBundle
+
 log = logging.getLogger(__name__)
 
 PARAM_LIMIT = 6000
+
+# What the MLflow UI (3.17) reads from an experiment's tags: its kind (model training, not GenAI),
+# and saved views of its runs table, one per tag, opened by the URL parameter viewStateShareKey.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+SAVED_VIEW_TAG = "mlflow.sharedViewState."
+TRIALS_VIEW = "automl-cnn-trials"  # the key of the view `automl-cnn ui` opens
+TRIALS_SORT = "final_val_accuracy"  # what the study optimises: a trial's last validation accuracy
+TRIALS_COLUMNS = (
+    *(f"metrics.`{m}`" for m in (TRIALS_SORT, "best_val_accuracy", "params", "flops")),
+    "tags.`automl_cnn.outcome`",
+    "attributes.`Dataset`",
+    "attributes.`Models`",
+)
+DATA_CONTEXT_TAG = "mlflow.data.context"
 
 
 def local_artifact_root(tracking_uri: str) -> Path | None:
@@ -69,24 +88,104 @@ def _param_value(v: Any) -> str:
     return text[:PARAM_LIMIT]
 
 
+def trials_view_state() -> dict[str, Any]:
+    """The runs table `automl-cnn ui` opens: ranked by the trials' final validation accuracy,
+    grouped by dataset (a search's parent run sits with its trials, other data apart), with the
+    accuracy, parameter count, FLOPs and outcome columns first. MLflow nests child runs under
+    their parent only in creation order, so a ranking needs the grouping to keep a search together."""
+    order = ("attributes.`Run Name`", *TRIALS_COLUMNS)  # the name column is always shown: wide enough
+    widths = (280, 150, 150, 100, 120, 150, 260, 200)
+    return {
+        "orderByKey": f"metrics.`{TRIALS_SORT}`",
+        "orderByAsc": False,
+        "groupBy": {"aggregateFunction": "max", "groupByKeys": [{"mode": "dataset", "groupByData": "dataset"}]},
+        "selectedColumns": list(TRIALS_COLUMNS),
+        "columnOrder": list(order),
+        "columnWidths": dict(zip(order, widths, strict=True)),
+    }
+
+
+def dataset_input(bundle: DataBundle) -> DatasetInput:
+    """The search's data as an MLflow dataset (the runs table's Dataset column): its name, the data
+    fingerprint as digest, where it came from, the split sizes and preprocessing as its profile,
+    and what a network takes as its schema."""
+    images, (c, h, w) = bundle.images, bundle.input_shape
+    source: dict[str, Any]
+    if images.paths:  # image files: the folder holding them
+        source_type, source = "local", {"uri": os.path.commonpath([os.path.abspath(p) for p in images.paths])}
+    else:  # built-in, torchvision or arrays: named, not a file we know
+        source_type, source = "code", {"tags": {"automl_cnn.data": bundle.name}}
+    sizes = {split: sum(per_class) for split, per_class in bundle.counts().items()}
+    profile = {
+        "images": len(images.y),
+        "classes": bundle.num_classes,
+        **{f"{split}_images": n for split, n in sizes.items()},
+        "split_seed": bundle.split_seed,
+        "split_fractions": list(bundle.fractions),
+        "input_shape": f"{c}x{h}x{w} (channels x height x width)",
+        "normalisation_mean": [round(m, 6) for m in bundle.mean],
+        "normalisation_std": [round(s, 6) for s in bundle.std],
+        "class_weights": bundle.class_weights is not None,
+        "streamed_from_disk": images.streamed,
+    }
+    schema = [
+        {"name": "image", "type": f"{images.x.dtype} tensor {c}x{h}x{w}"},
+        {"name": "label", "type": f"int64 class index (0-{bundle.num_classes - 1})"},
+    ]
+    dataset = Dataset(
+        name=bundle.name,
+        digest=bundle.fingerprint(),
+        source_type=source_type,
+        source=json.dumps(source),
+        schema=json.dumps({"mlflow_colspec": schema}),
+        profile=json.dumps(profile),
+    )
+    return DatasetInput(dataset, [InputTag(DATA_CONTEXT_TAG, "train")])
+
+
 class MlflowTracker:
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         check_reachable(tracking_uri)
         self.uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = self._experiment(experiment)
+        self._dataset: tuple[DataBundle, DatasetInput] | None = None
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            if found.lifecycle_stage == "deleted":
-                raise UserInputError(
-                    f"MLflow experiment {name!r} is deleted; restore it in the UI or pass --experiment NEW_NAME"
-                )
-            return str(found.experiment_id)
-        root = local_artifact_root(self.uri)
-        location = (root / name).as_uri() if root is not None else None
-        return str(self.client.create_experiment(name, artifact_location=location))
+        if found is not None and found.lifecycle_stage == "deleted":
+            raise UserInputError(
+                f"MLflow experiment {name!r} is deleted; restore it in the UI or pass --experiment NEW_NAME"
+            )
+        if found is None:
+            root = local_artifact_root(self.uri)
+            location = (root / name).as_uri() if root is not None else None
+            found = self.client.get_experiment(self.client.create_experiment(name, artifact_location=location))
+        self._tag_experiment(found)
+        return str(found.experiment_id)
+
+    def _tag_experiment(self, experiment: Experiment) -> None:
+        """Make the MLflow UI show the experiment as model training, with the trials view saved in
+        it. A kind or view already there (one the user changed) is left as it is."""
+        created = int(experiment.creation_time or 0)
+        view = {"name": "automl-cnn trials", "createdAt": created, "updatedAt": created}
+        wanted = {
+            EXPERIMENT_KIND_TAG: MODEL_TRAINING,
+            SAVED_VIEW_TAG + TRIALS_VIEW: json.dumps({**view, "state": json.dumps(trials_view_state())}),
+        }
+        for key, value in wanted.items():
+            if key in experiment.tags:
+                continue
+            try:
+                self.client.set_experiment_tag(experiment.experiment_id, key, value)
+            except MlflowException as exc:  # e.g. no permission on a shared server: the runs still log
+                log.warning("cannot tag MLflow experiment %s with %s: %s", experiment.name, key, exc.message)
+
+    def log_dataset(self, run_id: str, bundle: DataBundle) -> None:
+        """Record ``bundle`` as the run's dataset input; the entity is built once per search."""
+        if self._dataset is None or self._dataset[0] is not bundle:
+            self._dataset = (bundle, dataset_input(bundle))
+        self.client.log_inputs(run_id, datasets=[self._dataset[1]])
 
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, name: str, params: dict[str, Any], tags: dict[str, str], parent: str | None = None) -> str:
