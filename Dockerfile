@@ -8,5 +8,6 @@ COPY pyproject.toml README.md ./
 COPY docker/constraints.txt ./docker/
 COPY automl_cnn ./automl_cnn
 COPY search_spaces ./search_spaces
-RUN pip install --no-cache-dir ".[cluster]" -c docker/constraints.txt
+# mlflow[auth]: the MLflow server's basic-auth app (Flask-WTF)
+RUN pip install --no-cache-dir ".[cluster]" "mlflow[auth]" -c docker/constraints.txt
 ENV MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR=false

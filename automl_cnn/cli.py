@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir", type=Path, help="the search's output folder")
     r.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live panel")
     r.add_argument("--storage", help="the study's storage URL, when it holds a password (not kept in the folder)")
+    r.add_argument(
+        "--tracking-uri",
+        help="the MLflow URI, when it holds a password (not kept in the folder; or set MLFLOW_TRACKING_PASSWORD)",
+    )
 
     pr = sub.add_parser("predict", help="label image files with a trained model")
     pr.add_argument("model", help="a search's output folder, or an MLflow URI such as models:/NAME@champion")
@@ -197,7 +201,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from automl_cnn.engine.run import resume
 
-    result = resume(args.run_dir, progress=False if args.no_progress else None, storage=args.storage)
+    progress = False if args.no_progress else None
+    result = resume(args.run_dir, progress=progress, storage=args.storage, tracking_uri=args.tracking_uri)
     print()
     print(result.summary())
     return 0
@@ -234,9 +239,10 @@ def ui_command(args: argparse.Namespace) -> tuple[str, list[str] | None]:
     the UI: None when ``--tracking-uri`` is a server, whose own UI shows them."""
     import urllib.parse
 
+    from automl_cnn.services.credentials import tracking_credentials
     from automl_cnn.services.tracking import TRIALS_VIEW, default_tracking_uri, local_artifact_root
 
-    uri = args.tracking_uri or default_tracking_uri()
+    uri = tracking_credentials(args.tracking_uri or default_tracking_uri())  # a server's password: not printed
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
         raise UserInputError(f"no MLflow store at {uri}; run a search first or pass --tracking-uri")
     experiment_id, has_view = _trials_experiment(uri, args.experiment)

@@ -22,6 +22,10 @@ class DataError(UserInputError):
     """A dataset that cannot be used as given."""
 
 
+class ResourcesUnavailable(UserInputError):
+    """No worker could be placed on the cluster within the time allowed."""
+
+
 class TrialError(AutoMLError):
     """A failure inside one trial: recorded on that trial, the search goes on."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -210,3 +211,30 @@ def test_an_impossible_resource_request_is_refused_at_once_with_nothing_written(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --cpus-per-trial 512 is more than")
     assert list(tmp_path.iterdir()) == []  # no MLflow store, no run folder
+
+
+@pytest.mark.slow
+def test_on_ray_a_gpu_request_without_gpus_is_refused_or_waited_for_then_ends(tmp_path: Path) -> None:
+    """No GPU here: refused at once; with --wait-for-resources (an autoscaling cluster) it waits,
+    says what for, and ends with one line once the wait is over."""
+    import time
+
+    argv = [sys.executable, "-m", "automl_cnn", "search", "--data", "digits", "--space", "tiny", "--trials", "2",
+            "--gpus-per-trial", "1", "--no-progress"]  # fmt: skip
+    start = time.monotonic()
+    refused = subprocess.run([*argv, "--out", str(tmp_path / "a")], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+    assert refused.returncode == 2 and time.monotonic() - start < 60, refused.stderr[-2000:]
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: --gpus-per-trial 1 is more than the Ray cluster")
+    start = time.monotonic()
+    waited = subprocess.run(
+        [*argv, "--wait-for-resources", "15s", "--out", str(tmp_path / "b")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert waited.returncode == 2 and time.monotonic() - start < 60, waited.stderr[-2000:]
+    assert "waiting for resources: 2 worker(s) need 1 CPU and 1 GPU each" in waited.stdout
+    last = waited.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no worker could be placed on the Ray cluster for 1")
+    assert "--wait-for-resources" in last
+    state = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert state["state"] != "finished"  # resumable later, when the cluster has grown

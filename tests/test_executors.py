@@ -40,6 +40,16 @@ def _next(ex: Executor, timeout: float = 120) -> JobResult:
     raise AssertionError("no result in time")
 
 
+def _started(ex: Executor, n: int = 1, timeout: float = 60) -> None:
+    """Wait until ``n`` workers have started (Ray places actors asynchronously; jobs go only to
+    started ones)."""
+    end = time.monotonic() + timeout
+    while ex.free < n:
+        assert time.monotonic() < end, "workers did not start"
+        assert ex.wait(timeout=0.5) == []
+    assert ex.waiting() is None
+
+
 def test_both_implementations_have_every_call_of_the_protocol() -> None:
     wanted = {n for n in dir(Executor) if not n.startswith("_")}
     for impl in (InProcessExecutor, RayExecutor):
@@ -53,6 +63,7 @@ def test_both_implementations_have_every_call_of_the_protocol() -> None:
 
 def test_a_job_runs_epoch_by_epoch_then_gives_its_weights(executor: Executor) -> None:
     data = executor.put(split_data(load_images("digits"), seed=0).search_data())
+    _started(executor)
     assert executor.free == 1 and executor.jobs == []
     executor.submit(JobSpec("j", CANDIDATE.to_dict(), 0, data, want_checkpoint=True))
     assert executor.free == 0 and executor.jobs == ["j"]
@@ -91,3 +102,24 @@ def test_a_failing_job_answers_with_its_error(executor: Executor) -> None:
 def test_threads_for_shares_the_pool_among_concurrent_jobs() -> None:
     ex = InProcessExecutor(4, threads=2)
     assert ex.threads_for(1) == 8 and ex.threads_for(2) == 4 and ex.threads_for(10) == 2
+
+
+@pytest.mark.slow
+def test_a_ray_pool_that_cannot_start_says_what_it_waits_for_then_gives_up(ray_session: None) -> None:
+    from automl_cnn.errors import ResourcesUnavailable
+
+    ex = RayExecutor(2, cpus_per_trial=512.0, placement_timeout=14.0)  # no node has 512 CPUs
+    try:
+        data = ex.put(split_data(load_images("digits"), seed=0).search_data())
+        ex.submit(JobSpec("j", CANDIDATE.to_dict(), 0, data))  # queued: no worker has started
+        assert ex.free == 0 and ex.jobs == ["j"]
+        seen = None
+        with pytest.raises(ResourcesUnavailable, match=r"need 512 CPU and 0 GPU each.*--wait-for-resources") as err:
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                assert ex.wait(timeout=0.5) == []
+                seen = ex.waiting() or seen
+        assert seen is not None and seen.startswith("waiting for resources: 2 worker(s) need 512 CPU")
+        assert "\n" not in str(err.value)
+    finally:
+        ex.shutdown()

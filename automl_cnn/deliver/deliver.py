@@ -105,7 +105,7 @@ def deliver(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, f
         counts=summary["counts"],
         wall_seconds=summary["wall_seconds"],
         out_dir=s.out,
-        tracking_uri=s.tracker.uri,
+        tracking_uri=s.tracker.shown_uri,
         experiment_id=s.tracker.experiment_id,
         parent_run_id=s.parent_run,
         model_uri=model_uri,
@@ -146,7 +146,7 @@ def _model_info(s: SearchSession, winner: TrialRecord) -> dict[str, Any]:
         "latency_ms": winner.latency_ms,
         "trial": winner.number,
         "mlflow_run_id": s.parent_run,
-        "tracking_uri": s.tracker.uri,
+        "tracking_uri": s.tracker.shown_uri,
     }
 
 
@@ -217,7 +217,7 @@ def _summary(
         "latency_ms": winner.latency_ms,
         "counts": {o.value: counts.get(o.value, 0) for o in (Outcome.COMPLETED, Outcome.PRUNED, Outcome.FAILED)},
         "training": {k: v for k, v in winner.candidate.flat_params().items() if k.startswith(("train.", "augment."))},
-        "tracking_uri": s.tracker.uri,
+        "tracking_uri": s.tracker.shown_uri,
         "experiment": cfg.experiment,
         "parent_run_id": s.parent_run,
         "fingerprint": s.bundle.fingerprint(),

@@ -25,6 +25,7 @@ def _load_from_mlflow(uri: str, tracking_uri: str | None) -> TrainedModel:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from automl_cnn.services.credentials import mask_password
     from automl_cnn.services.tracking import default_tracking_uri, using_tracking_uri
 
     store = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
@@ -34,7 +35,7 @@ def _load_from_mlflow(uri: str, tracking_uri: str | None) -> TrainedModel:
         except MlflowException as exc:
             first = str(exc).strip().splitlines()[0][:200]
             raise UserInputError(
-                f"cannot load {uri} from the MLflow store {store} ({first}); check the name and alias, "
+                f"cannot load {uri} from the MLflow store {mask_password(store)} ({first}); check the name and alias, "
                 "or pass --tracking-uri"
             ) from None
         return TrainedModel.load(local)

@@ -74,6 +74,13 @@ class SearchConfig(DataOptions):
         None, "--workers", parse=positive_int, help="trials at once (default: one per CPU core, or per GPU)"
     )
     cpus_per_trial: float = option(1.0, "--cpus-per-trial", parse=float)
+    wait_for_resources: float | None = option(  # seconds; None: refuse what the cluster lacks now
+        None,
+        "--wait-for-resources",
+        convert=parse_duration,
+        help="on an autoscaling cluster: accept requests larger than it has now and wait up to this "
+        "long (e.g. 15m) for workers to start; without it such requests are refused at once",
+    )
     gpus_per_trial: float | None = option(  # default: 1 where the cluster has GPUs
         None, "--gpus-per-trial", parse=float, help="GPUs per trial; a fraction packs trials on one GPU"
     )
@@ -262,14 +269,24 @@ class SearchConfig(DataOptions):
             return max(1, int(cluster_gpus / (self.gpus_per_trial or 1)))
         return max(1, int(cluster_cpus / self.cpus_per_trial))
 
-    def to_params(self) -> dict[str, Any]:
-        """:meth:`to_dict` flattened for MLflow params: every value a JSON scalar (a sequence
-        joined as text: ``0.7/0.15/0.15``, ``32x32``, ``accuracy,params``, ``none`` when empty),
-        the storage password masked, the live display and the enqueued trials left out."""
-        from automl_cnn.services.study import mask_password
+    def to_record(self) -> dict[str, Any]:
+        """:meth:`to_dict` with every password masked (``postgresql://user:***@host/db``, the
+        storage's and the tracking URI's alike): what ``run.json`` and MLflow keep. A resume asks
+        for a masked password again."""
+        from automl_cnn.services.credentials import mask_password
 
-        params = {k: v for k, v in self.to_dict().items() if k not in ("progress", "enqueue")}
-        params["storage"] = mask_password(self.storage)
+        def masked(value: Any) -> Any:
+            if isinstance(value, str):
+                return mask_password(value)
+            return [masked(v) for v in value] if isinstance(value, list) else value
+
+        return {k: masked(v) for k, v in self.to_dict().items()}
+
+    def to_params(self) -> dict[str, Any]:
+        """:meth:`to_record` flattened for MLflow params: every value a JSON scalar (a sequence
+        joined as text: ``0.7/0.15/0.15``, ``32x32``, ``accuracy,params``, ``none`` when empty),
+        passwords masked, the live display and the enqueued trials left out."""
+        params = {k: v for k, v in self.to_record().items() if k not in ("progress", "enqueue")}
         for key, value in params.items():
             if isinstance(value, list):
                 text = (f"{v:g}" if isinstance(v, float) else str(v) for v in value)

@@ -58,6 +58,7 @@ class SearchDriver:
         self._resumable = list(resumable or [])
         self._asked = len(self.records) + len(self._resumable)
         self._exhausted = False
+        self._waiting: str | None = None  # what the executor waits for, as last shown
         for rec in self.records:  # results of an earlier driver of this run are known
             if rec.candidate is not None and rec.duplicate_of is None:
                 self.known.finish(rec.candidate.key(), self.endings.known_result(rec))
@@ -71,18 +72,29 @@ class SearchDriver:
                     self.s.state.save()  # the time spent, for a resume after a crash
                     saved = time.monotonic()
                 self._launch()
-                if not self._running:
+                if not self._running and not self._waiting_for_workers():
                     break
                 if time.monotonic() >= self.deadline(self.records):
                     self.stop_all("time budget reached")
                     break
                 for result in self.s.executor.wait(timeout=0.5):
                     self._on_result(result)
+                self._show_waiting()
                 self.s.progress.refresh()
         except BaseException:
             self.interrupt()
             raise
         return self.records
+
+    def _waiting_for_workers(self) -> bool:
+        """Work is left but no worker has started yet (Ray is still placing them)."""
+        return self.s.executor.free == 0 and bool(self._resumable or self._may_launch())
+
+    def _show_waiting(self) -> None:
+        waiting = self.s.executor.waiting()
+        if waiting != self._waiting:
+            self.s.progress.set_phase(waiting or "searching")
+            self._waiting = waiting
 
     def interrupt(self) -> None:
         """The search stops without deciding the running trials: their MLflow runs are closed as

@@ -2,7 +2,9 @@
 
 A request that can never be placed is refused at once, in one line naming what exists (Ray
 would otherwise keep the actor pending forever and the search would wait with it); more
-workers than fit at once are capped, with a note.
+workers than fit at once are capped, with a note. On an autoscaling cluster
+(``--wait-for-resources``) the request stands as asked: the executor waits that long for its
+workers to start, the live panel saying what it waits for, and then stops with an error.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ def plan_resources(cfg: SearchConfig, cluster: dict[str, float]) -> Resources:
     node_cpus, node_gpus = float(cluster.get("node_CPU", cpus)), float(cluster.get("node_GPU", gpus))
     gpus_per_trial = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if node_gpus >= 1 else 0.0)
     where = "this machine" if cfg.executor == "inprocess" else "the Ray cluster"
+    if cfg.wait_for_resources is not None and cfg.executor == "ray":  # an autoscaling cluster grows
+        workers = cfg.workers or cfg.default_workers(max(cpus, cfg.cpus_per_trial), gpus)
+        log.warning(
+            "waiting up to %gs for %d worker(s) of %g CPU(s) and %g GPU(s) each (the cluster has %g CPUs, "
+            "%g GPUs now)", cfg.wait_for_resources, workers, cfg.cpus_per_trial, gpus_per_trial, cpus, gpus,
+        )  # fmt: skip
+        return Resources(workers, gpus_per_trial)
     if cfg.cpus_per_trial > node_cpus:
         raise UserInputError(
             f"--cpus-per-trial {cfg.cpus_per_trial:g} is more than any node of {where} has "

@@ -33,13 +33,15 @@ from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
 from automl_cnn.engine.warmstart import apply_warm_starts, check_compatible
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.profile import check_input_fits
+from automl_cnn.services.credentials import resume_url
 from automl_cnn.services.executor import Executor, cpu_count
-from automl_cnn.services.study import STUDY_FILE, create_study, make_pruner, make_sampler, make_storage, mask_password
+from automl_cnn.services.study import STUDY_FILE, create_study, make_pruner, make_sampler, make_storage
 from automl_cnn.services.tracking import MlflowTracker, check_reachable
 from automl_cnn.space.presets import GROUPS, PRESETS
 from automl_cnn.space.schema import SearchSpace, load_space
 
 FINAL_SEED_OFFSET = 10_000
+DEFAULT_PLACEMENT_WAIT_S = 300.0  # a search whose workers all lost their nodes waits this long for them
 
 
 def search(
@@ -57,11 +59,14 @@ def search(
     return run_search(data, space, SearchConfig(**settings))
 
 
-def resume(folder: str | Path, progress: bool | None = None, storage: str | None = None) -> SearchResult:
+def resume(
+    folder: str | Path, progress: bool | None = None, storage: str | None = None, tracking_uri: str | None = None
+) -> SearchResult:
     """Continue a search whose driver stopped (killed, crashed, interrupted) in ``folder``.
 
     Finished trials are not rerun, interrupted ones continue from their last checkpoint, the
     time and trial budgets count what was already spent, and the winner is registered once.
+    A storage or tracking URI whose password the folder masked is given again in full.
     """
     folder = Path(folder).expanduser().resolve()
     state = RunState.load(folder)
@@ -69,11 +74,10 @@ def resume(folder: str | Path, progress: bool | None = None, storage: str | None
         raise UserInputError(
             f"{folder}: this search already finished; its model is {state.model_uri or folder} (nothing to resume)"
         )
-    saved = state.config.get("storage")
-    if saved and "***" in saved and not storage:
-        raise UserInputError(f"{folder}: the study is in {saved}; pass --storage with the full URL to resume")
+    storage = resume_url(state.config.get("storage"), storage, "--storage")
+    tracking_uri = resume_url(state.config.get("tracking_uri"), tracking_uri, "--tracking-uri")
     cfg = SearchConfig.from_dict(
-        {**state.config, "out": str(folder), "progress": progress, "storage": storage or saved}
+        {**state.config, "out": str(folder), "progress": progress, "storage": storage, "tracking_uri": tracking_uri}
     )
     return run_search(state.data, load_space(folder / "space.yaml"), cfg, resume_state=state)
 
@@ -143,16 +147,17 @@ def make_executor(cfg: SearchConfig, resources: Resources) -> Executor:
         return InProcessExecutor(resources.workers, max(1, round(cfg.cpus_per_trial)), cfg.device or "cpu")
     from automl_cnn.services.ray_executor import RayExecutor
 
-    return RayExecutor(resources.workers, cfg.cpus_per_trial, resources.gpus_per_trial, cfg.device)
+    wait = cfg.wait_for_resources if cfg.wait_for_resources is not None else DEFAULT_PLACEMENT_WAIT_S
+    return RayExecutor(resources.workers, cfg.cpus_per_trial, resources.gpus_per_trial, cfg.device, wait)
 
 
 def _new_state(plan: Plan, tracker: MlflowTracker) -> RunState:
     return RunState(
         folder=plan.out,
         data=plan.data_spec,
-        config={**plan.config.to_dict(), "storage": mask_password(plan.config.storage), "progress": None},
+        config={**plan.config.to_record(), "progress": None},  # passwords masked
         fingerprint=plan.bundle.fingerprint(),
-        tracking_uri=mask_password(tracker.uri) or "",
+        tracking_uri=tracker.shown_uri,
         experiment=plan.config.experiment,
         extra={"split": split_id(plan.bundle)},
     )

@@ -18,7 +18,7 @@ from automl_cnn.training.messages import JobResult, JobSpec
 class Executor(Protocol):
     @property
     def free(self) -> int:
-        """Slots with no job."""
+        """Slots with no job whose worker has started."""
         ...
 
     @property
@@ -56,6 +56,10 @@ class Executor(Protocol):
 
     def where(self, job: str) -> dict[str, Any]:
         """Host, pid, node and device of the worker running ``job`` (empty if unknown)."""
+        ...
+
+    def waiting(self) -> str | None:
+        """What the pool waits for while none of its workers can start (``None`` when some can)."""
         ...
 
     def shutdown(self) -> None: ...

@@ -86,6 +86,9 @@ class InProcessExecutor:
     def where(self, job: str) -> dict[str, Any]:
         return {**self._slot(job).worker.info(), "executor": "inprocess"} if job in self.jobs else {}
 
+    def waiting(self) -> str | None:
+        return None  # its workers are this process
+
     def lose_worker(self, job: str) -> None:
         """The process running ``job`` dies: its next call fails as a lost worker's does on Ray
         (the job may be retried from its checkpoint), and a fresh worker takes the slot."""

@@ -6,6 +6,13 @@ by the driver, read zero-copy by every worker on the same node and copied once p
 A worker process that dies comes back as a ``JobResult`` with ``lost=True`` for its job and is
 replaced by a fresh actor; the search goes on. It implements
 :class:`~automl_cnn.services.executor.Executor`.
+
+Jobs go only to actors Ray has placed (started on a node). An actor that cannot be placed yet
+(its node was lost, or an autoscaling cluster has still to add one) waits without holding a
+job, and is used as soon as it starts, on a host that rejoins for instance. While no actor at
+all is placed the executor says so (:meth:`RayExecutor.waiting`), and after
+``placement_timeout`` seconds it raises :class:`~automl_cnn.errors.ResourcesUnavailable`
+rather than wait for ever.
 """
 
 from __future__ import annotations
@@ -13,13 +20,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, WorkerCrashedError
+from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError, RayTaskError, WorkerCrashedError
 
 from automl_cnn.data.bundle import TrainData
+from automl_cnn.errors import ResourcesUnavailable
 from automl_cnn.training.messages import JobResult, JobSpec
 from automl_cnn.training.worker import TrialWorker
 
@@ -44,6 +53,8 @@ class _Slot:
     future: Any = None
     info: dict[str, Any] = field(default_factory=dict)
     info_future: Any = None
+    placed: bool = False  # Ray started the actor on a node
+    since: float = field(default_factory=time.monotonic)
 
 
 class RayExecutor:
@@ -53,13 +64,16 @@ class RayExecutor:
         cpus_per_trial: float = 1.0,
         gpus_per_trial: float = 0.0,
         device: str | None = None,
+        placement_timeout: float = 300.0,
     ) -> None:
+        self.placement_timeout = placement_timeout
         self.cpus = cpus_per_trial
         self.gpus = gpus_per_trial
         self.device = device if device else ("cpu" if gpus_per_trial == 0 else None)
         self._cls = ray.remote(RayTrialWorker)
         self.slots = [self._new_slot() for _ in range(n_workers)]
         self._by_job: dict[str, _Slot] = {}
+        self._queued: list[JobSpec] = []  # jobs waiting for an actor to start
 
     def _new_slot(self) -> _Slot:
         actor: Any = self._cls.options(  # type: ignore[attr-defined]
@@ -78,17 +92,69 @@ class RayExecutor:
 
     @property
     def free(self) -> int:
-        return sum(1 for s in self.slots if s.job is None)
+        self._poll_placement()
+        self._dispatch()
+        return max(0, sum(1 for s in self.slots if s.job is None and s.placed) - len(self._queued))
+
+    def _poll_placement(self, timeout: float = 0.0) -> None:
+        """Mark the actors Ray has started (their ``info`` call answered) as placed."""
+        waiting = {s.info_future: s for s in self.slots if not s.placed and s.info_future is not None}
+        if not waiting:
+            return
+        ready, _ = ray.wait(list(waiting), num_returns=len(waiting), timeout=timeout)
+        for ref in ready:
+            slot = waiting[ref]
+            try:
+                slot.info = dict(ray.get(ref))
+                slot.placed = True
+            except (RayActorError, WorkerCrashedError):  # died while starting: try again
+                self._replace(slot)
+
+    def waiting(self) -> str | None:
+        """What the pool waits for, when no actor of it is placed and some have waited a while."""
+        unplaced = [s for s in self.slots if not s.placed]
+        if not unplaced or any(s.placed for s in self.slots):
+            return None
+        waited = time.monotonic() - min(s.since for s in unplaced)
+        if waited < 10:  # actors take a few seconds to start on a busy node
+            return None
+        free, total = ray.available_resources(), ray.cluster_resources()
+        has = ", ".join(f"{free.get(k, 0):g} of {total.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
+        return (
+            f"waiting for resources: {len(unplaced)} worker(s) need {self.cpus:g} CPU and "
+            f"{self.gpus:g} GPU each; the cluster has {has} free"
+        )
+
+    def _check_starved(self) -> None:
+        unplaced = [s for s in self.slots if not s.placed]
+        if not unplaced or any(s.placed for s in self.slots):
+            return
+        waited = time.monotonic() - min(s.since for s in unplaced)
+        if waited > self.placement_timeout:
+            what = self.waiting() or "no worker could be placed"
+            raise ResourcesUnavailable(
+                f"no worker could be placed on the Ray cluster for {waited:.0f} s ({what.split(': ', 1)[-1]}); "
+                "add nodes, lower --cpus-per-trial/--gpus-per-trial, or wait longer with --wait-for-resources"
+            )
 
     @property
     def jobs(self) -> list[str]:
-        return list(self._by_job)
+        return [*self._by_job, *(spec.job for spec in self._queued)]
 
     def submit(self, spec: JobSpec) -> None:
-        slot = next(s for s in self.slots if s.job is None)
+        """Start ``spec`` on a started actor; with none free (a retry after its node was lost)
+        it queues until one starts."""
+        slot = next((s for s in self.slots if s.job is None and s.placed), None)
+        if slot is None:
+            self._queued.append(spec)
+            return
         slot.job = spec.job
         slot.future = slot.actor.begin_with.remote(dataclasses.replace(spec, data=None), spec.data)
         self._by_job[spec.job] = slot
+
+    def _dispatch(self) -> None:
+        while self._queued and any(s.job is None and s.placed for s in self.slots):
+            self.submit(self._queued.pop(0))
 
     def advance(self, job: str, want_checkpoint: bool = False) -> None:
         slot = self._by_job[job]
@@ -99,6 +165,7 @@ class RayExecutor:
         slot.future = slot.actor.weights.remote()
 
     def release(self, job: str) -> None:
+        self._queued = [spec for spec in self._queued if spec.job != job]
         slot = self._by_job.pop(job, None)
         if slot is None:
             return
@@ -111,10 +178,17 @@ class RayExecutor:
     # -- results -------------------------------------------------------------------------------
     def wait(self, timeout: float) -> list[JobResult]:
         """Results ready within ``timeout`` seconds (maybe none)."""
+        self._poll_placement()
+        self._dispatch()
         pending = {s.future: s for s in self.slots if s.future is not None}
+        starting = [s.info_future for s in self.slots if not s.placed and s.info_future is not None]
         if not pending:
+            self._poll_placement(timeout=timeout if starting else 0.0)  # returns when one starts
+            self._dispatch()
+            self._check_starved()
             return []
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+        ready, _ = ray.wait(list(pending) + starting, num_returns=1, timeout=timeout)
+        ready = [ref for ref in ready if ref in pending]
         if ready:  # collect whatever else finished meanwhile
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
         out = []
@@ -128,7 +202,7 @@ class RayExecutor:
         job = slot.job
         try:
             return ray.get(ref)  # type: ignore[no-any-return]
-        except (RayActorError, WorkerCrashedError) as exc:
+        except (RayActorError, WorkerCrashedError, NodeDiedError) as exc:
             log.warning("worker for %s died: %s", job, exc)
             self._replace(slot)
             return JobResult.failed(job, "worker process died during the trial", lost=True)
@@ -140,6 +214,7 @@ class RayExecutor:
             ray.kill(slot.actor, no_restart=True)
         fresh = self._new_slot()
         slot.actor, slot.info, slot.info_future = fresh.actor, {}, fresh.info_future
+        slot.placed, slot.since = False, fresh.since
         if slot.job is not None:
             self._by_job.pop(slot.job, None)
         slot.job = None
@@ -162,3 +237,4 @@ class RayExecutor:
                 ray.kill(slot.actor, no_restart=True)
         self.slots = []
         self._by_job = {}
+        self._queued = []

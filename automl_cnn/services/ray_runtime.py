@@ -13,6 +13,7 @@ import ray
 
 from automl_cnn.errors import UserInputError
 from automl_cnn.services.executor import cpu_count
+from automl_cnn.services.ray_join import joined, needs_join
 
 
 @contextlib.contextmanager
@@ -37,12 +38,19 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
     ray_logger.setLevel(logging.ERROR)  # start-up notes (token set-up, dashboard) are not ours to show
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
+    stack = contextlib.ExitStack()
     try:
+        if address and needs_join(address):  # a driver host that is no node of the cluster
+            stack.enter_context(joined(address))
         if address:
             ray.init(address=address, **kwargs)  # type: ignore[arg-type]
         else:
             ray.init(num_cpus=cpu_count(), **kwargs)  # type: ignore[arg-type]
+    except UserInputError:
+        stack.close()
+        raise
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError...
+        stack.close()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
         if "auth" in str(exc).lower():
@@ -61,10 +69,11 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         # handler the caller set back always, and the default one too when no runtime came up
         if callable(sigterm) or (sigterm is not None and not ray.is_initialized()):
             signal.signal(signal.SIGTERM, sigterm)
-    try:
-        yield cluster_resources()
-    finally:
-        ray.shutdown()
+    with stack:
+        try:
+            yield cluster_resources()
+        finally:
+            ray.shutdown()
 
 
 def cluster_resources() -> dict[str, float]:

@@ -12,6 +12,8 @@ from optuna.samplers import BaseSampler
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from automl_cnn.services.credentials import mask_password as mask_password  # the one masking, re-exported
+
 STUDY_FILE = "study.journal"  # the study's journal in a run folder
 
 
@@ -62,13 +64,6 @@ def make_storage(url: str | None, default_journal: Path) -> Any:
 
         return JournalStorage(JournalRedisBackend(url))
     return journal_storage(Path(url).expanduser())
-
-
-def mask_password(url: str | None) -> str | None:
-    """The URL with its password replaced by ``***`` (for files and logs)."""
-    import re
-
-    return None if url is None else re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
 
 
 def journal_storage(path: Path) -> JournalStorage:

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.measures import EpochResult
+from automl_cnn.services.credentials import mask_password, split_credentials, tracking_credentials
 
 if TYPE_CHECKING:
     from automl_cnn.data import DataBundle
@@ -56,27 +57,29 @@ def local_artifact_root(tracking_uri: str) -> Path | None:
 
 
 def check_reachable(tracking_uri: str, timeout: float = 10.0) -> None:
-    """Fail fast, with one line, when a tracking server does not answer."""
+    """Fail fast, with one line, when a tracking server does not answer (its ``/health`` needs no
+    credentials; the message shows the URI with the password masked)."""
     if not tracking_uri.startswith(("http://", "https://")):
         return
-    url = tracking_uri.rstrip("/") + "/health"
+    url = split_credentials(tracking_uri)[0].rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout):
             return
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise UserInputError(
-            f"cannot reach the MLflow server at {tracking_uri} ({reason}); start it with "
+            f"cannot reach the MLflow server at {mask_password(tracking_uri)} ({reason}); start it with "
             f"'mlflow server' or fix --tracking-uri"
         ) from None
 
 
 @contextlib.contextmanager
 def using_tracking_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API at ``uri`` for a block, then restore the previous setting."""
+    """Point MLflow's fluent API at ``uri`` for a block, then restore the previous setting (a
+    server's user and password go to MLflow's environment variables, not into the URI)."""
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(tracking_credentials(uri))
     try:
         yield
     finally:
@@ -144,10 +147,18 @@ def dataset_input(bundle: DataBundle) -> DatasetInput:
 
 
 class MlflowTracker:
+    """The search's MLflow client. ``uri`` is the store it talks to: a server's URI without the user
+    and password (they travel in ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``); ``shown_uri`` is
+    the one to print or record, any password masked."""
+
     def __init__(self, tracking_uri: str, experiment: str) -> None:
+        # MLflow prints a "View run ... at: URL" line per finished run against a server: one per
+        # trial through our own output; the summary and `automl-cnn ui` give the address instead
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         check_reachable(tracking_uri)
-        self.uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+        self.uri = tracking_credentials(tracking_uri)
+        self.shown_uri = mask_password(self.uri) or ""
+        self.client = MlflowClient(self.uri)
         self.experiment_id = self._experiment(experiment)
         self._dataset: tuple[DataBundle, DatasetInput] | None = None
 
@@ -234,7 +245,7 @@ class MlflowTracker:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
     def run_url(self, run_id: str) -> str:
-        return f"{self.uri} experiment {self.experiment_id} run {run_id}"
+        return f"{self.shown_uri} experiment {self.experiment_id} run {run_id}"
 
 
 def _now_ms() -> int:

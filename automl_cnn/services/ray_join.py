@@ -1,0 +1,133 @@
+"""A driver on a host that is not a node of the cluster it drives.
+
+Ray attaches a driver to a raylet on its own host: ``ray.init(address=HOST:PORT)`` from a
+laptop, a CI runner or the compose ``search`` container (none runs a raylet) fails after a
+minute with "No node info found" or, where another cluster's raylet runs on the same host, dies
+in C++ trying its socket. Such a driver joins the cluster for the lifetime of the search as a
+node with no CPUs and no GPUs (``ray start --address=... --num-cpus=0 --num-gpus=0``): no
+trial is ever placed on it, but it holds the driver's objects (the dataset travels from it to
+the workers) and its address is one the cluster can reach. It leaves when the search ends.
+(Ray Client, ``--ray-address ray://HOST:10001``, is the other route; it needs no local node.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from automl_cnn.errors import UserInputError
+
+JOIN_TIMEOUT_S = 90.0
+
+
+def _cluster_node_ids(address: str) -> set[str]:
+    """Hex ids of the alive nodes of the cluster whose GCS is at ``address``."""
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo  # type: ignore[attr-defined]
+
+    client = GcsClient(address=address)
+    infos = client.get_all_node_info(timeout=15, state_filter=GcsNodeInfo.GcsNodeState.ALIVE)
+    return {node_id.hex() for node_id in infos}
+
+
+def _local_node_ids() -> set[str]:
+    """Ids of the raylets running on this host (Ray finds them the same way: by their command line)."""
+    from ray._private.services import find_node_ids
+
+    return set(find_node_ids())
+
+
+def is_node_of(address: str) -> bool:
+    """Whether a raylet of the cluster at ``address`` runs on this host."""
+    local = _local_node_ids()
+    if not local:
+        return False
+    try:
+        return bool(local & _cluster_node_ids(address))
+    except Exception:  # the GCS does not answer: ray.init reports it in its own words
+        return True
+
+
+def needs_join(address: str | None) -> bool:
+    """A plain ``HOST:PORT`` address (not ``auto``, not ``ray://``) whose cluster has no node here
+    (anything else goes to ``ray.init`` as given, which explains a malformed one)."""
+    if not address or not re.fullmatch(r"[^:/\s]+:\d+", address):  # auto, ray://..., or malformed
+        return False
+    return not is_node_of(address)
+
+
+@contextlib.contextmanager
+def joined(address: str, timeout_s: float = JOIN_TIMEOUT_S) -> Iterator[None]:
+    """This host is a zero-resource node of the cluster at ``address`` inside the block."""
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    log = tempfile.NamedTemporaryFile(prefix="automl-cnn-ray-join-", suffix=".log", delete=False)  # noqa: SIM115
+    before = _local_node_ids()
+    proc = subprocess.Popen(
+        [ray_cli, "start", f"--address={address}", "--num-cpus=0", "--num-gpus=0",
+         "--disable-usage-stats", "--block"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_joined(address, proc, before, Path(log.name), timeout_s)
+        yield
+    finally:
+        _leave(proc)
+        log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(log.name)
+
+
+def _wait_joined(
+    address: str,
+    proc: subprocess.Popen,  # type: ignore[type-arg]
+    before: set[str],
+    log: Path,
+    timeout_s: float,
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserInputError(
+                f"this host could not join the Ray cluster at {address} as a driver node "
+                f"({_last_line(log)}); check the address, the token (RAY_AUTH_TOKEN) and that this host "
+                "can reach the cluster's nodes, or use --ray-address ray://HOST:10001 (Ray Client)"
+            )
+        new = _local_node_ids() - before
+        if new:
+            with contextlib.suppress(Exception):
+                if new & _cluster_node_ids(address):
+                    return
+        time.sleep(0.5)
+    _leave(proc)
+    raise UserInputError(
+        f"this host did not join the Ray cluster at {address} within {timeout_s:.0f} s "
+        f"({_last_line(log)}); check that the cluster's nodes can reach this host, or use "
+        "--ray-address ray://HOST:10001 (Ray Client)"
+    )
+
+
+def _last_line(log: Path) -> str:
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
+def _leave(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Stop the node started here (``ray start --block`` stops its own processes on SIGTERM)."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
