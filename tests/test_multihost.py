@@ -38,6 +38,10 @@ def cluster() -> Iterator[tuple[dict[str, Host], dict[str, str], Path]]:
     why = skip_reason()
     if why:
         pytest.skip(why)
+    tools = ("initdb", "postgres", "psql", "pg_isready", "setpriv", "curl")
+    missing = [tool for tool in tools if not shutil.which(tool)]
+    if missing:
+        pytest.skip(f"the compose services need {', '.join(missing)} (PostgreSQL, util-linux, curl)")
     work = Path(tempfile.mkdtemp(prefix="acnn-hosts-", dir="/tmp"))
     os.chmod(work, 0o755)  # PostgreSQL runs as nobody below it
     logs = work / "logs"
