@@ -39,6 +39,8 @@ OLD_RUN_KEYS = [
     "experiment",
     "elapsed",
     "state",
+    "phase",  # added with resume at the final fit / delivery
+    "final_jobs",
     "model_uri",
     "model_version",
     "extra",
@@ -256,6 +258,7 @@ def test_a_run_json_written_by_the_old_writer_loads(tmp_path: Path) -> None:
     assert state.config == old["config"] and state.extra == {"k": "v"}
     assert isinstance(state.elapsed, float) and state.elapsed == 42.0
     assert (state.data, state.fingerprint, state.study_name) == ("mnist", "f00", "st")
+    assert state.phase == "trials" and state.final_jobs == []  # an old run was in its trials
 
 
 def test_load_of_a_folder_without_run_json(tmp_path: Path) -> None:

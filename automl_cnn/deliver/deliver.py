@@ -89,6 +89,7 @@ def deliver(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, f
     reg = _register(s, model, winner, test_accs)
     model_uri, version = reg.uri, reg.version
     s.state.model_uri, s.state.model_version = model_uri, version
+    s.state.save()
     summary = _summary(s, records, winner, test_accs, scored.table({r.number: r for r in records}))
     summary.update(model_uri=model_uri, model_version=version, wall_seconds=time.monotonic() - s.progress.start)
     summary.update(promotion=reg.decision.alias, promotion_reason=reg.decision.reason)

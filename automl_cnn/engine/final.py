@@ -102,6 +102,8 @@ class FinalFits:
         self.pending_weights: set[str] = set()
         self.checkpoints: dict[str, tuple[int, bytes]] = {}  # job -> (epochs done, checkpoint) before its last
         self.retries: dict[str, int] = {name: 0 for name in self.names}
+        self.waiting: str | None = None  # what the executor waits for, as last shown
+        self.phase = session.progress.phase
 
     def close_runs(self, status: str) -> None:
         for run_id in self.runs.values():
@@ -111,6 +113,12 @@ class FinalFits:
     def _start(self, job: str, rec: TrialRecord, seed: int) -> None:
         cand = rec.candidate
         assert cand is not None
+        finished = self.s.state.load_weights(job)  # an earlier driver of this run trained it
+        if finished is not None:
+            self.done[job] = FinalFit(rec.number, seed, finished[0], finished[1])
+            self.s.progress.message(f"{job}: trained by an earlier driver of this run; its weights are reused")
+            return
+        saved = self.s.state.load_checkpoint(job)
         self.runs[job] = self.s.tracker.start_run(
             f"{job} (trial {rec.number})",
             {**cand.flat_params(), "seed": seed, "trial": rec.number},
@@ -118,6 +126,12 @@ class FinalFits:
             parent=self.s.parent_run,
         )
         self.s.tracker.log_dataset(self.runs[job], self.s.bundle)
+        if saved is not None:  # killed mid-fit before: continue from its last epoch
+            blob, self.histories[job] = saved[0], list(saved[1])
+            self.checkpoints[job] = (len(saved[1]), blob)
+            self._submit(job, rec, seed, blob)
+            self.s.progress.message(f"{job}: resumed from epoch {len(saved[1])} (checkpoint of an earlier driver)")
+            return
         self._submit(job, rec, seed)
         self.s.progress.trial_running(job, f"final fit of trial {rec.number}: starting")
 
@@ -148,12 +162,23 @@ class FinalFits:
                 self._start(*self.todo.pop(0))
             for result in executor.wait(timeout=0.5):
                 self._on_result(result)
+            self._show_waiting()
             self.s.progress.refresh()
             if time.monotonic() - saved > SAVE_EVERY_SECONDS:  # the budget spent, for a resume
                 self.s.state.save()
                 saved = time.monotonic()
         self.s.state.save()
         return [self.done[name] for name in self.names]
+
+    def _show_waiting(self) -> None:
+        """The panel says when the fit waits for a worker to start (a lost node, an autoscaler)."""
+        waiting = self.s.executor.waiting()
+        if waiting == self.waiting:
+            return
+        if waiting and not self.waiting:
+            self.phase = self.s.progress.phase
+        self.s.progress.set_phase(waiting or self.phase)
+        self.waiting = waiting
 
     def _on_result(self, result: JobResult) -> None:
         job = str(result.job)
@@ -164,6 +189,8 @@ class FinalFits:
         elif result.weights is not None:
             self.pending_weights.discard(job)
             self.done[job] = FinalFit(rec.number, seed, result.weights, self.histories[job])
+            self.s.state.save_weights(job, result.weights, self.histories[job])
+            self.s.state.drop_checkpoint(job)
             self.s.executor.release(job)
             self.s.tracker.end_run(self.runs.pop(job), Outcome.COMPLETED.run_status)
             self.s.progress.running.pop(job, None)
@@ -171,6 +198,9 @@ class FinalFits:
             assert result.epoch is not None
             if result.checkpoint is not None and not result.done:
                 self.checkpoints[job] = (result.epoch.epoch, result.checkpoint)
+                history = [*self.histories[job], result.epoch]
+                self.s.state.save_checkpoint(job, result.checkpoint, history)  # for a resume
+                self.s.state.save()  # with the time spent up to this checkpoint
             self._on_epoch(job, rec, result.epoch, result.done)
 
     def _on_epoch(self, job: str, rec: TrialRecord, epoch: EpochResult, done: bool) -> None:

@@ -234,7 +234,30 @@ def open_session(
 
 
 def search_and_fit(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord, list[FinalFit]]:
-    """The trials, then the winner's final fit on train + validation."""
+    """The trials, then the winner's final fit on train + validation. A resumed run continues at
+    the phase its last driver reached (``RunState.phase``): after the trials it starts none, and
+    final fits continue from their checkpoints or reuse their saved weights."""
+    state, progress = session.state, session.progress
+    if state.phase == "trials":
+        records, jobs = _trials(session)
+        state.phase, state.final_jobs = "final_fit", [[r.number, seed] for r, seed in jobs]
+        state.save()
+    else:  # killed during the final fit or delivery: the trials are over
+        by_number = {r.number: r for r in state.finished_records()}
+        records = list(by_number.values())
+        jobs = [(by_number[number], seed) for number, seed in state.final_jobs]
+        progress.message(f"resuming at the {state.phase.replace('_', ' ')} (the trials are over; none is started)")
+    winner = jobs[0][0]
+    progress.set_phase(f"final fit of trial {winner.number} on train+val ({len(jobs)} fit(s))")
+    fits = final_fit(session, jobs)
+    state.phase = "delivering"
+    state.save()
+    progress.set_phase("exporting and registering the model")
+    return records, winner, fits
+
+
+def _trials(session: SearchSession) -> tuple[list[TrialRecord], list[tuple[TrialRecord, int]]]:
+    """Warm starts and the search loop; the (trial, seed) pairs to fit on train + validation."""
     cfg, progress = session.config, session.progress
     known = Known()
     if not session.resumed:
@@ -247,8 +270,4 @@ def search_and_fit(session: SearchSession) -> tuple[list[TrialRecord], TrialReco
     assert winner.candidate is not None
     others = runners_up(records, winner, cfg.final_top_k - 1)
     seeds = [cfg.seed + FINAL_SEED_OFFSET + k for k in range(cfg.final_repeats)]
-    jobs = [(r, seed) for r in [winner, *others] for seed in seeds]
-    progress.set_phase(f"final fit of trial {winner.number} on train+val ({len(jobs)} fit(s))")
-    fits = final_fit(session, jobs)
-    progress.set_phase("exporting and registering the model")
-    return records, winner, fits
+    return records, [(r, seed) for r in [winner, *others] for seed in seeds]

@@ -2,7 +2,8 @@
 
 ``run.json``       what was asked (data, settings), the MLflow ids, the time spent so far
 ``trials.jsonl``   one line per finished trial (appended as each finishes)
-``checkpoints/``   the last epoch checkpoint of each running trial (written atomically)
+``checkpoints/``   the last epoch checkpoint of each running trial and final fit, and the
+                   finished final fits' weights (written atomically)
 ``study.journal``  Optuna's own journal storage
 """
 
@@ -58,6 +59,8 @@ class RunState:
     experiment: str = ""
     elapsed: float = 0.0  # seconds of the budget spent by earlier drivers
     state: str = "running"  # running | finished
+    phase: str = "trials"  # trials | final_fit | delivering: where a resume continues
+    final_jobs: list[list[int]] = field(default_factory=list)  # [trial number, seed] of each final fit
     model_uri: str = ""
     model_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -136,24 +139,45 @@ class RunState:
             out[rec.number] = rec
         return [out[k] for k in sorted(out)]
 
-    def checkpoint_path(self, number: int) -> Path:
-        return self.folder / CHECKPOINTS / f"trial-{number}.pt"
+    def checkpoint_path(self, key: int | str) -> Path:
+        """A trial's checkpoint (``key`` its number) or a final fit's (``key`` its job name)."""
+        return self.folder / CHECKPOINTS / (f"trial-{key}.pt" if isinstance(key, int) else f"{key}.pt")
 
-    def save_checkpoint(self, number: int, blob: bytes, history: list[EpochResult]) -> None:
-        path = self.checkpoint_path(number)
+    def save_checkpoint(self, key: int | str, blob: bytes, history: list[EpochResult]) -> None:
+        path = self.checkpoint_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, blob)
         atomic_write(path.with_suffix(".json"), json.dumps([e.to_dict() for e in history]).encode())
 
-    def load_checkpoint(self, number: int) -> tuple[bytes, list[EpochResult]] | None:
-        path = self.checkpoint_path(number)
+    def load_checkpoint(self, key: int | str) -> tuple[bytes, list[EpochResult]] | None:
+        path = self.checkpoint_path(key)
         meta = path.with_suffix(".json")
         if not path.is_file() or not meta.is_file():
             return None
         history = [EpochResult(**e) for e in json.loads(meta.read_text(encoding="utf-8"))]
         return path.read_bytes(), history
 
-    def drop_checkpoint(self, number: int) -> None:
-        path = self.checkpoint_path(number)
+    def drop_checkpoint(self, key: int | str) -> None:
+        path = self.checkpoint_path(key)
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
+
+    def save_weights(self, job: str, weights: dict[str, Any], history: list[EpochResult]) -> None:
+        """A finished final fit's weights: a resume during delivery does not train it again."""
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(weights, buf)
+        self.save_checkpoint(f"{job}.weights", buf.getvalue(), history)
+
+    def load_weights(self, job: str) -> tuple[dict[str, Any], list[EpochResult]] | None:
+        import io
+
+        import torch
+
+        saved = self.load_checkpoint(f"{job}.weights")
+        if saved is None:
+            return None
+        return torch.load(io.BytesIO(saved[0]), weights_only=True), saved[1]
