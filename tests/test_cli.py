@@ -165,8 +165,9 @@ def test_cli_search_with_defaults_writes_store_and_model_in_the_working_director
     counts = re.search(r"^trials +(\d+) completed, (\d+) pruned, (\d+) failed$", summary, re.M)
     assert counts and sum(map(int, counts.groups())) == 4, summary
     for pattern in (
-        r"^validation accuracy 0\.\d{4}$",
-        r"^test accuracy +0\.\d{4}$",
+        r"^validation accuracy \d{1,3}\.\d% \(\d{1,3}\.\d–\d{1,3}\.\d\)$",  # with its 95% interval
+        r"^test accuracy +\d{1,3}\.\d% \(\d{1,3}\.\d–\d{1,3}\.\d\)$",
+        r"^ +\(95% Wilson intervals over \d+ validation and \d+ test images\)$",
         r"^wall time +\d+ s$",
         rf"^model folder +{re.escape(str(outs[0]))}$",
         rf"^MLflow +sqlite:///{re.escape(str(tmp_path))}/mlflow\.db \(experiment \d+, run [0-9a-f]{{32}}\)$",

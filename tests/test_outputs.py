@@ -151,3 +151,14 @@ def test_loading_never_unpickles(digits_search, monkeypatch: pytest.MonkeyPatch)
     files = sorted(str(p.relative_to(local)) for p in local.rglob("*") if p.is_file())
     assert "data/model.pt2" in files and "extra_files/model.safetensors" in files, files
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".pth", ".bin"))], files
+
+
+def test_wilson_intervals_match_the_textbook_and_shrink_with_more_images() -> None:
+    from automl_cnn.deliver.result import wilson, with_interval
+
+    lo, hi = wilson(0.9, 100)  # Wilson 1927 / Agresti & Coull 1998: 0.8256-0.9448 for 90/100
+    assert abs(lo - 0.8256) < 1e-3 and abs(hi - 0.9448) < 1e-3
+    assert wilson(1.0, 50)[1] == 1.0 and wilson(1.0, 50)[0] < 0.95  # a perfect score is not certain
+    assert wilson(0.993, 6000)[1] - wilson(0.993, 6000)[0] < wilson(0.993, 600)[1] - wilson(0.993, 600)[0]
+    assert with_interval(0.9933, 600) == "99.3% (98.3–99.7)"
+    assert with_interval(0.9933, 0) == "0.9933"  # size unknown: the bare score

@@ -118,6 +118,8 @@ def deliver(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, f
         pick_rule=summary["pick_rule"],
         promotion=reg.decision.alias,
         promotion_reason=reg.decision.reason,
+        val_images=summary["val_images"],
+        test_images=summary["test_images"],
     )
 
 
@@ -213,6 +215,9 @@ def _summary(
         "architecture": winner.candidate.architecture.describe(),
         "val_accuracy": float(winner.val_acc or 0.0),
         "test_accuracy_text": accuracy_text(test_accs),
+        "test_accuracy": test_accs[0],
+        "val_images": len(s.bundle.val_idx),
+        "test_images": len(s.bundle.test_idx),
         "params": winner.profile.params,
         "flops": winner.profile.flops,
         "latency_ms": winner.latency_ms,

@@ -67,6 +67,21 @@ def _fmt(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _with_interval(acc: float, n: int) -> str:
+    """The score and its 95% Wilson interval over the ``n`` images it was measured on."""
+    from automl_cnn.deliver.result import with_interval
+
+    return with_interval(acc, n) + (f" on {n} images" if n else "")
+
+
+def _test_text(m: dict[str, Any]) -> str:
+    """The delivered model's test score with its interval; several seeds add their mean ± std."""
+    n, acc, text = m.get("test_images", 0), m.get("test_accuracy"), str(m["test_accuracy_text"])
+    if not n or acc is None:
+        return text
+    return _with_interval(acc, n) + (f" (delivered model); this design: {text}" if "±" in text else "")
+
+
 def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, int, int]) -> list[Table]:
     """The report's tables, shared by the Markdown and the HTML report."""
     m = summary
@@ -75,8 +90,8 @@ def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, 
             "Metrics",
             ["metric", "value"],
             [
-                ["validation accuracy (search)", f"{m['val_accuracy']:.4f}"],
-                ["test accuracy (held out)", m["test_accuracy_text"]],
+                ["validation accuracy (search)", _with_interval(m["val_accuracy"], m.get("val_images", 0))],
+                ["test accuracy (held out)", _test_text(m)],
                 ["parameters", f"{m['params']:,}"],
                 ["FLOPs per image", f"{m['flops']:,}"],
                 ["latency per image (1 CPU thread)", f"{m.get('latency_ms') or 0:.2f} ms"],

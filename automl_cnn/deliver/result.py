@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ class SearchResult:
     pick_rule: str = ""
     promotion: str = ""  # the alias the new version took: champion, or challenger (not promoted)
     promotion_reason: str = ""  # why, e.g. "not promoted, test 0.9520 vs champion version 2 0.9610 on ..."
+    val_images: int = 0  # the sizes the accuracies were measured on (for their intervals)
+    test_images: int = 0
 
     def summary(self) -> str:
         test = f"{self.test_accuracy:.4f}"
@@ -69,8 +72,10 @@ class SearchResult:
                 f"best architecture   {self.candidate.architecture.describe()}",
                 f"                    {self.model.info.get('params', 0):,} parameters, "
                 f"{self.model.info.get('flops', 0):,} FLOPs (trial {self.best_trial})",
-                f"validation accuracy {self.val_accuracy:.4f}",
-                f"test accuracy       {test}",
+                f"validation accuracy {with_interval(self.val_accuracy, self.val_images)}",
+                f"test accuracy       {with_interval(self.test_accuracy, self.test_images)}{test[6:]}",
+                *([f"                    {INTERVAL_NOTE.format(self.val_images, self.test_images)}"]
+                  if self.val_images and self.test_images else []),
                 f"trials              {counts}",
                 f"wall time           {self.wall_seconds:.0f} s",
                 f"model folder        {self.out_dir}",
@@ -87,6 +92,28 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float) and not v.is_integer():
         return f"{v:.3f}"
     return f"{int(v):,}"
+
+
+INTERVAL_NOTE = "(95% Wilson intervals over {} validation and {} test images)"
+
+
+def wilson(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy measured on ``n`` images: how far the score
+    of a finite split can be from the model's true accuracy (exact enough near 0 and 1, where
+    the normal approximation is not)."""
+    if n <= 0:
+        return acc, acc
+    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def with_interval(acc: float, n: int) -> str:
+    """``99.3% (98.7–99.7)`` for an accuracy on ``n`` images; the bare score when ``n`` is unknown."""
+    if n <= 0:
+        return f"{acc:.4f}"
+    lo, hi = wilson(acc, n)
+    return f"{100 * acc:.1f}% ({100 * lo:.1f}–{100 * hi:.1f})"
 
 
 def accuracy_text(values: list[float]) -> str:
