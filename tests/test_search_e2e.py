@@ -98,7 +98,10 @@ def test_output_folder_holds_weights_architecture_torchscript_and_report(digits_
         assert (out / name).is_file(), name
     report = (out / "report.md").read_text()
     assert "## Architecture" in report and "| layer | type | output shape | parameters |" in report
-    assert f"{digits_search.test_accuracy:.4f}" in report
+    # the delivered test score with its 95% interval over the test split
+    from automl_cnn.deliver.result import with_interval
+
+    assert with_interval(digits_search.test_accuracy, digits_search.test_images) in report
     assert digits_search.candidate.architecture.describe() in report
 
 
