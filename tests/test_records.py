@@ -191,7 +191,13 @@ def test_a_line_written_by_the_old_writer_is_read() -> None:
     assert rec.profile == Profile(5000, 80000, ((8, 4, 4),))
     assert rec.history == [EpochResult(1, 2.0, 0.3, 1.9, 0.35, 0.5, 0.001)]
     assert rec.latency_ms is None and rec.duplicate_of is None and rec.preset is None
-    assert rec.to_json() == OLD_LINE  # and the new writer writes the very same object
+    # the new writer writes the very same object, plus the per-epoch fields added since
+    # (the batch size an epoch trained with, its out-of-memory back-offs), at their defaults
+    written = rec.to_json()
+    added = {"batch_size": 0, "oom_backoffs": 0}
+    assert [{k: v for k, v in e.items() if k not in added} for e in written["history"]] == OLD_LINE["history"]
+    assert all({k: e[k] for k in added} == added for e in written["history"])
+    assert {**written, "history": OLD_LINE["history"]} == OLD_LINE
 
 
 def test_an_older_line_lacking_later_keys_takes_defaults() -> None:

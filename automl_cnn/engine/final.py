@@ -137,7 +137,11 @@ class FinalFits:
 
     def _submit(self, job: str, rec: TrialRecord, seed: int, checkpoint: bytes | None = None) -> None:
         assert rec.candidate is not None
-        spec = JobSpec(job, rec.candidate.to_dict(), seed, self.s.final_data, checkpoint, True, self.threads)
+        # a trial that ran out of memory is refitted at the batch size it backed off to
+        backoffs = rec.history[-1].oom_backoffs if rec.history else 0
+        spec = JobSpec(
+            job, rec.candidate.to_dict(), seed, self.s.final_data, checkpoint, True, self.threads, backoffs
+        )
         self.s.executor.submit(spec)
 
     def _retry(self, job: str, rec: TrialRecord, seed: int) -> bool:

@@ -27,6 +27,10 @@ class EpochResult:
     val_acc: float
     seconds: float
     lr: float
+    # the batch size this epoch trained with (0: not recorded, a record from before it was), and
+    # the halvings of the candidate's batch size its job took after running out of memory
+    batch_size: int = 0
+    oom_backoffs: int = 0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

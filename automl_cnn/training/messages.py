@@ -24,6 +24,9 @@ class JobSpec:
     checkpoint: bytes | None = None  # continue after this epoch checkpoint
     want_checkpoint: bool = False  # return a checkpoint with every epoch
     threads: int | None = None  # CPU threads for this job (default: the worker's share)
+    # start this many halvings below the candidate's batch size, the learning rate scaled with it
+    # (a final fit of a trial that ran out of memory: ``EpochResult.oom_backoffs`` of its last epoch)
+    oom_backoffs: int = 0
 
 
 @dataclass(frozen=True)

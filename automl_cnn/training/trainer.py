@@ -3,7 +3,12 @@
 A :class:`Trainer` is a pure computation: it imports nothing from Optuna, Ray or MLflow and
 returns an :class:`EpochResult` per epoch, so the same code serves a Ray worker, the final fit,
 a plain Optuna loop and the tests. Its whole state (weights, optimiser, schedule, random
-streams) fits in a checkpoint, so an interrupted trial continues where it stopped.
+streams, batch size) fits in a checkpoint, so an interrupted trial continues where it stopped.
+
+An epoch that runs out of memory is not the end of the job: it reruns from the state before it
+with half the batch size and the learning rate scaled with it (at most
+:data:`~automl_cnn.training.oom.MAX_OOM_BACKOFFS` halvings a job); every :class:`EpochResult`
+says the batch size it trained with and how many halvings it took.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import io
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -25,13 +31,21 @@ from automl_cnn.model.builder import build_model
 from automl_cnn.model.measures import EpochResult
 from automl_cnn.training.augment import augment
 from automl_cnn.training.batches import Batches, make_batches
+from automl_cnn.training.oom import (
+    MAX_OOM_BACKOFFS,
+    first_line,
+    free_memory,
+    halved,
+    is_out_of_memory,
+    out_of_memory_message,
+)
 
 EVAL_BATCH = 1024
 
 
-def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+def _optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
     params = model.parameters()
-    lr, wd = cfg.learning_rate, cfg.weight_decay
+    wd = cfg.weight_decay
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     if cfg.optimizer == "adamw":
@@ -51,10 +65,19 @@ def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
     return lambda s: 1.0
 
 
-def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int) -> Any:
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, lr: float) -> Any:
     if cfg.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.learning_rate, total_steps=total_steps)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps)
     return torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg.lr_schedule, total_steps))
+
+
+def _fast_forward(scheduler: Any, steps: int) -> None:
+    """Move a fresh schedule to ``steps`` (every schedule here is a closed form of the step)."""
+    if steps > 0:
+        scheduler.last_epoch = steps - 1
+        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -96,11 +119,15 @@ class Trainer:
             torch.tensor(data.class_weights, dtype=torch.float32, device=self.device) if data.class_weights else None
         )
         n = len(self.train_batches)
-        self.batch_size = max(1, min(self.cfg.batch_size, n))
+        self.first_batch_size = max(1, min(self.cfg.batch_size, n))  # the candidate's, before any back-off
+        self.batch_size = self.first_batch_size
+        self.oom_backoffs = 0  # halvings of the batch size after running out of memory
+        self.lr = self.cfg.learning_rate
         self.steps_per_epoch = max(1, n // self.batch_size)  # drop the ragged last batch
-        self.optimizer = _optimizer(self.cfg, self.model)
-        self.scheduler = _scheduler(self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs)
+        self.optimizer = _optimizer(self.cfg, self.model, self.lr)
+        self.scheduler = _scheduler(self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs, self.lr)
         self.epoch = 0
+        self._saved: tuple[int, bytes] | None = None  # a checkpoint taken since the last training step
 
     # -- one epoch -----------------------------------------------------------------------------
     def _batch(self, x: torch.Tensor) -> torch.Tensor:
@@ -113,8 +140,61 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def run_epoch(self) -> EpochResult:
+        """Train one epoch, then score it. An epoch that runs out of memory (a CUDA or a CPU
+        allocation) reruns from the state before it with half the batch size, at most
+        ``MAX_OOM_BACKOFFS`` times a job; past that the job fails with a :class:`TrialError`."""
         if self.epoch >= self.cfg.epochs:
             raise RuntimeError("all epochs already ran")
+        before = self._state_before_epoch()
+        while True:
+            try:
+                return self._train_epoch()
+            except RuntimeError as exc:  # torch.OutOfMemoryError is one
+                if not is_out_of_memory(exc):
+                    raise
+                what = first_line(exc)
+            # out here, the exception and the frames (the batch, the activations) it held are gone
+            self._back_off(before, what)
+
+    def _state_before_epoch(self) -> bytes:
+        """The state to rerun this epoch from: the checkpoint the worker just took, or a new one."""
+        saved, self._saved = self._saved, None
+        if saved is not None and saved[0] == self.epoch:
+            return saved[1]
+        return self.checkpoint()
+
+    def _back_off(self, before: bytes, what: str) -> None:
+        """After running out of memory: free it, go back to ``before`` and halve the batch size."""
+        if self.oom_backoffs >= MAX_OOM_BACKOFFS or self.batch_size == 1:
+            raise TrialError(out_of_memory_message(self.batch_size, self.oom_backoffs, self.first_batch_size, what))
+        smaller, backoffs = halved(self.batch_size), self.oom_backoffs + 1
+        self.model.zero_grad(set_to_none=True)
+        free_memory(self.device)
+        self.restore(before)
+        self._rebatch(smaller, backoffs)
+
+    def use_backoffs(self, backoffs: int) -> None:
+        """Start at the batch size ``backoffs`` halvings below the candidate's, the learning rate
+        scaled with it (a final fit of a trial that backed off); they count towards the limit."""
+        if backoffs > 0:
+            self._rebatch(halved(self.first_batch_size, backoffs), backoffs)
+
+    def _rebatch(self, batch_size: int, backoffs: int) -> None:
+        """Train on from the current epoch with ``batch_size``: the optimiser keeps its
+        per-parameter state (momenta, Adam's moments), the schedule its progress through training."""
+        self.batch_size, self.oom_backoffs = batch_size, backoffs
+        self.steps_per_epoch = max(1, len(self.train_batches) // batch_size)
+        # The linear scaling rule (Goyal et al. 2017, "Accurate, large minibatch SGD"): the
+        # learning rate is proportional to the batch size, so half the batch takes half the step.
+        self.lr = self.cfg.learning_rate * batch_size / self.first_batch_size
+        moments = self.optimizer.state_dict()["state"]
+        self.optimizer = _optimizer(self.cfg, self.model, self.lr)
+        self.optimizer.load_state_dict({**self.optimizer.state_dict(), "state": moments})
+        self.scheduler = _scheduler(self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs, self.lr)
+        _fast_forward(self.scheduler, self.epoch * self.steps_per_epoch)
+        self._saved = None
+
+    def _train_epoch(self) -> EpochResult:
         start = time.perf_counter()
         self.model.train()
         perm = torch.randperm(len(self.train_batches), generator=self.gen)
@@ -156,6 +236,8 @@ class Trainer:
             val_acc=val_acc,
             seconds=time.perf_counter() - start,
             lr=lr,
+            batch_size=self.batch_size,
+            oom_backoffs=self.oom_backoffs,
         )
 
     @torch.inference_mode()
@@ -163,7 +245,8 @@ class Trainer:
         """Logits and labels of every image of ``batches``, in order."""
         self.model.eval()
         logits, labels = [], []
-        for x, y in batches.iterate(torch.arange(len(batches)), EVAL_BATCH, drop_last=False):
+        size = max(1, EVAL_BATCH >> self.oom_backoffs)  # smaller too after running out of memory
+        for x, y in batches.iterate(torch.arange(len(batches)), size, drop_last=False):
             with self._autocast():
                 logits.append(self.model(self._batch(x)).float())
             labels.append(y)
@@ -185,11 +268,14 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint(self) -> bytes:
-        """Everything needed to continue after the last finished epoch (tensors only)."""
+        """Everything needed to continue after the last finished epoch (tensors and numbers), the
+        batch size after any back-off included."""
         buf = io.BytesIO()
         torch.save(
             {
                 "epoch": self.epoch,
+                "batch_size": self.batch_size,
+                "oom_backoffs": self.oom_backoffs,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
@@ -198,10 +284,16 @@ class Trainer:
             },
             buf,
         )
-        return buf.getvalue()
+        self._saved = (self.epoch, buf.getvalue())  # also the state to rerun the next epoch from
+        return self._saved[1]
 
     def restore(self, blob: bytes) -> None:
         state = torch.load(io.BytesIO(blob), map_location=self.device, weights_only=True)
+        # checkpoints from before back-offs existed hold no batch size: they trained at the first one
+        batch_size = int(state.get("batch_size", self.batch_size))
+        backoffs = int(state.get("oom_backoffs", self.oom_backoffs))
+        if (batch_size, backoffs) != (self.batch_size, self.oom_backoffs):
+            self._rebatch(batch_size, backoffs)  # the optimiser and schedule for it, loaded below
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -3,7 +3,9 @@
 Plain Python: :mod:`automl_cnn.services.ray_executor` runs it as a Ray actor and
 :mod:`automl_cnn.services.inprocess` calls it directly. Every call returns a
 :class:`~automl_cnn.training.messages.JobResult`; failures inside a trial come back with ``error``
-set instead of raising, so the driver records them and goes on.
+set instead of raising, so the driver records them and goes on. An epoch that runs out of memory
+backs off to half the batch size inside the :class:`Trainer` (the same on Ray and in-process);
+its :class:`~automl_cnn.model.measures.EpochResult` says the batch size it trained with.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ import torch
 from automl_cnn.errors import TrialError
 from automl_cnn.model.architecture import Candidate
 from automl_cnn.training.messages import JobResult, JobSpec
+from automl_cnn.training.oom import first_line, is_out_of_memory
 from automl_cnn.training.trainer import Trainer
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TrialError):
         return str(exc)
-    if isinstance(exc, torch.OutOfMemoryError):
-        return "out of memory: " + str(exc).splitlines()[0][:300]
+    if is_out_of_memory(exc):  # outside an epoch (building the model, moving the data)
+        return "out of memory: " + first_line(exc)
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" (at {os.path.basename(last[0].filename)}:{last[0].lineno})" if last else ""
     return f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}{where}"
@@ -55,7 +58,8 @@ class TrialWorker:
         self.job = spec.job
         try:
             self.trainer = Trainer(Candidate.from_dict(spec.candidate), spec.data, spec.seed, self.device)
-            if spec.checkpoint is not None:
+            self.trainer.use_backoffs(spec.oom_backoffs)
+            if spec.checkpoint is not None:  # holds the batch size it trained with
                 self.trainer.restore(spec.checkpoint)
         except Exception as exc:
             self.release()
