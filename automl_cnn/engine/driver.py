@@ -7,9 +7,13 @@ study and MLflow is in :mod:`automl_cnn.engine.outcome` and :mod:`automl_cnn.eng
 
 The sampler never mistakes a partial score for a final one, and it learns which regions are
 infeasible (Optuna's samplers rank trials with a positive constraint below feasible ones).
-With several objectives Optuna cannot prune (it refuses intermediate reports), so trials run to
-the end unless the time budget stops them. Warm-start presets are not pruned either: they are
-known-good designs whose full results calibrate the search (the time limit still applies).
+With several objectives Optuna cannot prune (it refuses intermediate reports), so the driver
+applies multi-objective successive halving itself (:mod:`automl_cnn.engine.moasha`, on the
+rungs of ``--pruner``): a trial it stops is told to the study as PRUNED without values, which
+samplers rank below completed trials, never as a final score. On a resume the rungs are
+rebuilt from the trials' histories. Warm-start presets are not pruned: they are known-good
+designs whose full results calibrate the search (the time limit still applies; their scores
+are recorded at the rungs).
 """
 
 from __future__ import annotations
@@ -23,9 +27,11 @@ from automl_cnn.engine.cost import CostModel
 from automl_cnn.engine.dedupe import Known, KnownResult
 from automl_cnn.engine.endings import Endings
 from automl_cnn.engine.gate import static_check
+from automl_cnn.engine.moasha import MultiObjectiveHalving, Verdict, for_pruner
 from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord, trial_seed
 from automl_cnn.engine.session import SearchSession
+from automl_cnn.model.measures import EpochResult
 from automl_cnn.space.sampling import sample_candidate
 from automl_cnn.training.messages import JobResult, JobSpec
 
@@ -59,9 +65,13 @@ class SearchDriver:
         self._asked = len(self.records) + len(self._resumable)
         self._exhausted = False
         self._waiting: str | None = None  # what the executor waits for, as last shown
+        self.halving: MultiObjectiveHalving | None = None  # early stopping with several objectives
+        if session.multi_objective:
+            self.halving = for_pruner(session.config.pruner, session.space.max_epochs())
         for rec in self.records:  # results of an earlier driver of this run are known
             if rec.candidate is not None and rec.duplicate_of is None:
                 self.known.finish(rec.candidate.key(), self.endings.known_result(rec))
+            self._replay_rungs(rec)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
@@ -143,6 +153,7 @@ class SearchDriver:
         if saved is not None:
             blob, rec.history = saved[0], list(saved[1])
             self._checkpoints[rec.job] = blob
+        self._replay_rungs(rec)
         self.s.tracker.client.update_run(rec.run_id, status="RUNNING")
         self._submit(rec, trial, blob)
         where = f"from epoch {len(rec.history)}" if blob else "from the start (no checkpoint)"
@@ -221,8 +232,8 @@ class SearchDriver:
                 self._finish(rec, trial, Ending(Outcome.FAILED, result.error))
             return
         assert result.epoch is not None
-        self._record_epoch(rec, trial, result)
-        ending = self._decide(rec, trial, result)
+        verdict = self._record_epoch(rec, trial, result)
+        ending = self._decide(rec, trial, result, verdict)
         if ending is not None:
             self._finish(rec, trial, ending)
         else:
@@ -230,7 +241,9 @@ class SearchDriver:
             epoch = result.epoch
             self.s.progress.trial_running(job, f"epoch {epoch.epoch}/{rec.epochs}  val {epoch.val_acc:.4f}")
 
-    def _record_epoch(self, rec: TrialRecord, trial: optuna.Trial, result: JobResult) -> None:
+    def _record_epoch(self, rec: TrialRecord, trial: optuna.Trial, result: JobResult) -> Verdict | None:
+        """Keep, checkpoint and log an epoch; report it to the study, or with several objectives
+        record it at its rung (the verdict, if the epoch is a rung)."""
         epoch = result.epoch
         assert epoch is not None
         rec.history.append(epoch)
@@ -240,10 +253,37 @@ class SearchDriver:
         if rec.profile is not None:
             self.cost.observe(rec.profile.flops, epoch.seconds)
         self.s.tracker.log_epoch(rec.run_id, epoch)
+        if epoch.oom_backoffs:  # it ran out of memory and goes on at a smaller batch size
+            used = {"automl_cnn.batch_size_used": epoch.batch_size, "automl_cnn.oom_backoffs": epoch.oom_backoffs}
+            self.s.tracker.set_tags(rec.run_id, used)
         if not self.s.multi_objective:
             trial.report(epoch.val_acc, epoch.epoch)
+            return None
+        return self._at_rung(rec, epoch)
 
-    def _decide(self, rec: TrialRecord, trial: optuna.Trial, result: JobResult) -> Ending | None:
+    def _rung_vector(self, rec: TrialRecord, epoch: EpochResult) -> tuple[float, ...] | None:
+        """A trial's objectives after ``epoch``, all minimised: the validation error, then the
+        static objectives (None when they are unknown)."""
+        statics = self.s.objectives[1:]
+        if rec.profile is None and any(name in ("params", "flops") for name in statics):
+            return None
+        return (1.0 - epoch.val_acc, *(rec.objective(name) for name in statics))
+
+    def _at_rung(self, rec: TrialRecord, epoch: EpochResult) -> Verdict | None:
+        vector = self._rung_vector(rec, epoch)
+        if self.halving is None or vector is None:
+            return None
+        return self.halving.observe(rec.number, epoch.epoch, vector)
+
+    def _replay_rungs(self, rec: TrialRecord) -> None:
+        """Record a trial an earlier driver ran at the rungs it reached (a resume)."""
+        if self.halving is not None and rec.duplicate_of is None:
+            for epoch in rec.history:
+                self._at_rung(rec, epoch)
+
+    def _decide(
+        self, rec: TrialRecord, trial: optuna.Trial, result: JobResult, verdict: Verdict | None = None
+    ) -> Ending | None:
         """After an epoch: complete, too slow for its share of the budget, pruned, or go on."""
         epoch = rec.history[-1].epoch
         limit = self.s.max_trial_seconds
@@ -259,7 +299,12 @@ class SearchDriver:
                 f"{limit:.0f} s a trial may take in this time budget"
             )
             return Ending(Outcome.PRUNED, reason, constraints={"trial_seconds": projected / limit - 1})
-        if not self.s.multi_objective and rec.preset is None and trial.should_prune():
+        if rec.preset is not None:
+            return None
+        if verdict is not None and verdict.stop and self.halving is not None:
+            reason = f"stopped at epoch {epoch}/{rec.epochs} by {self.halving.name}: {verdict.describe()}"
+            return Ending(Outcome.PRUNED, reason)
+        if not self.s.multi_objective and trial.should_prune():
             reason = f"stopped early at epoch {epoch}/{rec.epochs} by the {self.s.config.pruner} pruner"
             return Ending(Outcome.PRUNED, reason)
         return None
