@@ -153,6 +153,18 @@ def test_recovery_closes_a_trial_asked_for_but_never_started(tmp_path: Path) -> 
     assert records[0].reason == "interrupted before it started" and state == TrialState.FAIL
 
 
+def test_recovery_closes_a_trial_run_opened_but_never_recorded_in_the_study(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, trials=1, pruner="none")
+    with session_for(plan) as s:
+        s.study.ask()  # the driver died after opening the trial's MLflow run, before the study knew it
+        orphan = s.tracker.start_run("trial-0", {}, {"automl_cnn.trial": "0"}, parent=s.parent_run)
+    with session_for(plan_for(tmp_path, trials=1, resume=RunState.load(plan.out))) as s:
+        records, resumable = recover(s)
+        run = s.tracker.client.get_run(orphan)
+    assert resumable == [] and records[0].outcome == Outcome.FAILED
+    assert run.info.status == "FAILED" and run.data.tags["automl_cnn.reason"] == "interrupted before it started"
+
+
 class InterruptingExecutor(InProcessExecutor):
     """Raises KeyboardInterrupt (as Ctrl-C would) after ``after_results`` results."""
 

@@ -62,7 +62,22 @@ def recover(session: SearchSession) -> tuple[list[TrialRecord], list[Running]]:
                 session.tracker.end_run(rec.run_id, Outcome.FAILED.run_status)
         state.append_record(rec)
         done[rec.number] = rec
+    _close_orphan_runs(session, {rec.run_id for rec, _ in left})
     return [done[k] for k in sorted(done)], left
+
+
+def _close_orphan_runs(session: SearchSession, keep: set[str]) -> None:
+    """Close the trial runs a killed driver left RUNNING that no trial continues: a driver killed
+    between opening a trial's MLflow run and recording it in the study leaves such a run."""
+    tracker = session.tracker
+    query = f"tags.`mlflow.parentRunId` = '{session.parent_run}' and attributes.status = 'RUNNING'"
+    for run in tracker.client.search_runs([tracker.experiment_id], query):
+        if run.info.run_id not in keep and "automl_cnn.trial" in run.data.tags:
+            tracker.set_tags(
+                run.info.run_id,
+                {"automl_cnn.outcome": Outcome.FAILED.value, "automl_cnn.reason": "interrupted before it started"},
+            )
+            tracker.end_run(run.info.run_id, Outcome.FAILED.run_status)
 
 
 def _close(session: SearchSession, rec: TrialRecord, outcome: Outcome, t: optuna.trial.FrozenTrial) -> None:
