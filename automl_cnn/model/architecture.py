@@ -77,8 +77,14 @@ class Architecture:
         head["dense"] = tuple(Dense(**d) for d in head.get("dense", ()))
         return cls(blocks=tuple(ConvBlock(**b) for b in data["blocks"]), head=Head(**head))
 
+    @property
+    def convolutional(self) -> bool:
+        """False for a network without convolutional blocks (an MLP on the flattened image)."""
+        return bool(self.blocks)
+
     def describe(self) -> str:
-        """A compact one-line summary, e.g. ``conv32x3-max2 | conv64x3 | gap -> fc128``."""
+        """A compact one-line summary, e.g. ``conv32k3-max2 | conv64k3 | gap-fc128``; a network
+        without blocks reads ``mlp-fc1024-d0.50`` (``mlp-linear`` without dense layers)."""
         parts = []
         for b in self.blocks:
             s = f"{'res' if b.type == 'residual' else 'conv'}{b.filters}k{b.kernel_size}"
@@ -87,10 +93,12 @@ class Architecture:
             s += "" if b.pooling == "none" else f"-{b.pooling}{b.pool_size}"
             s += f"-d{b.dropout:.2f}" if b.dropout > 0 else ""
             parts.append(s)
+        dense = "".join(f"-fc{d.units}" + (f"-d{d.dropout:.2f}" if d.dropout > 0 else "") for d in self.head.dense)
+        if not self.blocks:
+            pool = "-gap" if self.head.type == "global_avg" else ""
+            return "mlp" + pool + (dense or ("" if pool else "-linear"))
         head = "gap" if self.head.type == "global_avg" else "flat"
-        for d in self.head.dense:
-            head += f"-fc{d.units}" + (f"-d{d.dropout:.2f}" if d.dropout > 0 else "")
-        return " | ".join([*parts, head])
+        return " | ".join([*parts, head + dense])
 
 
 @dataclass(frozen=True)

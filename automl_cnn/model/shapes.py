@@ -18,9 +18,14 @@ def _conv_out(size: int, block: ConvBlock, stride: int) -> int:
 
 
 def feature_shapes(arch: Architecture, input_shape: Shape) -> list[Shape]:
-    """Shapes (C, H, W) of the input and after each block; raises InfeasibleArchitecture."""
-    if not arch.blocks:
-        raise InfeasibleArchitecture("the architecture has no convolutional block")
+    """Shapes (C, H, W) of the input and after each block; raises InfeasibleArchitecture.
+
+    A network without blocks is an MLP on the flattened image; it needs a ``flatten`` head."""
+    if not arch.blocks and arch.head.type == "global_avg":
+        raise InfeasibleArchitecture(
+            "a network without convolutional blocks needs a flatten head: global average pooling of "
+            "the raw image would leave one number per channel; use head type flatten for an MLP"
+        )
     c, h, w = input_shape
     shapes: list[Shape] = [(c, h, w)]
     for i, block in enumerate(arch.blocks, start=1):

@@ -4,7 +4,8 @@ A preset is a concrete :class:`Candidate`. To enqueue it in a study it is projec
 space: it is replayed through the same sampling code as any trial, with every suggestion
 answered by the preset's value snapped to what the space allows (the nearest choice, a range's
 bound). A preset whose structure the space cannot express (another number of blocks, residual
-blocks in a plain space) does not fit and is left out.
+blocks in a plain space, an MLP where ``blocks.count`` cannot reach 0 or the head cannot be
+``flatten``) does not fit and is left out.
 """
 
 from __future__ import annotations
@@ -27,7 +28,22 @@ _RECIPE = TrainConfig(
     augmentation=Augmentation(rotation=10.0, translate=0.1, scale=0.1),
 )
 
+# An MLP on the flattened image: the baseline for data without spatial structure (on
+# pixel-permuted mnist5k one wide layer with dropout 0.5 and label smoothing reaches 97% test
+# accuracy, above an RBF SVM), cheap to train, and trained without augmentation, which would
+# destroy data whose pixels have no spatial order.
+_MLP_RECIPE = TrainConfig(
+    optimizer="adamw",
+    learning_rate=1e-3,
+    weight_decay=5e-4,
+    batch_size=64,
+    epochs=40,
+    lr_schedule="cosine",
+    label_smoothing=0.1,
+)
+
 PRESETS: dict[str, Candidate] = {
+    "mlp": Candidate(Architecture((), Head("flatten", (Dense(2048, 0.5),))), _MLP_RECIPE),
     # LeCun et al. 1998, with ReLU and max pooling as usually trained today.
     "lenet5": Candidate(
         Architecture(
@@ -76,7 +92,7 @@ PRESETS: dict[str, Candidate] = {
     ),
 }
 # cheapest first: the first result arrives soon and sets the bar for early stopping
-GROUPS = {"classics": ("lenet5", "vgg_small", "keras_mnist", "resnet_small")}
+GROUPS = {"classics": ("mlp", "lenet5", "vgg_small", "keras_mnist", "resnet_small")}
 
 
 def optuna_params(candidate: Candidate) -> dict[str, Any]:
@@ -131,6 +147,8 @@ def project(candidate: Candidate, space: SearchSpace) -> tuple[Candidate, dict[s
     projected = sample_candidate(trial, space)  # type: ignore[arg-type]
     want, got = candidate.architecture.blocks, projected.architecture.blocks
     if len(want) != len(got) or [b.type for b in want] != [b.type for b in got]:
+        return None
+    if not got and projected.architecture.head.type != "flatten":  # an MLP needs a flatten head
         return None
     return projected, trial.params
 

@@ -14,7 +14,9 @@ value forms). Every key has a default, so a space file only names what it change
       learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}
 
 Keys of ``blocks`` are drawn afresh for every block; keys of ``head`` for every dense layer
-where they concern one (``units``, ``dropout``).
+where they concern one (``units``, ``dropout``). ``blocks.count`` may reach 0: such a candidate
+is an MLP on the flattened image (its head must be ``flatten``; a ``global_avg`` head with no
+block is refused before training).
 """
 
 from __future__ import annotations
@@ -52,9 +54,12 @@ _DROPOUT = {"minimum": 0.0, "maximum": 1.0, "maximum_open": True, "hint": "dropo
 
 @dataclass(frozen=True)
 class BlockSpace:
-    """Convolutional blocks; every key except ``count`` is drawn per block."""
+    """Convolutional blocks; every key except ``count`` is drawn per block. A ``count`` of 0 is a
+    network without convolutions: the head's dense layers on the flattened image (an MLP)."""
 
-    count: Param = _key("int", IntRange(1, 3), minimum=1, hint="a network needs at least one block")
+    count: Param = _key(
+        "int", IntRange(1, 3), minimum=0, hint="0 blocks is an MLP on the flattened image, 1 or more a CNN"
+    )
     type: Param = _key("str", Fixed("plain"), options=("plain", "residual"))
     convs: Param = _key("int", Fixed(1), minimum=1, hint="a block needs at least one convolution")
     filters: Param = _key("int", Choice((16, 32, 64)), minimum=1)
