@@ -66,3 +66,26 @@ def digits_search(ray_session: None, tmp_path_factory: pytest.TempPathFactory): 
         progress=False,
     )
     return result
+
+
+@pytest.fixture(scope="session")
+def ensemble_search(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A fixed-seed one-worker search (in-process, so exactly reproducible) on digits whose
+    ensemble beats its winner on the check half: it delivers an ensemble of three trials."""
+    from automl_cnn import search
+
+    tmp = tmp_path_factory.mktemp("ensemble_search")
+    return search(
+        "digits",
+        SPACES / "tiny.yaml",
+        trials=10,
+        workers=1,
+        pruner="none",
+        warm_start="none",
+        executor="inprocess",
+        seed=1,
+        out=tmp / "out",
+        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+        experiment="tests",
+        progress=False,
+    )

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ HAND_WRITTEN = {
     "--pruner": "early stopping of weak trials (default asha)",
     "--seed": "seeds the split, the sampler and every trial",
     "--split": "train,val,test fractions",
-    "--warm-start": "presets enqueued first where they fit the space: classics (default), keras_mnist, lenet5, "
+    "--warm-start": "presets enqueued first where they fit the space: classics (default), mlp, keras_mnist, lenet5, "
     "vgg_small, resnet_small (comma-separated), or none",
     "--objective": "accuracy, or accuracy plus any of params, flops, latency (e.g. accuracy,params) for a Pareto front",
     "--pick": "which Pareto member to deliver: accuracy, or OBJECTIVE@TOLERANCE, e.g. params@0.005 (the default: "
@@ -60,7 +61,7 @@ HAND_WRITTEN = {
     "--device": "force the device inside workers",
     "--no-progress": "plain log lines instead of the live panel",
 }
-ADDED = {"--executor", "--promote", "--wait-for-resources"}  # settings that came later
+ADDED = {"--executor", "--promote", "--wait-for-resources", "--ensemble"}  # settings that came later
 
 
 def _search_parser() -> argparse.ArgumentParser:
@@ -127,7 +128,7 @@ def test_a_full_command_line_gives_the_expected_config(tmp_path: Path) -> None:
         *("--final-repeats", "3", "--final-top-k", "2", "--max-params", "100000", "--max-flops", "5000000"),
         *("--max-latency-ms", "2.5", "--tracking-uri", "sqlite:///x.db", "--experiment", "e", "--model-name", "m"),
         *("--out", "o", "--ray-address", "auto", "--storage", "postgresql://u:pw@h/db", "--device", "cpu"),
-        *("--executor", "inprocess", "--no-progress"),
+        *("--executor", "inprocess", "--no-progress", "--ensemble", "3"),
     )
     assert cfg == SearchConfig(
         test_data="t.csv",
@@ -153,6 +154,7 @@ def test_a_full_command_line_gives_the_expected_config(tmp_path: Path) -> None:
         pick="params@0.01",
         final_repeats=3,
         final_top_k=2,
+        ensemble="3",
         max_params=100_000,
         max_flops=5_000_000,
         max_latency_ms=2.5,
@@ -292,3 +294,14 @@ def test_settings_given_as_text_or_lists_are_normalised() -> None:
     assert cfg.warm_start == ("lenet5", "classics")
     with pytest.raises(UserInputError, match="unknown executor 'dask'; use one of: ray, inprocess"):
         SearchConfig(executor="dask")
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1", "1.5"])
+def test_a_bad_ensemble_policy_is_one_line(value: str) -> None:
+    with pytest.raises(UserInputError, match=rf"^--ensemble '{re.escape(value)}': use off, auto, or a number"):
+        SearchConfig(ensemble=value)
+
+
+def test_the_ensemble_policy_sets_the_most_members() -> None:
+    assert [SearchConfig(ensemble=v).ensemble_size() for v in ("off", "auto", "1", "3")] == [1, 5, 1, 3]
+    assert SearchConfig(ensemble="3", objectives=("accuracy", "params")).ensemble_size() == 1  # the pick rule decides

@@ -41,6 +41,9 @@ OLD_RUN_KEYS = [
     "state",
     "phase",  # added with resume at the final fit / delivery
     "final_jobs",
+    "ensemble",  # added with ensembles and the checked final fit
+    "final_notes",
+    "final_check",
     "model_uri",
     "model_version",
     "extra",

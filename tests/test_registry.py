@@ -178,7 +178,8 @@ def weak_strong_weak(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, lis
     tmp = tmp_path_factory.mktemp("registry")
     store = f"sqlite:///{tmp / 'mlflow.db'}"
     results = [
-        _search(tmp / "a", store, WEAK, max_epochs=1),
+        # far from solved, so --promote if-better would not make it the first champion (see below)
+        _search(tmp / "a", store, WEAK, max_epochs=1, promote="always"),
         _search(tmp / "b", store, GOOD),
         _search(tmp / "c", store, WEAK, max_epochs=1),
     ]
@@ -248,6 +249,7 @@ def test_same_file_name_different_data_are_two_registered_models(tmp_path: Path)
         (tmp_path / folder).mkdir()
         np.savez(tmp_path / folder / "data.npz", x=x, y=y)
         settings = {"trials": 1, "pruner": "none", "enqueue": (GOOD,), "max_epochs": 1, "warm_start": "none"}
+        settings["promote"] = "always"  # one epoch on so few images is far from solved: no first champion else
         results.append(
             automl_cnn.search(
                 tmp_path / folder / "data.npz",
@@ -265,3 +267,16 @@ def test_same_file_name_different_data_are_two_registered_models(tmp_path: Path)
     assert (one.promotion, two.promotion) == ("champion", "champion")  # each the first of its own model
     names = {m.name for m in MlflowClient(store).search_registered_models()}
     assert names == {_name(one), _name(two)}
+
+
+def test_a_task_far_from_solved_gets_no_first_champion_and_says_so(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    weak = _search(tmp_path / "a", store, WEAK, max_epochs=1)
+    assert weak.val_accuracy < 0.55  # below halfway from chance (10 classes) to perfect
+    assert weak.promotion == "challenger" and weak.model_uri.endswith("@challenger")
+    assert weak.promotion_reason.startswith("not promoted: the task is far from solved")
+    assert any(w.startswith("far from solved: the best validation accuracy is") for w in weak.warnings)
+    assert "warning             far from solved" in weak.summary()
+    assert MlflowClient(store).get_registered_model(_name(weak)).aliases == {"challenger": 1}
+    strong = _search(tmp_path / "b", store, GOOD)  # a solved task takes the empty champion place
+    assert (strong.promotion, strong.warnings) == ("champion", [])

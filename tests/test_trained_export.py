@@ -20,7 +20,7 @@ from automl_cnn.errors import UserInputError
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Dense, Head, TrainConfig
 from automl_cnn.model.builder import build_model
 from automl_cnn.model.export import FORMATS, export_model, export_onnx
-from automl_cnn.model.trained import FORMAT, META, WEIGHTS, TrainedModel
+from automl_cnn.model.trained import ENSEMBLE_FORMAT, FORMAT, META, WEIGHTS, TrainedModel
 
 ARCH = Architecture(
     (ConvBlock(filters=8, batch_norm=True, pooling="max", dropout=0.1),),
@@ -207,7 +207,8 @@ def test_loading_an_unknown_format(fitted: Fitted, tmp_path: Path) -> None:
     (tmp_path / META).write_text(json.dumps(meta))
     with pytest.raises(UserInputError) as exc:
         TrainedModel.load(tmp_path)
-    assert str(exc.value) == f"{tmp_path / META}: unknown model format 'automl-cnn/99'; expected {FORMAT}"
+    expected = f"unknown model format 'automl-cnn/99'; expected {FORMAT} or {ENSEMBLE_FORMAT}"
+    assert str(exc.value) == f"{tmp_path / META}: {expected}"
 
 
 # -- exports ---------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from automl_cnn.data.images import ImageFiles, ImageSet, Pixels, to_float
 from automl_cnn.errors import DataError
 
 DEFAULT_SPLIT = (0.7, 0.15, 0.15)  # train, validation, test
+CHECK_STREAM = 7  # the random stream (beside the split seed) that draws the check half of validation
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +84,25 @@ class DataBundle:
         """Train on train + validation; no scoring set, so the test split is scored only once,
         after training, by the caller."""
         return self._part(np.concatenate([self.train_idx, self.val_idx]), self.test_idx[:0])
+
+    def check_positions(self) -> np.ndarray:
+        """Positions in the validation split of its check half: per class, half of its validation
+        images (rounded down), drawn with the split seed. The final fit trains on train + the
+        other half and is scored on this one, where it is compared with the trials' own weights
+        and ensembles are judged (the test split stays untouched)."""
+        y = self.images.y[self.val_idx]
+        rng = np.random.default_rng([self.split_seed, CHECK_STREAM])
+        chosen = [rng.permutation(np.flatnonzero(y == c))[: int(np.sum(y == c)) // 2] for c in range(self.num_classes)]
+        return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
+
+    def select_positions(self) -> np.ndarray:
+        """Positions in the validation split of the half that is not the check half."""
+        return np.setdiff1d(np.arange(len(self.val_idx)), self.check_positions())
+
+    def refit_data(self) -> TrainData:
+        """The final fit's data: train + the selection half of validation, scored on the check half."""
+        select, check = self.val_idx[self.select_positions()], self.val_idx[self.check_positions()]
+        return self._part(np.concatenate([self.train_idx, select]), check)
 
     def test_split(self) -> tuple[np.ndarray, np.ndarray]:
         """The test images (read into memory) and labels."""

@@ -1,8 +1,10 @@
-"""After the final fit: score on test, write the output folder, log and register in MLflow.
+"""After the final fit: check it, score on test, write the output folder, log and register.
 
-``deliver(session, records, winner, fits)`` runs four steps: score every final fit once on the
-untouched test split (:func:`score_fits`), write the output folder (model, TorchScript, tables,
-pictures), log and register the model in MLflow, and write the reports and the summary.
+``deliver(session, records, winner, fits, plan)`` runs five steps: check each final fit on the
+check half of validation and build the delivered model, the winner or an ensemble
+(:mod:`automl_cnn.deliver.delivered`); score it and every final fit once on the untouched test
+split (:func:`score_fits`); write the output folder (model, TorchScript, tables, pictures); log
+and register the model in MLflow; write the reports and the summary.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from automl_cnn.deliver import viz
+from automl_cnn.deliver.delivered import Delivery, build_delivery, far_from_solved
 from automl_cnn.deliver.report import html_report, search_report
 from automl_cnn.deliver.result import SearchResult, accuracy_text
 from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
 from automl_cnn.engine.final import FinalFit
+from automl_cnn.engine.final_plan import FinalPlan
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
@@ -37,7 +41,8 @@ class Scored:
 
     model: TrainedModel
     probs: np.ndarray  # the delivered model's test probabilities
-    test_accs: dict[int, list[float]]  # trial -> one accuracy per seed
+    test_accs: dict[int, list[float]]  # trial -> one accuracy per seed (each final fit's last weights)
+    delivered_acc: float  # the delivered model's test accuracy
 
     def table(self, by_number: dict[int, TrialRecord]) -> list[dict[str, Any]]:
         """The retrained trials' validation and test scores, for the report."""
@@ -58,48 +63,65 @@ class Scored:
         return rows
 
 
-def score_fits(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, fits: list[FinalFit]) -> Scored:
-    """Each final fit as a model, scored once on test; the first fit of the winner is delivered."""
+def score_fits(s: SearchSession, records: list[TrialRecord], fits: list[FinalFit], delivered: TrainedModel) -> Scored:
+    """The delivered model and each final fit (its last weights), scored once on test."""
     b = s.bundle
     x_test, y_test = b.test_split()
     by_number = {r.number: r for r in records}
     scored: dict[int, list[float]] = {}
-    delivered: tuple[TrainedModel, np.ndarray] | None = None
     for f in fits:
         candidate = by_number[f.trial].candidate
         assert candidate is not None
         m = TrainedModel.from_weights(candidate, f.weights, b.input_shape, b.class_names, b.mean, b.std)
-        p = m.predict_proba(x_test)
-        scored.setdefault(f.trial, []).append(float((p.argmax(1) == y_test).mean()))
-        if delivered is None and f.trial == winner.number:
-            delivered = (m, p)
-    assert delivered is not None
-    return Scored(delivered[0], delivered[1], scored)
+        scored.setdefault(f.trial, []).append(m.accuracy(x_test, y_test))
+    probs = delivered.predict_proba(x_test)
+    return Scored(delivered, probs, scored, float((probs.argmax(1) == y_test).mean()))
 
 
-def deliver(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, fits: list[FinalFit]) -> SearchResult:
+def deliver(
+    s: SearchSession,
+    records: list[TrialRecord],
+    winner: TrialRecord,
+    fits: list[FinalFit],
+    plan: FinalPlan | None = None,
+) -> SearchResult:
+    """Deliver ``plan`` (default: the winner alone) from its final ``fits``."""
     assert winner.candidate is not None and winner.profile is not None
-    scored = score_fits(s, records, winner, fits)
-    test_accs = scored.test_accs[winner.number]
+    plan = plan or FinalPlan(((winner.number, 1.0),), {}, (), {})
+    delivery = build_delivery(s, records, plan, fits)
+    scored = score_fits(s, records, fits, delivery.model)
+    # the delivered model first, then the winner's further seeds (--final-repeats: the design's spread)
+    test_accs = [scored.delivered_acc, *scored.test_accs[winner.number][1:]]
     model = scored.model
     val_acc = float(winner.val_acc or 0.0)
     model.metrics = {"val_accuracy": val_acc, "test_accuracy": test_accs[0]}
-    model.info = _model_info(s, winner)
+    if delivery.check_accuracy is not None:
+        model.metrics["check_accuracy"] = delivery.check_accuracy
+    model.info = _model_info(s, winner, delivery)
     plots = _write_folder(s, records, winner, scored)
-    reg = _register(s, model, winner, test_accs)
+    reg = _register(s, model, winner, test_accs, delivery)
     model_uri, version = reg.uri, reg.version
     s.state.model_uri, s.state.model_version = model_uri, version
     s.state.save()
     summary = _summary(s, records, winner, test_accs, scored.table({r.number: r for r in records}))
+    summary.update(_delivery_summary(delivery, {r.number: r for r in records}))
     summary.update(model_uri=model_uri, model_version=version, wall_seconds=time.monotonic() - s.progress.start)
     summary.update(promotion=reg.decision.alias, promotion_reason=reg.decision.reason)
     _write_reports(s, summary, model, records, plots)
     _log_run(s, summary, test_accs)
+    return _result(s, summary, model, records, test_accs)
+
+
+def _result(
+    s: SearchSession, summary: dict[str, Any], model: TrainedModel, records: list[TrialRecord], test_accs: list[float]
+) -> SearchResult:
+    winner = next(r for r in records if r.number == summary["best_trial"])
+    assert winner.candidate is not None
     return SearchResult(
         model=model,
         candidate=winner.candidate,
         best_trial=winner.number,
-        val_accuracy=val_acc,
+        val_accuracy=summary["val_accuracy"],
         test_accuracy=test_accs[0],
         test_accuracy_std=statistics.stdev(test_accs) if len(test_accs) > 1 else None,
         test_accuracies=test_accs,
@@ -109,48 +131,73 @@ def deliver(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, f
         tracking_uri=s.tracker.shown_uri,
         experiment_id=s.tracker.experiment_id,
         parent_run_id=s.parent_run,
-        model_uri=model_uri,
-        model_version=version,
+        model_uri=summary["model_uri"],
+        model_version=summary["model_version"],
         trials=records,
         data=s.bundle,
         pareto=summary["pareto"],
         final_table=summary["final_table"],
         pick_rule=summary["pick_rule"],
-        promotion=reg.decision.alias,
-        promotion_reason=reg.decision.reason,
+        promotion=summary["promotion"],
+        promotion_reason=summary["promotion_reason"],
         val_images=summary["val_images"],
         test_images=summary["test_images"],
+        delivered=summary["delivered"],
+        notes=summary["notes"],
+        warnings=summary["warnings"],
+        check_accuracy=summary["check_accuracy"],
+        check_images=summary["check_images"],
     )
 
 
-def _register(s: SearchSession, model: TrainedModel, winner: TrialRecord, test_accs: list[float]) -> Registration:
+def _delivery_summary(delivery: Delivery, by_number: dict[int, TrialRecord]) -> dict[str, Any]:
+    rows = delivery.rows(by_number)
+    return {
+        "delivered": rows,
+        "ensemble": delivery.model.is_ensemble,
+        "notes": delivery.notes,
+        "warnings": delivery.warnings,
+        "check_accuracy": delivery.check_accuracy,
+        "check_images": delivery.check_images,
+        "delivered_params": sum(r["params"] or 0 for r in rows),
+    }
+
+
+def _register(
+    s: SearchSession, model: TrainedModel, winner: TrialRecord, test_accs: list[float], delivery: Delivery
+) -> Registration:
     """Log and register the delivered model (once, even when resumed after a crash); it becomes
-    ``champion`` by the ``--promote`` policy, scored by its test accuracy on this data and split."""
+    ``champion`` by the ``--promote`` policy, scored by its test accuracy on this data and split
+    (never under ``if-better`` when the task is far from solved)."""
     b = s.bundle
     entry = ModelEntry(
         model.inference_module(),
         _input_example(s),
-        _description(s, winner, test_accs),
+        _description(s, winner, test_accs, delivery),
         (s.out / "model.json", s.out / "model.safetensors"),
     )
     score = Score(b.fingerprint(), s.split_id, test_accs[0])
     name = s.config.registered_name(b.name, b.input_shape, b.fingerprint())
-    return ModelRegistry(s.tracker).register(s.parent_run, name, entry, score, s.config.promote)
+    hold = "the task is far from solved (see the search's warnings)" if far_from_solved(delivery) else None
+    return ModelRegistry(s.tracker).register(s.parent_run, name, entry, score, s.config.promote, hold)
 
 
-def _model_info(s: SearchSession, winner: TrialRecord) -> dict[str, Any]:
+def _model_info(s: SearchSession, winner: TrialRecord, delivery: Delivery) -> dict[str, Any]:
     assert winner.profile is not None
+    by_number = {c.trial: c for c in delivery.choices}
     return {
         "data": s.bundle.name,
         "fingerprint": s.bundle.fingerprint(),
         "split_seed": s.bundle.split_seed,
-        "params": winner.profile.params,
+        "params": sum(p.numel() for p in delivery.model.network.parameters()),
         "flops": winner.profile.flops,
         "latency_ms": winner.latency_ms,
         "trial": winner.number,
+        "members": {str(n): {"weight": c.weight, "weights": c.source} for n, c in by_number.items()},
         "mlflow_run_id": s.parent_run,
         "tracking_uri": s.tracker.shown_uri,
     }
+
 
 
 def _write_folder(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, scored: Scored) -> dict[str, Path]:
@@ -173,8 +220,11 @@ def _plots(
         plots["learning_curves"] = viz.learning_curves(winner.history, folder / "learning_curves.png", title)
     _, y_test = b.test_split()
     plots["confusion_matrix"] = viz.confusion_matrix(y_test, y_pred, b.class_names, folder / "confusion_matrix.png")
-    plots["first_layer_filters"] = viz.first_layer_filters(model.network, folder / "first_layer_filters.png")
-    plots["architecture"] = viz.architecture_diagram(model.network, b.input_shape, folder / "architecture.png", title)
+    lead = model.lead_network  # an ensemble's heaviest member
+    filters = viz.first_layer_filters(lead, folder / "first_layer_filters.png")
+    if filters is not None:  # an MLP has no filters to show
+        plots["first_layer_filters"] = filters
+    plots["architecture"] = viz.architecture_diagram(lead, b.input_shape, folder / "architecture.png", title)
     return plots
 
 
@@ -183,12 +233,17 @@ def _input_example(s: SearchSession) -> np.ndarray:
     return np.ascontiguousarray(raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw)
 
 
-def _description(s: SearchSession, winner: TrialRecord, test_accs: list[float]) -> str:
+def _description(s: SearchSession, winner: TrialRecord, test_accs: list[float], delivery: Delivery) -> str:
     """The registered model version's description (Markdown)."""
     assert winner.candidate is not None and winner.profile is not None
     b = s.bundle
+    what = ""
+    if delivery.model.is_ensemble:
+        members = ", ".join(f"trial {c.trial} (weight {c.weight:.2f}, {c.source})" for c in delivery.choices)
+        what = f"- an ensemble averaging the probabilities of {members}\n"
+    warnings = "".join(f"- **warning**: {w}\n" for w in delivery.warnings)
     return (
-        f"**{winner.candidate.architecture.describe()}**\n\n"
+        f"**{winner.candidate.architecture.describe()}**\n\n{what}{warnings}"
         f"- validation accuracy {winner.val_acc or 0.0:.4f} (search), test accuracy {accuracy_text(test_accs)} "
         "(held out)\n"
         f"- {winner.profile.params:,} parameters, {winner.profile.flops:,} FLOPs per image, "
@@ -239,7 +294,7 @@ def _summary(
 def _write_reports(
     s: SearchSession, summary: dict[str, Any], model: TrainedModel, records: list[TrialRecord], plots: dict[str, Path]
 ) -> None:
-    network, shape = model.network, s.bundle.input_shape
+    network, shape = model.lead_network, s.bundle.input_shape
     (s.out / "report.md").write_text(search_report(summary, network, shape), encoding="utf-8")
     page = html_report(summary, network, shape, records, plots, s.out)
     (s.out / "report.html").write_text(page, encoding="utf-8")

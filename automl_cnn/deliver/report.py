@@ -104,6 +104,7 @@ def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, 
         ),
         Table("Training settings", ["setting", "value"], [[k, v] for k, v in m["training"].items()]),
     ]
+    out += _delivered_tables(m)
     if m.get("pareto"):
         names = list(m["pareto"][0])
         rows = [[_fmt(row[n]) for n in names] for row in m["pareto"]]
@@ -117,6 +118,29 @@ def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, 
         [r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}"] for r in layer_table(network, input_shape)
     ]
     out.append(Table("Architecture", ["layer", "type", "output shape", "parameters"], layers))
+    return out
+
+
+def _delivered_tables(m: dict[str, Any]) -> list[Table]:
+    """What was delivered (the members of an ensemble, or the winner), which weights and why;
+    the final phase's notes and the warnings."""
+    rows = m.get("delivered", [])
+    if not rows:
+        return []
+    kind = f"an ensemble of {len(rows)} trials" if len(rows) > 1 else "one network"
+    members = [
+        [r["trial"], f"{r['weight']:.2f}", r["weights"], f"{r['val_accuracy'] or 0:.4f}", f"{r['params'] or 0:,}",
+         r["architecture"], r["why"]]
+        for r in rows
+    ]
+    header = ["trial", "weight", "weights delivered", "val", "parameters", "architecture", "why"]
+    out = [Table(f"Delivered: {kind}", header, members)]
+    notes = [["note", n] for n in m.get("notes", [])] + [["warning", w] for w in m.get("warnings", [])]
+    if m.get("check_accuracy") is not None:
+        check = _with_interval(m["check_accuracy"], m.get("check_images", 0))
+        notes.insert(0, ["check half of validation (not trained on by the final fit)", check])
+    if notes:
+        out.append(Table("How the delivered model was chosen", ["", ""], notes))
     return out
 
 

@@ -40,6 +40,33 @@ class SearchResult:
     promotion_reason: str = ""  # why, e.g. "not promoted, test 0.9520 vs champion version 2 0.9610 on ..."
     val_images: int = 0  # the sizes the accuracies were measured on (for their intervals)
     test_images: int = 0
+    delivered: list[dict[str, Any]] = field(default_factory=list)  # per member: trial, weight, weights, why
+    notes: list[str] = field(default_factory=list)  # what the final phase decided, and why
+    warnings: list[str] = field(default_factory=list)  # a task far from solved; a winner without convolutions
+    check_accuracy: float | None = None  # the delivered model on the check half of validation
+    check_images: int = 0
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.delivered) > 1
+
+    def delivered_lines(self) -> list[str]:
+        """What was delivered and why, for the summary."""
+        if not self.delivered:
+            return []
+        if self.is_ensemble:
+            parts = ", ".join(f"trial {d['trial']} ×{d['weight']:.2f} ({d['weights']})" for d in self.delivered)
+            lines = [f"delivered           an ensemble of {len(self.delivered)}: {parts}"]
+        else:
+            lines = [f"delivered           trial {self.delivered[0]['trial']}, {self.delivered[0]['weights']}"]
+        if self.check_accuracy is not None:
+            lines.append(
+                f"check half          {with_interval(self.check_accuracy, self.check_images)} "
+                f"({self.check_images} validation images the final fit did not train on)"
+            )
+        lines += [f"                    {note}" for note in self.notes]
+        lines += [f"warning             {w}" for w in self.warnings]
+        return lines
 
     def summary(self) -> str:
         test = f"{self.test_accuracy:.4f}"
@@ -76,6 +103,7 @@ class SearchResult:
                 f"test accuracy       {with_interval(self.test_accuracy, self.test_images)}{test[6:]}",
                 *([f"                    {INTERVAL_NOTE.format(self.val_images, self.test_images)}"]
                   if self.val_images and self.test_images else []),
+                *self.delivered_lines(),
                 f"trials              {counts}",
                 f"wall time           {self.wall_seconds:.0f} s",
                 f"model folder        {self.out_dir}",

@@ -111,8 +111,11 @@ def draw_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: t
     return fig
 
 
-def first_layer_filters(network: nn.Module, path: Path) -> Path:
-    """The first convolution's kernels as small images (one per output channel)."""
+def first_layer_filters(network: nn.Module, path: Path) -> Path | None:
+    """The first convolution's kernels as small images (one per output channel); None for a
+    network without convolutions (nothing is drawn)."""
+    if not any(isinstance(m, nn.Conv2d) for m in network.modules()):
+        return None
     return _save(draw_first_layer_filters(network), path)
 
 

@@ -25,6 +25,7 @@ from automl_cnn.services.registry import POLICIES
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("asha", "hyperband", "median", "none")
 EXECUTORS = ("ray", "inprocess")
+AUTO_ENSEMBLE = 5  # --ensemble auto: at most this many members
 _JOINERS = {"split": "/", "image_size": "x"}  # how to_params writes these sequences (else a,b)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$")
@@ -93,7 +94,7 @@ class SearchConfig(DataOptions):
     warm_start: tuple[str, ...] = option(  # presets, groups, or earlier searches' folders; text: a,b or none
         ("classics",),
         "--warm-start",
-        help="presets enqueued first where they fit the space: classics (default), keras_mnist, lenet5, "
+        help="presets enqueued first where they fit the space: classics (default), mlp, keras_mnist, lenet5, "
         "vgg_small, resnet_small (comma-separated), or none",
     )
     objectives: tuple[str, ...] = option(  # accuracy, then any of params, flops, latency; text: a,b
@@ -111,6 +112,12 @@ class SearchConfig(DataOptions):
         1, "--final-repeats", parse=positive_int, help="retrain the winner with N seeds"
     )
     final_top_k: int = option(1, "--final-top-k", parse=positive_int, help="also retrain and test the next best trials")
+    ensemble: str = option(  # off | auto | K (at most K members); see engine/final_plan.py
+        "auto",
+        "--ensemble",
+        help="deliver an ensemble of trials when it beats the single winner on held-out validation: auto "
+        f"(default: up to {AUTO_ENSEMBLE} members, as many as the time budget allows), off, or K (at most K members)",
+    )
     max_params: int | None = option(
         None, "--max-params", parse=positive_int, help="never train candidates with more parameters"
     )
@@ -193,6 +200,9 @@ class SearchConfig(DataOptions):
             raise UserInputError("--cpus-per-trial must be positive")
         if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
             raise UserInputError("--gpus-per-trial must be zero or positive")
+        if self.ensemble not in ("off", "auto") and not (str(self.ensemble).isdigit() and int(str(self.ensemble)) >= 1):
+            raise UserInputError(f"--ensemble {self.ensemble!r}: use off, auto, or a number of members such as 3")
+        object.__setattr__(self, "ensemble", str(self.ensemble))
         if self.executor not in EXECUTORS:
             raise UserInputError(f"unknown executor {self.executor!r}; use one of: {', '.join(EXECUTORS)}")
 
@@ -230,6 +240,12 @@ class SearchConfig(DataOptions):
         from automl_cnn.model.profile import Limits
 
         return Limits(self.max_params, self.max_flops, self.max_latency_ms)
+
+    def ensemble_size(self) -> int:
+        """The most distinct members an ensemble may have (1: no ensemble)."""
+        if self.ensemble == "off" or self.multi_objective:  # several objectives: the pick rule decides
+            return 1
+        return AUTO_ENSEMBLE if self.ensemble == "auto" else int(self.ensemble)
 
     def budget_seconds(self) -> float | None:
         """The time budget; without any budget a search runs 10 minutes."""

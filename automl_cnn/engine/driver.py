@@ -37,6 +37,7 @@ from automl_cnn.training.messages import JobResult, JobSpec
 
 MAX_REPEATS_IN_A_ROW = 200  # the sampler keeps proposing known candidates: the space is exhausted
 SAVE_EVERY_SECONDS = 5.0
+KEPT_WEIGHTS = 8  # completed trials whose weights the run folder keeps (the best by validation)
 
 Deadline = Callable[[list[TrialRecord]], float]
 Running = tuple[TrialRecord, optuna.Trial]
@@ -139,7 +140,7 @@ class SearchDriver:
     def _submit(self, rec: TrialRecord, trial: optuna.Trial, checkpoint: bytes | None = None) -> None:
         assert rec.candidate is not None
         self._running[rec.job] = (rec, trial)
-        spec = JobSpec(rec.job, rec.candidate.to_dict(), rec.seed, self.s.search_data, checkpoint, True)
+        spec = JobSpec(rec.job, rec.candidate.to_dict(), rec.seed, self.s.search_data, checkpoint, True, outputs=True)
         self.s.executor.submit(spec)
 
     def _resume_one(self, rec: TrialRecord, trial: optuna.Trial) -> None:
@@ -232,6 +233,8 @@ class SearchDriver:
                 self._finish(rec, trial, Ending(Outcome.FAILED, result.error))
             return
         assert result.epoch is not None
+        if result.outputs is not None:  # the last epoch: keep what ensembles and the final fit need
+            self._keep_outputs(rec, result)
         verdict = self._record_epoch(rec, trial, result)
         ending = self._decide(rec, trial, result, verdict)
         if ending is not None:
@@ -324,6 +327,15 @@ class SearchDriver:
         start = f"epoch {done}" if blob is not None else "the start"
         self.s.progress.message(f"{rec.job}: its worker died; retry {rec.retries}/{self.max_retries} from {start}")
         return True
+
+    def _keep_outputs(self, rec: TrialRecord, result: JobResult) -> None:
+        """Store a finished trial's validation probabilities, and its weights while it is among the
+        best :data:`KEPT_WEIGHTS` completed trials."""
+        assert result.outputs is not None and result.epoch is not None
+        self.s.state.save_outputs(rec.number, result.outputs.weights, result.outputs.eval_probs)
+        scored = [(r.val_acc or 0.0, r.number) for r in self.records if r.outcome == "completed" and r.history]
+        scored.append((result.epoch.val_acc, rec.number))
+        self.s.state.keep_trial_weights({n for _acc, n in sorted(scored, reverse=True)[:KEPT_WEIGHTS]})
 
     def _finish(self, rec: TrialRecord, trial: optuna.Trial, ending: Ending) -> None:
         self._running.pop(rec.job, None)

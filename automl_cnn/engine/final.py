@@ -8,6 +8,7 @@ ranking holds on data the search never saw. The model delivered is the first see
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import AutoMLError
+from automl_cnn.model.architecture import Candidate
 from automl_cnn.model.measures import EpochResult
-from automl_cnn.training.messages import JobResult, JobSpec
+from automl_cnn.training.messages import JobResult, JobSpec, Outputs
 
 
-def _eligible(records: list[TrialRecord]) -> list[TrialRecord]:
+def eligible(records: list[TrialRecord]) -> list[TrialRecord]:
     """Completed trials with a score; a repeat within this search stands behind its original."""
     return [
         r
@@ -34,7 +36,7 @@ def _eligible(records: list[TrialRecord]) -> list[TrialRecord]:
 def front(records: list[TrialRecord], objectives: tuple[str, ...]) -> list[TrialRecord]:
     """The completed trials no other completed trial dominates on ``objectives``."""
     directions = [OBJECTIVES[o] for o in objectives]
-    return pareto_front(_eligible(records), lambda r: [r.objective(o) for o in objectives], directions)
+    return pareto_front(eligible(records), lambda r: [r.objective(o) for o in objectives], directions)
 
 
 def pick_winner(
@@ -44,7 +46,7 @@ def pick_winner(
     final validation accuracy (fewer parameters break ties). When no trial completed (a budget
     too short for one), the best partly trained trial wins."""
     rule = rule or PickRule()
-    completed = _eligible(records)
+    completed = eligible(records)
     if completed:
         pool = front(records, objectives) if len(objectives) > 1 else completed
         if rule.objective == "accuracy":
@@ -62,7 +64,7 @@ def pick_winner(
 
 def runners_up(records: list[TrialRecord], winner: TrialRecord, k: int) -> list[TrialRecord]:
     """The next ``k`` completed trials by validation accuracy, after the winner."""
-    others = [r for r in _eligible(records) if r is not winner]
+    others = [r for r in eligible(records) if r is not winner]
     return sorted(others, key=lambda r: -(r.val_acc or 0.0))[:k]
 
 
@@ -72,16 +74,28 @@ class FinalFit:
     seed: int
     weights: dict[str, Any]
     history: list[EpochResult]
+    outputs: Outputs | None = None  # the check split's probabilities, and the weight average's
+
+
+def with_epochs(candidate: Candidate, epochs: int | None) -> Candidate:
+    """The candidate trained for ``epochs`` (its schedule stretched to them)."""
+    if not epochs or epochs == candidate.training.epochs:
+        return candidate
+    return dataclasses.replace(candidate, training=dataclasses.replace(candidate.training, epochs=epochs))
 
 
 MAX_RETRIES = 2  # restarts of a final fit whose worker died
 SAVE_EVERY_SECONDS = 5.0
 
 
-def final_fit(session: SearchSession, jobs: list[tuple[TrialRecord, int]]) -> list[FinalFit]:
-    """Train each (trial's candidate, seed) on train + validation, in parallel where slots allow;
-    results in the order of ``jobs``. On any failure or interruption no MLflow run stays RUNNING."""
-    fits = FinalFits(session, jobs)
+def final_fit(
+    session: SearchSession, jobs: list[tuple[TrialRecord, int]], epochs: dict[int, int] | None = None
+) -> list[FinalFit]:
+    """Train each (trial's candidate, seed) on train + the selection half of validation, for
+    ``epochs[trial]`` epochs (default: the trial's), scored each epoch on the check half, in
+    parallel where slots allow; results in the order of ``jobs``. On any failure or interruption
+    no MLflow run stays RUNNING."""
+    fits = FinalFits(session, jobs, epochs or {})
     try:
         return fits.run()
     except BaseException:
@@ -90,8 +104,9 @@ def final_fit(session: SearchSession, jobs: list[tuple[TrialRecord, int]]) -> li
 
 
 class FinalFits:
-    def __init__(self, session: SearchSession, jobs: list[tuple[TrialRecord, int]]) -> None:
+    def __init__(self, session: SearchSession, jobs: list[tuple[TrialRecord, int]], epochs: dict[int, int]) -> None:
         self.s = session
+        self.epochs = epochs
         self.todo = [(f"final-{k}", rec, seed) for k, (rec, seed) in enumerate(jobs)]
         self.threads = session.executor.threads_for(len(jobs))
         self.names = [name for name, _, _ in self.todo]
@@ -115,13 +130,13 @@ class FinalFits:
         assert cand is not None
         finished = self.s.state.load_weights(job)  # an earlier driver of this run trained it
         if finished is not None:
-            self.done[job] = FinalFit(rec.number, seed, finished[0], finished[1])
+            self.done[job] = FinalFit(rec.number, seed, finished[0], finished[1], finished[2])
             self.s.progress.message(f"{job}: trained by an earlier driver of this run; its weights are reused")
             return
         saved = self.s.state.load_checkpoint(job)
         self.runs[job] = self.s.tracker.start_run(
             f"{job} (trial {rec.number})",
-            {**cand.flat_params(), "seed": seed, "trial": rec.number},
+            {**self._candidate(rec).flat_params(), "seed": seed, "trial": rec.number},
             {"automl_cnn.final_fit": "true", "automl_cnn.trial_of_final": str(rec.number)},
             parent=self.s.parent_run,
         )
@@ -135,13 +150,16 @@ class FinalFits:
         self._submit(job, rec, seed)
         self.s.progress.trial_running(job, f"final fit of trial {rec.number}: starting")
 
-    def _submit(self, job: str, rec: TrialRecord, seed: int, checkpoint: bytes | None = None) -> None:
+    def _candidate(self, rec: TrialRecord) -> Candidate:
         assert rec.candidate is not None
+        return with_epochs(rec.candidate, self.epochs.get(rec.number))
+
+    def _submit(self, job: str, rec: TrialRecord, seed: int, checkpoint: bytes | None = None) -> None:
         # a trial that ran out of memory is refitted at the batch size it backed off to
         backoffs = rec.history[-1].oom_backoffs if rec.history else 0
-        spec = JobSpec(
-            job, rec.candidate.to_dict(), seed, self.s.final_data, checkpoint, True, self.threads, backoffs
-        )
+        candidate = self._candidate(rec).to_dict()
+        data = self.s.refit_data
+        spec = JobSpec(job, candidate, seed, data, checkpoint, True, self.threads, backoffs, average=True)
         self.s.executor.submit(spec)
 
     def _retry(self, job: str, rec: TrialRecord, seed: int) -> bool:
@@ -192,8 +210,8 @@ class FinalFits:
                 self._fail(job, rec.number, seed, result.error)
         elif result.weights is not None:
             self.pending_weights.discard(job)
-            self.done[job] = FinalFit(rec.number, seed, result.weights, self.histories[job])
-            self.s.state.save_weights(job, result.weights, self.histories[job])
+            self.done[job] = FinalFit(rec.number, seed, result.weights, self.histories[job], result.outputs)
+            self.s.state.save_weights(job, result.weights, self.histories[job], result.outputs)
             self.s.state.drop_checkpoint(job)
             self.s.executor.release(job)
             self.s.tracker.end_run(self.runs.pop(job), Outcome.COMPLETED.run_status)
@@ -211,7 +229,9 @@ class FinalFits:
         self.histories[job].append(epoch)
         metrics = {k: v for k, v in epoch.to_dict().items() if k != "epoch" and not _nan(v)}
         self.s.tracker.log_metrics(self.runs[job], metrics, step=epoch.epoch)
-        self.s.progress.trial_running(job, f"final fit of trial {rec.number}: epoch {epoch.epoch}/{rec.epochs}")
+        total = self._candidate(rec).training.epochs
+        check = "" if math.isnan(epoch.val_acc) else f"  check {epoch.val_acc:.4f}"
+        self.s.progress.trial_running(job, f"final fit of trial {rec.number}: epoch {epoch.epoch}/{total}{check}")
         if done:
             self.pending_weights.add(job)
             self.s.executor.request_weights(job)

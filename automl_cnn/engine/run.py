@@ -17,11 +17,12 @@ from typing import Any
 
 from automl_cnn.data import ImageSet, prepare_data
 from automl_cnn.deliver.result import SearchResult
-from automl_cnn.engine.budget import SearchDeadline
+from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, SearchDeadline
 from automl_cnn.engine.config import SearchConfig, parse_duration
 from automl_cnn.engine.dedupe import Known
 from automl_cnn.engine.driver import SearchDriver
 from automl_cnn.engine.final import FinalFit, final_fit, pick_winner, runners_up
+from automl_cnn.engine.final_plan import FinalPlan, plan_final
 from automl_cnn.engine.objectives import OBJECTIVES
 from automl_cnn.engine.opening import announce, start_parent_run
 from automl_cnn.engine.progress import Progress
@@ -169,8 +170,8 @@ def execute(plan: Plan, tracker: MlflowTracker, resources: Resources) -> SearchR
 
     with open_session(plan, tracker, resources) as session:
         with session.progress:
-            records, winner, fits = search_and_fit(session)
-        return deliver(session, records, winner, fits)
+            records, winner, fits, final = search_and_fit(session)
+        return deliver(session, records, winner, fits, final)
 
 
 @contextlib.contextmanager
@@ -233,31 +234,47 @@ def open_session(
         state.release()
 
 
-def search_and_fit(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord, list[FinalFit]]:
-    """The trials, then the winner's final fit on train + validation. A resumed run continues at
+def search_and_fit(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord, list[FinalFit], FinalPlan]:
+    """The trials, the final plan (an ensemble or the winner alone, and for how many epochs),
+    then its final fits on train + the selection half of validation. A resumed run continues at
     the phase its last driver reached (``RunState.phase``): after the trials it starts none, and
     final fits continue from their checkpoints or reuse their saved weights."""
     state, progress = session.state, session.progress
     if state.phase == "trials":
-        records, jobs = _trials(session)
-        state.phase, state.final_jobs = "final_fit", [[r.number, seed] for r, seed in jobs]
+        records, winner, runners = _trials(session)
+        jobs, plan = _plan(session, records, winner, runners)
+        state.phase = "final_fit"
+        state.final_jobs = [[r.number, seed, plan.epochs.get(r.number, r.epochs)] for r, seed in jobs]
+        state.ensemble = [[n, w] for n, w in plan.members]
+        state.final_notes, state.final_check = list(plan.notes), dict(plan.check)
         state.save()
+        for note in plan.notes:
+            progress.message(note)
     else:  # killed during the final fit or delivery: the trials are over
-        by_number = {r.number: r for r in state.finished_records()}
-        records = list(by_number.values())
-        jobs = [(by_number[number], seed) for number, seed in state.final_jobs]
+        jobs, plan = _recorded_plan(state)
+        records = state.finished_records()
         progress.message(f"resuming at the {state.phase.replace('_', ' ')} (the trials are over; none is started)")
     winner = jobs[0][0]
-    progress.set_phase(f"final fit of trial {winner.number} on train+val ({len(jobs)} fit(s))")
-    fits = final_fit(session, jobs)
+    what = f"ensemble of {len(plan.members)}" if plan.ensemble else f"trial {winner.number}"
+    progress.set_phase(f"final fit of {what} on train+val ({len(jobs)} fit(s))")
+    fits = final_fit(session, jobs, plan.epochs)
     state.phase = "delivering"
     state.save()
-    progress.set_phase("exporting and registering the model")
-    return records, winner, fits
+    progress.set_phase("checking, exporting and registering the model")
+    return records, winner, fits, plan
 
 
-def _trials(session: SearchSession) -> tuple[list[TrialRecord], list[tuple[TrialRecord, int]]]:
-    """Warm starts and the search loop; the (trial, seed) pairs to fit on train + validation."""
+def _recorded_plan(state: RunState) -> tuple[list[tuple[TrialRecord, int]], FinalPlan]:
+    """The final fits and plan an earlier driver of this run decided (``run.json``)."""
+    by_number = {r.number: r for r in state.finished_records()}
+    jobs = [(by_number[job[0]], job[1]) for job in state.final_jobs]
+    epochs = {job[0]: job[2] for job in state.final_jobs if len(job) > 2 and job[2] != by_number[job[0]].epochs}
+    members = tuple((int(n), float(w)) for n, w in state.ensemble) or ((jobs[0][0].number, 1.0),)
+    return jobs, FinalPlan(members, epochs, tuple(state.final_notes), dict(state.final_check))
+
+
+def _trials(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord, list[TrialRecord]]:
+    """Warm starts and the search loop; the records, the winner and the ``--final-top-k`` runners-up."""
     cfg, progress = session.config, session.progress
     known = Known()
     if not session.resumed:
@@ -268,6 +285,22 @@ def _trials(session: SearchSession) -> tuple[list[TrialRecord], list[tuple[Trial
     records = SearchDriver(session, deadline, known, records, resumable).run()
     winner = pick_winner(records, cfg.objectives, cfg.pick_rule())
     assert winner.candidate is not None
-    others = runners_up(records, winner, cfg.final_top_k - 1)
+    return records, winner, runners_up(records, winner, cfg.final_top_k - 1)
+
+
+def _plan(
+    session: SearchSession, records: list[TrialRecord], winner: TrialRecord, runners: list[TrialRecord]
+) -> tuple[list[tuple[TrialRecord, int]], FinalPlan]:
+    """The final plan and its fits: the winner and the runners-up with every seed of
+    ``--final-repeats``, and each other ensemble member with the first seed."""
+    cfg = session.config
     seeds = [cfg.seed + FINAL_SEED_OFFSET + k for k in range(cfg.final_repeats)]
-    return records, [(r, seed) for r in [winner, *others] for seed in seeds]
+    others = [winner.number] * (len(seeds) - 1) + [r.number for r in runners for _ in seeds]
+    budget = session.budget
+    time_left = None if budget is None else max(0.0, budget - session.state.spent() - EXPORT_RESERVE_SECONDS)
+    plan = plan_final(session, records, winner, others, time_left)
+    by_number = {r.number: r for r in records}
+    jobs = [(r, seed) for r in [winner, *runners] for seed in seeds]
+    fitted = {winner.number, *(r.number for r in runners)}
+    jobs += [(by_number[n], seeds[0]) for n, _ in plan.members if n not in fitted]
+    return jobs, plan

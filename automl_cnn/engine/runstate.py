@@ -4,6 +4,8 @@
 ``trials.jsonl``   one line per finished trial (appended as each finishes)
 ``checkpoints/``   the last epoch checkpoint of each running trial and final fit, and the
                    finished final fits' weights (written atomically)
+``outputs/``       each completed trial's validation probabilities, and the weights of the best
+                   ones (for ensembles and as the final fit's fallback)
 ``study.journal``  Optuna's own journal storage
 """
 
@@ -20,10 +22,12 @@ from automl_cnn.codec import from_jsonable, to_jsonable
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.measures import EpochResult
+from automl_cnn.training.messages import Outputs
 
 RUN_FILE = "run.json"
 TRIALS_FILE = "trials.jsonl"
 CHECKPOINTS = "checkpoints"
+OUTPUTS = "outputs"
 FORMAT = "automl-cnn-run/1"
 LOCK_FILE = "driver.pid"
 
@@ -60,7 +64,10 @@ class RunState:
     elapsed: float = 0.0  # seconds of the budget spent by earlier drivers
     state: str = "running"  # running | finished
     phase: str = "trials"  # trials | final_fit | delivering: where a resume continues
-    final_jobs: list[list[int]] = field(default_factory=list)  # [trial number, seed] of each final fit
+    final_jobs: list[list[int]] = field(default_factory=list)  # [trial number, seed, epochs] of each final fit
+    ensemble: list[list[float]] = field(default_factory=list)  # [trial number, weight] of each member delivered
+    final_notes: list[str] = field(default_factory=list)  # what the final plan decided, and why
+    final_check: dict[str, float] = field(default_factory=dict)  # check-half accuracies it compared
     model_uri: str = ""
     model_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -162,22 +169,79 @@ class RunState:
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)
 
-    def save_weights(self, job: str, weights: dict[str, Any], history: list[EpochResult]) -> None:
-        """A finished final fit's weights: a resume during delivery does not train it again."""
+    def save_weights(
+        self, job: str, weights: dict[str, Any], history: list[EpochResult], outputs: Outputs | None = None
+    ) -> None:
+        """A finished final fit's weights (and its :class:`Outputs`): a resume during delivery does
+        not train it again."""
         import io
 
         import torch
 
+        saved: dict[str, Any] = {"weights": weights}
+        if outputs is not None:
+            saved["eval_probs"] = torch.from_numpy(outputs.eval_probs)
+            if outputs.ema_weights is not None and outputs.ema_eval_probs is not None:
+                saved["ema_weights"] = outputs.ema_weights
+                saved["ema_eval_probs"] = torch.from_numpy(outputs.ema_eval_probs)
         buf = io.BytesIO()
-        torch.save(weights, buf)
+        torch.save(saved, buf)
         self.save_checkpoint(f"{job}.weights", buf.getvalue(), history)
 
-    def load_weights(self, job: str) -> tuple[dict[str, Any], list[EpochResult]] | None:
+    def load_weights(self, job: str) -> tuple[dict[str, Any], list[EpochResult], Outputs | None] | None:
         import io
 
         import torch
 
-        saved = self.load_checkpoint(f"{job}.weights")
-        if saved is None:
+        found = self.load_checkpoint(f"{job}.weights")
+        if found is None:
             return None
-        return torch.load(io.BytesIO(saved[0]), weights_only=True), saved[1]
+        saved = torch.load(io.BytesIO(found[0]), weights_only=True)
+        if "weights" not in saved:  # written before outputs were kept: the state dict alone
+            return saved, found[1], None
+        outputs = None
+        if "eval_probs" in saved:
+            ema = saved.get("ema_eval_probs")
+            outputs = Outputs(
+                saved["weights"],
+                saved["eval_probs"].numpy(),
+                saved.get("ema_weights"),
+                None if ema is None else ema.numpy(),
+            )
+        return saved["weights"], found[1], outputs
+
+    # -- completed trials' outputs ---------------------------------------------------------------
+    def _output_path(self, number: int, kind: str) -> Path:
+        return self.folder / OUTPUTS / f"trial-{number}.{kind}.pt"
+
+    def save_outputs(self, number: int, weights: dict[str, Any], val_probs: Any) -> None:
+        """A completed trial's weights and validation probabilities (float16 numpy)."""
+        import io
+
+        import torch
+
+        (self.folder / OUTPUTS).mkdir(parents=True, exist_ok=True)
+        for kind, obj in (("probs", torch.from_numpy(val_probs)), ("weights", weights)):
+            buf = io.BytesIO()
+            torch.save(obj, buf)
+            atomic_write(self._output_path(number, kind), buf.getvalue())
+
+    def _load_output(self, number: int, kind: str) -> Any:
+        import torch
+
+        path = self._output_path(number, kind)
+        return torch.load(path, weights_only=True) if path.is_file() else None
+
+    def load_val_probs(self, number: int) -> Any:
+        """The trial's validation probabilities (numpy, float32), or None."""
+        probs = self._load_output(number, "probs")
+        return None if probs is None else probs.float().numpy()
+
+    def load_trial_weights(self, number: int) -> dict[str, Any] | None:
+        return self._load_output(number, "weights")  # type: ignore[no-any-return]
+
+    def keep_trial_weights(self, numbers: set[int]) -> None:
+        """Delete the stored weights of every trial not in ``numbers`` (their probabilities stay)."""
+        for path in (self.folder / OUTPUTS).glob("trial-*.weights.pt"):
+            if int(path.name.split(".")[0].removeprefix("trial-")) not in numbers:
+                path.unlink(missing_ok=True)

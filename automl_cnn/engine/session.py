@@ -76,9 +76,10 @@ class SearchSession:
         return self.executor.put(self.bundle.search_data())
 
     @functools.cached_property
-    def final_data(self) -> Any:
-        """Train + validation for the final fit, where the executor's workers read them."""
-        return self.executor.put(self.bundle.final_data())
+    def refit_data(self) -> Any:
+        """The final fit's data: train + the selection half of validation, scored on the check
+        half (:meth:`DataBundle.refit_data`), where the executor's workers read them."""
+        return self.executor.put(self.bundle.refit_data())
 
     @property
     def objectives(self) -> tuple[str, ...]:

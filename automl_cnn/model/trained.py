@@ -2,7 +2,9 @@
 
 Saved as ``model.safetensors`` (weights) plus ``model.json`` (architecture, training settings,
 classes, preprocessing): loading builds the network from the JSON and reads tensors only, so no
-code is ever unpickled from a file.
+code is ever unpickled from a file. An ensemble is one model too (format ``automl-cnn/2``): its
+``model.json`` lists each member's architecture and weight, and its network averages the
+members' probabilities (:class:`~automl_cnn.model.ensemble_net.EnsembleNet`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from torch import nn
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.architecture import Candidate
 from automl_cnn.model.builder import build_model
+from automl_cnn.model.ensemble_net import EnsembleNet
 
 FORMAT = "automl-cnn/1"
+ENSEMBLE_FORMAT = "automl-cnn/2"  # several members
 WEIGHTS = "model.safetensors"
 META = "model.json"
 
@@ -47,6 +51,35 @@ class TrainedModel:
     std: tuple[float, ...]
     metrics: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)  # data name, fingerprint, search ids...
+    members: tuple[tuple[Candidate, float], ...] = ()  # an ensemble's (candidate, weight); () for one network
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
+
+    @property
+    def lead_network(self) -> nn.Module:
+        """The network of the first (heaviest) member, or the only one (for pictures of it)."""
+        return self.network.members[0] if isinstance(self.network, EnsembleNet) else self.network
+
+    @classmethod
+    def from_members(
+        cls,
+        members: list[tuple[Candidate, dict[str, torch.Tensor], float]],
+        input_shape: tuple[int, int, int],
+        class_names: tuple[str, ...],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        **kwargs: Any,
+    ) -> TrainedModel:
+        """One model from (candidate, weights, ensemble weight) members; a single member is a plain model."""
+        if len(members) == 1:
+            return cls.from_weights(members[0][0], members[0][1], input_shape, class_names, mean, std, **kwargs)
+        nets = [cls.from_weights(c, w, input_shape, class_names, mean, std).network for c, w, _ in members]
+        net = EnsembleNet(nets, [w for _, _, w in members]).eval()
+        chosen = tuple((c, float(w)) for c, _, w in members)
+        c, h, w = input_shape
+        return cls(net, members[0][0], (c, h, w), tuple(class_names), tuple(mean), tuple(std), members=chosen, **kwargs)
 
     @classmethod
     def from_weights(
@@ -103,10 +136,17 @@ class TrainedModel:
 
     # -- files ---------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
+        ensemble = {}
+        if self.is_ensemble:
+            ensemble["ensemble"] = [
+                {"candidate": c.to_dict(), "weight": w, "architecture_summary": c.architecture.describe()}
+                for c, w in self.members
+            ]
         return {
-            "format": FORMAT,
+            "format": ENSEMBLE_FORMAT if self.is_ensemble else FORMAT,
             "candidate": self.candidate.to_dict(),
             "architecture_summary": self.candidate.architecture.describe(),
+            **ensemble,
             "input_shape": list(self.input_shape),
             "class_names": list(self.class_names),
             "normalization": {"mean": list(self.mean), "std": list(self.std)},
@@ -137,18 +177,22 @@ class TrainedModel:
                 f"{folder}: not a model folder (needs {META} and {WEIGHTS}); give a search's output folder"
             )
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT:
-            raise UserInputError(f"{meta_path}: unknown model format {meta.get('format')!r}; expected {FORMAT}")
-        return cls.from_weights(
-            Candidate.from_dict(meta["candidate"]),
-            load_file(str(weights_path)),
-            tuple(meta["input_shape"]),
-            tuple(meta["class_names"]),
-            tuple(meta["normalization"]["mean"]),
-            tuple(meta["normalization"]["std"]),
-            metrics=meta.get("metrics", {}),
-            info=meta.get("info", {}),
-        )
+        if meta.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
+            raise UserInputError(
+                f"{meta_path}: unknown model format {meta.get('format')!r}; expected {FORMAT} or {ENSEMBLE_FORMAT}"
+            )
+        shape, names = tuple(meta["input_shape"]), tuple(meta["class_names"])
+        mean, std = tuple(meta["normalization"]["mean"]), tuple(meta["normalization"]["std"])
+        extra = {"metrics": meta.get("metrics", {}), "info": meta.get("info", {})}
+        weights = load_file(str(weights_path))
+        if meta["format"] == FORMAT:
+            return cls.from_weights(Candidate.from_dict(meta["candidate"]), weights, shape, names, mean, std, **extra)
+        members = [(Candidate.from_dict(m["candidate"]), float(m["weight"])) for m in meta["ensemble"]]
+        nets = [build_model(c.architecture, shape, len(names), mean, std) for c, _ in members]
+        net = EnsembleNet(nets, [w for _, w in members])
+        net.load_state_dict(weights)
+        c, h, w = shape
+        return cls(net.eval(), members[0][0], (c, h, w), names, mean, std, members=tuple(members), **extra)
 
     def save_torchscript(self, path: Path) -> None:
         import warnings

@@ -91,11 +91,15 @@ class ModelEntry:
     extra_files: tuple[Path, ...] = ()
 
 
-def decide(policy: str, score: Score, champion: Incumbent | None) -> Decision:
+def decide(policy: str, score: Score, champion: Incumbent | None, hold: str | None = None) -> Decision:
     """Whether a new version with ``score`` becomes champion under ``policy`` (the module's
-    docstring has the rules), and why."""
+    docstring has the rules), and why. ``hold``: a reason the search gives not to make its model
+    the first champion (a task far from solved): ``if-better`` then leaves it challenger until a
+    better one comes; ``always`` overrides it. Against an existing champion the scores decide."""
     if policy not in POLICIES:
         raise ValueError(f"unknown promotion policy {policy!r}; use one of: {', '.join(POLICIES)}")
+    if hold and policy == "if-better" and champion is None:
+        return Decision(CHALLENGER, None, f"not promoted: {hold}; there is no champion yet")
     if champion is None:
         if policy == "never":
             return Decision(CHALLENGER, None, "not promoted (--promote never); there is no champion yet")
@@ -134,7 +138,9 @@ class ModelRegistry:
         self.tracker = tracker
         self.client = tracker.client
 
-    def register(self, run_id: str, name: str, entry: ModelEntry, score: Score, policy: str) -> Registration:
+    def register(
+        self, run_id: str, name: str, entry: ModelEntry, score: Score, policy: str, hold: str | None = None
+    ) -> Registration:
         """Log and register ``entry`` as a version of ``name`` from search run ``run_id``, then
         give it alias ``champion`` or ``challenger`` by ``policy``. A search resumed after its
         version was registered reuses that version (never registers twice); if it already
@@ -149,7 +155,7 @@ class ModelRegistry:
             reason = tags.get(f"{TAG}promotion_reason", "promoted")
             decision = Decision(CHAMPION, None if compared == "none" else compared, reason)
         else:
-            decision = decide(policy, score, champion)
+            decision = decide(policy, score, champion, hold)
         self._record(name, version, entry.description, score, decision)
         return Registration(name, version, decision)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from automl_cnn.model.measures import EpochResult
 
 
@@ -27,6 +29,22 @@ class JobSpec:
     # start this many halvings below the candidate's batch size, the learning rate scaled with it
     # (a final fit of a trial that ran out of memory: ``EpochResult.oom_backoffs`` of its last epoch)
     oom_backoffs: int = 0
+    # the result of the job's last epoch carries its Outputs (a trial the driver may deliver or
+    # ensemble); a final fit also keeps an average of its weights (``Outputs.ema_weights``)
+    outputs: bool = False
+    average: bool = False
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a finished job leaves behind: its weights and its class probabilities on the job's
+    scoring split (validation for a trial, the check split for a final fit), in that split's
+    order; with ``JobSpec.average``, the same for the average of its weights."""
+
+    weights: dict[str, Any]
+    eval_probs: np.ndarray  # float16, images x classes
+    ema_weights: dict[str, Any] | None = None
+    ema_eval_probs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,7 @@ class JobResult:
     done: bool = False  # the epoch was the job's last
     checkpoint: bytes | None = None
     weights: dict[str, Any] | None = None
+    outputs: Outputs | None = None
     error: str | None = None
     lost: bool = False  # the worker process died (the job may be retried from its checkpoint)
 

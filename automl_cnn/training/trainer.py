@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +31,9 @@ from automl_cnn.model.architecture import Candidate, TrainConfig
 from automl_cnn.model.builder import build_model
 from automl_cnn.model.measures import EpochResult
 from automl_cnn.training.augment import augment
+from automl_cnn.training.averaging import WeightAverage
 from automl_cnn.training.batches import Batches, make_batches
+from automl_cnn.training.messages import Outputs
 from automl_cnn.training.oom import (
     MAX_OOM_BACKOFFS,
     first_line,
@@ -41,6 +44,7 @@ from automl_cnn.training.oom import (
 )
 
 EVAL_BATCH = 1024
+LOADER_WORKERS = 2  # DataLoader workers of a streamed split
 
 
 def _optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -98,7 +102,7 @@ class Trainer:
         *,
         channels_last: bool = True,
         amp: bool | None = None,
-        loader_workers: int = 2,
+        average: bool = False,
     ) -> None:
         self.candidate = candidate
         self.cfg = candidate.training
@@ -113,8 +117,8 @@ class Trainer:
         with self.device:  # parameters are created where they train (a huge one fails there, not in RAM)
             model = build_model(candidate.architecture, data.input_shape, data.num_classes, data.mean, data.std)
         self.model = model.to(self.device).to(memory_format=self.memory_format)
-        self.train_batches = make_batches(data.x_train, data.y_train, self.device, loader_workers)
-        self.eval_batches = make_batches(data.x_eval, data.y_eval, self.device, loader_workers)
+        self.train_batches = make_batches(data.x_train, data.y_train, self.device, LOADER_WORKERS)
+        self.eval_batches = make_batches(data.x_eval, data.y_eval, self.device, LOADER_WORKERS)
         self.class_weights = (
             torch.tensor(data.class_weights, dtype=torch.float32, device=self.device) if data.class_weights else None
         )
@@ -128,6 +132,7 @@ class Trainer:
         self.scheduler = _scheduler(self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs, self.lr)
         self.epoch = 0
         self._saved: tuple[int, bytes] | None = None  # a checkpoint taken since the last training step
+        self.average = WeightAverage(self.model, self.steps_per_epoch * self.cfg.epochs) if average else None
 
     # -- one epoch -----------------------------------------------------------------------------
     def _batch(self, x: torch.Tensor) -> torch.Tensor:
@@ -220,6 +225,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
+            if self.average is not None:
+                self.average.update(self.model)
             total_loss += loss.detach() * len(yb)
             correct += (logits.argmax(1) == yb).sum()
             seen += len(yb)
@@ -241,16 +248,32 @@ class Trainer:
         )
 
     @torch.inference_mode()
-    def predict_logits(self, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and labels of every image of ``batches``, in order."""
-        self.model.eval()
+    def predict_logits(self, batches: Batches, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (of ``model``, by default the one training) and labels of every image of
+        ``batches``, in order."""
+        model = model or self.model
+        model.eval()
         logits, labels = [], []
         size = max(1, EVAL_BATCH >> self.oom_backoffs)  # smaller too after running out of memory
         for x, y in batches.iterate(torch.arange(len(batches)), size, drop_last=False):
             with self._autocast():
-                logits.append(self.model(self._batch(x)).float())
+                logits.append(model(self._batch(x)).float())
             labels.append(y)
+        if not logits:
+            return torch.zeros((0, 0)), torch.zeros((0,), dtype=torch.long)
         return torch.cat(logits), torch.cat(labels)
+
+    def eval_probs(self, model: nn.Module | None = None) -> np.ndarray:
+        """Class probabilities on the scoring split, in its order (float16, images x classes)."""
+        logits, _ = self.predict_logits(self.eval_batches, model)
+        return torch.softmax(logits, dim=1).to("cpu", torch.float16).numpy()
+
+    def outputs(self) -> Outputs:
+        """The weights and the scoring split's probabilities, and the same of the weight average."""
+        if self.average is None:
+            return Outputs(self.cpu_state_dict(), self.eval_probs())
+        averaged = self.average.module
+        return Outputs(self.cpu_state_dict(), self.eval_probs(), self.average.cpu_weights(), self.eval_probs(averaged))
 
     def evaluate(self, batches: Batches) -> tuple[float, float]:
         if len(batches) == 0:
@@ -281,6 +304,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "gen": self.gen.get_state(),
                 "torch_rng": torch.get_rng_state(),
+                **({"average": self.average.state_dict()} if self.average is not None else {}),
             },
             buf,
         )
@@ -297,6 +321,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.average is not None and "average" in state:
+            self.average.load_state_dict(state["average"])
         self.gen.set_state(state["gen"].cpu())
         torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = int(state["epoch"])

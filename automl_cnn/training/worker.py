@@ -42,6 +42,7 @@ class TrialWorker:
         self.device = device
         self.trainer: Trainer | None = None
         self.job: str | None = None
+        self.outputs = False  # the current job's last epoch returns its Outputs
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs: host, process, device."""
@@ -57,7 +58,9 @@ class TrialWorker:
         torch.set_num_threads(min(threads, os.cpu_count() or threads) if threads else self.threads)
         self.job = spec.job
         try:
-            self.trainer = Trainer(Candidate.from_dict(spec.candidate), spec.data, spec.seed, self.device)
+            candidate = Candidate.from_dict(spec.candidate)
+            self.trainer = Trainer(candidate, spec.data, spec.seed, self.device, average=spec.average)
+            self.outputs = spec.outputs
             self.trainer.use_backoffs(spec.oom_backoffs)
             if spec.checkpoint is not None:  # holds the batch size it trained with
                 self.trainer.restore(spec.checkpoint)
@@ -77,13 +80,15 @@ class TrialWorker:
             self.release()
             return JobResult.failed(job, _reason(exc))
         checkpoint = trainer.checkpoint() if want_checkpoint else None
-        return JobResult(job=job, epoch=epoch, done=trainer.done, checkpoint=checkpoint)
+        outputs = trainer.outputs() if trainer.done and self.outputs else None
+        return JobResult(job=job, epoch=epoch, done=trainer.done, checkpoint=checkpoint, outputs=outputs)
 
     def weights(self) -> JobResult:
-        """The current job's network weights (CPU tensors)."""
+        """The current job's network weights (CPU tensors), with its :class:`Outputs`."""
         if self.trainer is None:
             return JobResult.failed(self.job, "no job is running on this worker")
-        return JobResult(job=self.job, weights=self.trainer.cpu_state_dict())
+        outputs = self.trainer.outputs()
+        return JobResult(job=self.job, weights=outputs.weights, outputs=outputs)
 
     def release(self) -> None:
         """Drop the current job and give its memory back (GPU memory too)."""

@@ -1,0 +1,97 @@
+"""What is delivered after the final fits: the model built from the checked choices, and the
+plain words that say what it is and why (summary, report, registered model's description).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from automl_cnn.engine.final import FinalFit
+from automl_cnn.engine.final_check import Choice, choose, delivered_check_accuracy
+from automl_cnn.engine.final_plan import FinalPlan
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.session import SearchSession
+from automl_cnn.model.trained import TrainedModel
+
+# the validation accuracy below which a task is called far from solved: less than halfway from
+# chance to perfect
+SOLVED_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Delivery:
+    model: TrainedModel
+    choices: list[Choice]
+    check_accuracy: float | None
+    check_images: int
+    notes: list[str] = field(default_factory=list)  # the final plan's and the check's, in order
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self, by_number: dict[int, TrialRecord]) -> list[dict[str, Any]]:
+        """One row per member: trial, weight, which weights, why, architecture, parameters."""
+        out = []
+        for c in self.choices:
+            rec = by_number[c.trial]
+            assert rec.candidate is not None
+            out.append(
+                {
+                    "trial": c.trial,
+                    "weight": round(c.weight, 4),
+                    "weights": c.source,
+                    "why": c.reason,
+                    "val_accuracy": rec.val_acc,
+                    "params": rec.profile.params if rec.profile else None,
+                    "architecture": rec.candidate.architecture.describe(),
+                }
+            )
+        return out
+
+
+def build_delivery(
+    s: SearchSession, records: list[TrialRecord], plan: FinalPlan, fits: list[FinalFit]
+) -> Delivery:
+    """Check each member's final fit (:func:`~automl_cnn.engine.final_check.choose`) and build the
+    delivered model from the chosen weights."""
+    b = s.bundle
+    by_number = {r.number: r for r in records}
+    first_fit: dict[int, FinalFit] = {}
+    for f in fits:  # the first seed's fit of each trial
+        first_fit.setdefault(f.trial, f)
+    choices = [choose(s, first_fit[n], w) for n, w in plan.members]
+    members = []
+    for c in choices:
+        candidate = by_number[c.trial].candidate
+        assert candidate is not None
+        members.append((candidate, c.weights, c.weight))
+    model = TrainedModel.from_members(members, b.input_shape, b.class_names, b.mean, b.std)
+    notes = list(plan.notes) + [f"trial {c.trial}: {c.reason}" for c in choices]
+    check = delivered_check_accuracy(s, choices)
+    return Delivery(model, choices, check, len(b.check_positions()), notes, _warnings(s, by_number, plan))
+
+
+def _warnings(s: SearchSession, by_number: dict[int, TrialRecord], plan: FinalPlan) -> list[str]:
+    """What a user must not miss: a task far from solved; a winner without convolutions."""
+    out = []
+    lead = by_number[plan.members[0][0]]
+    k = s.bundle.num_classes
+    chance = 1.0 / k
+    acc = float(lead.val_acc or 0.0)
+    if acc < chance + SOLVED_SHARE * (1.0 - chance):
+        out.append(
+            f"far from solved: the best validation accuracy is {acc:.1%} where chance is {chance:.1%} "
+            f"({k} classes); a longer --time-budget, more images or another space may do much better. "
+            "It is registered as a challenger, not promoted to champion (--promote always overrides)"
+        )
+    candidates = [by_number[n].candidate for n, _ in plan.members]
+    if any(c is not None and not c.architecture.convolutional for c in candidates):
+        out.append(
+            "a network without convolutions (an MLP on the flattened pixels) is delivered"
+            + (" as part of the ensemble" if plan.ensemble else "")
+            + ": the images may have little spatial structure for convolutions to use"
+        )
+    return out
+
+
+def far_from_solved(delivery: Delivery) -> bool:
+    return any(w.startswith("far from solved") for w in delivery.warnings)
