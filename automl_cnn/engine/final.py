@@ -88,14 +88,32 @@ MAX_RETRIES = 2  # restarts of a final fit whose worker died
 SAVE_EVERY_SECONDS = 5.0
 
 
+@dataclass(frozen=True)
+class FitKind:
+    """What the fits are for: the final fits, or second seeds of trials to tell them apart."""
+
+    prefix: str  # job names: f"{prefix}-{k}"
+    tag: str  # the MLflow tag marking their runs
+    of_trial: str  # the MLflow tag naming the trial fitted
+    second_seed: bool  # on the search's data (train, scored on all of validation), no weight average
+
+
+FINAL = FitKind("final", "automl_cnn.final_fit", "automl_cnn.trial_of_final", False)
+SECOND_SEED = FitKind("second-seed", "automl_cnn.second_seed", "automl_cnn.trial_of_second_seed", True)
+
+
 def final_fit(
-    session: SearchSession, jobs: list[tuple[TrialRecord, int]], epochs: dict[int, int] | None = None
+    session: SearchSession,
+    jobs: list[tuple[TrialRecord, int]],
+    epochs: dict[int, int] | None = None,
+    kind: FitKind = FINAL,
 ) -> list[FinalFit]:
     """Train each (trial's candidate, seed) on train + the selection half of validation, for
     ``epochs[trial]`` epochs (default: the trial's), scored each epoch on the check half, in
-    parallel where slots allow; results in the order of ``jobs``. On any failure or interruption
+    parallel where slots allow; results in the order of ``jobs``. With ``kind=SECOND_SEED`` the
+    fits train as the trials did (train, scored on validation). On any failure or interruption
     no MLflow run stays RUNNING."""
-    fits = FinalFits(session, jobs, epochs or {})
+    fits = FinalFits(session, jobs, epochs or {}, kind)
     try:
         return fits.run()
     except BaseException:
@@ -104,10 +122,13 @@ def final_fit(
 
 
 class FinalFits:
-    def __init__(self, session: SearchSession, jobs: list[tuple[TrialRecord, int]], epochs: dict[int, int]) -> None:
+    def __init__(
+        self, session: SearchSession, jobs: list[tuple[TrialRecord, int]], epochs: dict[int, int], kind: FitKind
+    ) -> None:
         self.s = session
-        self.epochs = epochs
-        self.todo = [(f"final-{k}", rec, seed) for k, (rec, seed) in enumerate(jobs)]
+        self.epochs, self.kind = epochs, kind
+        self.what = "second seed" if kind.second_seed else "final fit"
+        self.todo = [(f"{kind.prefix}-{k}", rec, seed) for k, (rec, seed) in enumerate(jobs)]
         self.threads = session.executor.threads_for(len(jobs))
         self.names = [name for name, _, _ in self.todo]
         self.info = {name: (rec, seed) for name, rec, seed in self.todo}
@@ -137,7 +158,7 @@ class FinalFits:
         self.runs[job] = self.s.tracker.start_run(
             f"{job} (trial {rec.number})",
             {**self._candidate(rec).flat_params(), "seed": seed, "trial": rec.number},
-            {"automl_cnn.final_fit": "true", "automl_cnn.trial_of_final": str(rec.number)},
+            {self.kind.tag: "true", self.kind.of_trial: str(rec.number)},
             parent=self.s.parent_run,
         )
         self.s.tracker.log_dataset(self.runs[job], self.s.bundle)
@@ -148,7 +169,7 @@ class FinalFits:
             self.s.progress.message(f"{job}: resumed from epoch {len(saved[1])} (checkpoint of an earlier driver)")
             return
         self._submit(job, rec, seed)
-        self.s.progress.trial_running(job, f"final fit of trial {rec.number}: starting")
+        self.s.progress.trial_running(job, f"{self.what} of trial {rec.number}: starting")
 
     def _candidate(self, rec: TrialRecord) -> Candidate:
         assert rec.candidate is not None
@@ -158,8 +179,9 @@ class FinalFits:
         # a trial that ran out of memory is refitted at the batch size it backed off to
         backoffs = rec.history[-1].oom_backoffs if rec.history else 0
         candidate = self._candidate(rec).to_dict()
-        data = self.s.refit_data
-        spec = JobSpec(job, candidate, seed, data, checkpoint, True, self.threads, backoffs, average=True)
+        second = self.kind.second_seed
+        data = self.s.search_data if second else self.s.refit_data
+        spec = JobSpec(job, candidate, seed, data, checkpoint, True, self.threads, backoffs, average=not second)
         self.s.executor.submit(spec)
 
     def _retry(self, job: str, rec: TrialRecord, seed: int) -> bool:
@@ -230,8 +252,9 @@ class FinalFits:
         metrics = {k: v for k, v in epoch.to_dict().items() if k != "epoch" and not _nan(v)}
         self.s.tracker.log_metrics(self.runs[job], metrics, step=epoch.epoch)
         total = self._candidate(rec).training.epochs
-        check = "" if math.isnan(epoch.val_acc) else f"  check {epoch.val_acc:.4f}"
-        self.s.progress.trial_running(job, f"final fit of trial {rec.number}: epoch {epoch.epoch}/{total}{check}")
+        on = "val" if self.kind.second_seed else "check"
+        score = "" if math.isnan(epoch.val_acc) else f"  {on} {epoch.val_acc:.4f}"
+        self.s.progress.trial_running(job, f"{self.what} of trial {rec.number}: epoch {epoch.epoch}/{total}{score}")
         if done:
             self.pending_weights.add(job)
             self.s.executor.request_weights(job)
@@ -244,7 +267,7 @@ class FinalFits:
         self.s.tracker.end_run(run_id, Outcome.FAILED.run_status)
         for other in self.s.executor.jobs:
             self.s.executor.release(other)
-        raise AutoMLError(f"the final fit of trial {number} (seed {seed}) failed: {error}")
+        raise AutoMLError(f"the {self.what} of trial {number} (seed {seed}) failed: {error}")
 
 
 def _nan(v: float) -> bool:

@@ -45,7 +45,7 @@ class FinalPlan:
 Scored = list[tuple[TrialRecord, np.ndarray]]
 
 
-def _pool(session: SearchSession, records: list[TrialRecord], winner: TrialRecord) -> Scored:
+def pool_of(session: SearchSession, records: list[TrialRecord], winner: TrialRecord) -> Scored:
     """The winner and the best other completed trials of this search, with their validation
     probabilities (trials whose probabilities were not kept are left out)."""
     mine = [r for r in eligible(records) if r.duplicate_of is None and not r.reused_from]
@@ -66,7 +66,7 @@ def choose_members(
     limit = session.config.ensemble_size()
     if limit <= 1:
         return alone, [], {}
-    pool = _pool(session, records, winner)
+    pool = pool_of(session, records, winner)
     if len(pool) < 2:
         return alone, ["no ensemble: fewer than two completed trials to choose from"], {}
     b = session.bundle

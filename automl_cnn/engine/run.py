@@ -10,6 +10,7 @@ take the run's :class:`~automl_cnn.engine.session.SearchSession`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from automl_cnn.engine.recovery import recover
 from automl_cnn.engine.resources import plan_resources
 from automl_cnn.engine.runstate import RUN_FILE, RunState
 from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
+from automl_cnn.engine.tiebreak import break_ties, reserve_seconds
 from automl_cnn.engine.warmstart import apply_warm_starts, check_compatible
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.profile import check_input_fits
@@ -241,8 +243,8 @@ def search_and_fit(session: SearchSession) -> tuple[list[TrialRecord], TrialReco
     final fits continue from their checkpoints or reuse their saved weights."""
     state, progress = session.state, session.progress
     if state.phase == "trials":
-        records, winner, runners = _trials(session)
-        jobs, plan = _plan(session, records, winner, runners)
+        records, winner = _trials(session)
+        jobs, plan = _plan(session, records, winner)
         state.phase = "final_fit"
         state.final_jobs = [[r.number, seed, plan.epochs.get(r.number, r.epochs)] for r, seed in jobs]
         state.ensemble = [[n, w] for n, w in plan.members]
@@ -273,8 +275,8 @@ def _recorded_plan(state: RunState) -> tuple[list[tuple[TrialRecord, int]], Fina
     return jobs, FinalPlan(members, epochs, tuple(state.final_notes), dict(state.final_check))
 
 
-def _trials(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord, list[TrialRecord]]:
-    """Warm starts and the search loop; the records, the winner and the ``--final-top-k`` runners-up."""
+def _trials(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord]:
+    """Warm starts and the search loop; the records and the winner."""
     cfg, progress = session.config, session.progress
     known = Known()
     if not session.resumed:
@@ -285,20 +287,29 @@ def _trials(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord, lis
     records = SearchDriver(session, deadline, known, records, resumable).run()
     winner = pick_winner(records, cfg.objectives, cfg.pick_rule())
     assert winner.candidate is not None
-    return records, winner, runners_up(records, winner, cfg.final_top_k - 1)
+    return records, winner
+
+
+def _time_left(session: SearchSession) -> float | None:
+    """Seconds of the budget left for fitting (None: no time budget)."""
+    budget = session.budget
+    return None if budget is None else max(0.0, budget - session.state.spent() - EXPORT_RESERVE_SECONDS)
 
 
 def _plan(
-    session: SearchSession, records: list[TrialRecord], winner: TrialRecord, runners: list[TrialRecord]
+    session: SearchSession, records: list[TrialRecord], winner: TrialRecord
 ) -> tuple[list[tuple[TrialRecord, int]], FinalPlan]:
-    """The final plan and its fits: the winner and the runners-up with every seed of
+    """Second seeds for trials within noise of the winner (which may change it), then the final
+    plan and its fits: the winner and the ``--final-top-k`` runners-up with every seed of
     ``--final-repeats``, and each other ensemble member with the first seed."""
     cfg = session.config
+    tie = break_ties(session, records, winner, _time_left(session), reserve_seconds(session, winner))
+    winner = tie.winner
+    runners = runners_up(records, winner, cfg.final_top_k - 1)
     seeds = [cfg.seed + FINAL_SEED_OFFSET + k for k in range(cfg.final_repeats)]
     others = [winner.number] * (len(seeds) - 1) + [r.number for r in runners for _ in seeds]
-    budget = session.budget
-    time_left = None if budget is None else max(0.0, budget - session.state.spent() - EXPORT_RESERVE_SECONDS)
-    plan = plan_final(session, records, winner, others, time_left)
+    plan = plan_final(session, records, winner, others, _time_left(session))
+    plan = dataclasses.replace(plan, notes=(*tie.notes, *plan.notes))
     by_number = {r.number: r for r in records}
     jobs = [(r, seed) for r in [winner, *runners] for seed in seeds]
     fitted = {winner.number, *(r.number for r in runners)}
