@@ -180,10 +180,10 @@ class RunState:
 
         saved: dict[str, Any] = {"weights": weights}
         if outputs is not None:
-            saved["eval_probs"] = torch.from_numpy(outputs.eval_probs)
+            saved["eval_probs"] = torch.tensor(outputs.eval_probs)
             if outputs.ema_weights is not None and outputs.ema_eval_probs is not None:
                 saved["ema_weights"] = outputs.ema_weights
-                saved["ema_eval_probs"] = torch.from_numpy(outputs.ema_eval_probs)
+                saved["ema_eval_probs"] = torch.tensor(outputs.ema_eval_probs)
         buf = io.BytesIO()
         torch.save(saved, buf)
         self.save_checkpoint(f"{job}.weights", buf.getvalue(), history)
@@ -221,7 +221,7 @@ class RunState:
         import torch
 
         (self.folder / OUTPUTS).mkdir(parents=True, exist_ok=True)
-        for kind, obj in (("probs", torch.from_numpy(val_probs)), ("weights", weights)):
+        for kind, obj in (("probs", torch.tensor(val_probs)), ("weights", weights)):
             buf = io.BytesIO()
             torch.save(obj, buf)
             atomic_write(self._output_path(number, kind), buf.getvalue())

@@ -4,7 +4,7 @@ On a few hundred validation images, trials a few tenths of a point apart cannot 
 (one image is 0.13 points of mnist5k's 750). After the search, the completed trials that the
 winner does not beat significantly on validation (McNemar's exact test on the two trials'
 predictions, one-sided, 5%) are its contenders, at most :data:`MAX_CONTENDERS` with it. Where
-the time left allows it beside the final fits, each is trained again, as in the search, with a
+the time budget left allows it beside the final fits, each is trained again, as in the search, with a
 second seed; the one with the best mean validation accuracy over its two seeds wins, and means
 within one validation image of each other are a tie, broken by cost (parameters, then FLOPs).
 """
@@ -52,10 +52,11 @@ def _cost(rec: TrialRecord) -> tuple[int, int]:
 def break_ties(
     session: SearchSession, records: list[TrialRecord], winner: TrialRecord, time_left: float | None, reserve: float
 ) -> TieBreak:
-    """The winner after second seeds of its contenders, where ``time_left`` (None: no time
-    budget) holds their fits besides ``reserve`` seconds kept for the final fits."""
-    group = [] if session.multi_objective else contenders(session, records, winner)
-    if not group:
+    """The winner after second seeds of its contenders, where ``time_left`` holds their fits
+    besides ``reserve`` seconds kept for the final fits (None, no time budget: nothing is left
+    over to spend, and the winner stands)."""
+    group = [] if session.multi_objective or time_left is None else contenders(session, records, winner)
+    if not group:  # without a time budget there is no leftover budget to spend
         return TieBreak(winner, (), {})
     ratio = 1.0 / session.final_speedup(len(group))
     seconds = makespan([(r.projected_seconds() or 0.0) * ratio for r in group], session.resources.workers)
