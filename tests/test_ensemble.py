@@ -197,3 +197,36 @@ def test_a_search_delivers_an_ensemble_that_loads_everywhere(ensemble_search, tm
     stored = sorted(p.name for p in (r.out_dir / "outputs").glob("trial-*.probs.pt"))
     completed = [t for t in r.trials if t.outcome == "completed" and t.duplicate_of is None]
     assert len(stored) == len(completed)
+
+
+def test_spare_time_fits_the_winner_with_more_seeds_and_the_check_half_decides(tmp_path: Path) -> None:
+    from automl_cnn.engine.final_plan import SEED_ENSEMBLE, plan_final
+
+    with session_for(plan_for(tmp_path, trials=3, pruner="none", ensemble="3")) as s:
+        records = SearchDriver(s, never).run()
+        winner = pick_winner(records)
+        plan = plan_final(s, records, winner, [], time_left=1e6)
+        if plan.ensemble:  # selection found members: one fit each, no seed ensemble
+            assert plan.seeds == 1
+        else:
+            assert plan.seeds == min(3, SEED_ENSEMBLE) and any(n.startswith("a seed ensemble") for n in plan.notes)
+            assert plan.epochs and max(plan.epochs.values()) == 2 * winner.epochs  # the rest stretches epochs
+        assert plan_final(s, records, winner, [], time_left=0.0).seeds == 1  # no time: one fit
+        assert plan_final(s, records, winner, [], time_left=None).seeds == 1  # no budget: nothing spare
+
+
+def test_a_seed_ensemble_is_delivered_only_where_the_check_half_prefers_it(tmp_path: Path) -> None:
+    from automl_cnn import search
+
+    r = search(
+        "digits", "tiny", trials=2, final_repeats=2, pruner="none", warm_start="none", executor="inprocess",
+        seed=0, progress=False, out=tmp_path / "out", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+    )  # fmt: skip
+    [note] = [n for n in r.notes if "seed ensemble" in n]
+    if note.startswith("a seed ensemble of 2 fits"):
+        assert r.is_ensemble and [d["trial"] for d in r.delivered] == [r.best_trial] * 2
+        assert len({d["seed"] for d in r.delivered}) == 2 and " seed " in r.summary()
+    else:
+        assert note.startswith("no seed ensemble: 2 seeds") and not r.is_ensemble
+    x, y = r.data.test_split()
+    assert r.test_accuracy == pytest.approx(float((r.model.predict(x) == y).mean()))

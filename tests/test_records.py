@@ -44,6 +44,7 @@ OLD_RUN_KEYS = [
     "ensemble",  # added with ensembles and the checked final fit
     "final_notes",
     "final_check",
+    "final_seeds",
     "model_uri",
     "model_version",
     "extra",

@@ -184,7 +184,6 @@ def _register(
 
 def _model_info(s: SearchSession, winner: TrialRecord, delivery: Delivery) -> dict[str, Any]:
     assert winner.profile is not None
-    by_number = {c.trial: c for c in delivery.choices}
     return {
         "data": s.bundle.name,
         "fingerprint": s.bundle.fingerprint(),
@@ -193,11 +192,12 @@ def _model_info(s: SearchSession, winner: TrialRecord, delivery: Delivery) -> di
         "flops": winner.profile.flops,
         "latency_ms": winner.latency_ms,
         "trial": winner.number,
-        "members": {str(n): {"weight": c.weight, "weights": c.source} for n, c in by_number.items()},
+        "members": [
+            {"trial": c.trial, "seed": c.seed, "weight": c.weight, "weights": c.source} for c in delivery.choices
+        ],
         "mlflow_run_id": s.parent_run,
         "tracking_uri": s.tracker.shown_uri,
     }
-
 
 
 def _write_folder(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, scored: Scored) -> dict[str, Path]:

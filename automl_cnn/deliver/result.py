@@ -55,7 +55,8 @@ class SearchResult:
         if not self.delivered:
             return []
         if self.is_ensemble:
-            parts = ", ".join(f"trial {d['trial']} ×{d['weight']:.2f} ({d['weights']})" for d in self.delivered)
+            seeds = len({d["trial"] for d in self.delivered}) < len(self.delivered)  # a seed ensemble
+            parts = ", ".join(_member(d, seeds) for d in self.delivered)
             lines = [f"delivered           an ensemble of {len(self.delivered)}: {parts}"]
         else:
             lines = [f"delivered           trial {self.delivered[0]['trial']}, {self.delivered[0]['weights']}"]
@@ -101,8 +102,11 @@ class SearchResult:
                 f"{self.model.info.get('flops', 0):,} FLOPs (trial {self.best_trial})",
                 f"validation accuracy {with_interval(self.val_accuracy, self.val_images)}",
                 f"test accuracy       {with_interval(self.test_accuracy, self.test_images)}{test[6:]}",
-                *([f"                    {INTERVAL_NOTE.format(self.val_images, self.test_images)}"]
-                  if self.val_images and self.test_images else []),
+                *(
+                    [f"                    {INTERVAL_NOTE.format(self.val_images, self.test_images)}"]
+                    if self.val_images and self.test_images
+                    else []
+                ),
                 *self.delivered_lines(),
                 f"trials              {counts}",
                 f"wall time           {self.wall_seconds:.0f} s",
@@ -112,6 +116,12 @@ class SearchResult:
                 f"browse              automl-cnn ui --tracking-uri {self.tracking_uri}",
             ]
         )
+
+
+def _member(d: dict[str, Any], seeds: bool) -> str:
+    """``trial 3 ×0.50 (final fit)``; with the seed where one trial is fitted several times."""
+    seed = f" seed {d.get('seed')}" if seeds else ""
+    return f"trial {d['trial']}{seed} ×{d['weight']:.2f} ({d['weights']})"
 
 
 def _fmt(v: Any) -> str:

@@ -31,6 +31,7 @@ class Choice:
     """The weights delivered for one trial of the final plan, and why."""
 
     trial: int
+    seed: int  # of the final fit
     weight: float  # in the ensemble (1.0 alone)
     source: str  # FINAL | AVERAGE | TRIAL
     weights: dict[str, Any]
@@ -48,7 +49,7 @@ def choose(session: SearchSession, fit: FinalFit, weight: float = 1.0) -> Choice
     y = check_labels(session)
     out = fit.outputs
     if out is None or not len(y) or len(out.eval_probs) != len(y):
-        return Choice(fit.trial, weight, FINAL, fit.weights, None, "final fit (no check half to compare on)")
+        return Choice(fit.trial, fit.seed, weight, FINAL, fit.weights, None, "final fit (no check half to compare on)")
     source, weights, probs = FINAL, fit.weights, out.eval_probs.astype(np.float32)
     raw = accuracy(probs, y)
     reason = f"final fit: {raw:.2%} on the check half"
@@ -62,12 +63,15 @@ def choose(session: SearchSession, fit: FinalFit, weight: float = 1.0) -> Choice
     trial_probs = session.state.load_val_probs(fit.trial)
     trial_weights = session.state.load_trial_weights(fit.trial)
     if trial_probs is None or trial_weights is None:
-        return Choice(fit.trial, weight, source, weights, probs, reason + "; the trial's own weights were not kept")
+        return Choice(
+            fit.trial, fit.seed, weight, source, weights, probs, reason + "; the trial's own weights were not kept"
+        )
     own = trial_probs[session.bundle.check_positions()]
     fitted_acc, own_acc = accuracy(probs, y), accuracy(own, y)
     if significantly_better(own.argmax(1) == y, probs.argmax(1) == y):
         return Choice(
             fit.trial,
+            fit.seed,
             weight,
             TRIAL,
             trial_weights,
@@ -75,7 +79,9 @@ def choose(session: SearchSession, fit: FinalFit, weight: float = 1.0) -> Choice
             f"the trial's own weights: the final fit scored {fitted_acc:.2%} on the check half against "
             f"{own_acc:.2%}, significantly worse (McNemar, 5%)",
         )
-    return Choice(fit.trial, weight, source, weights, probs, reason + f"; the trial's own weights {own_acc:.2%}")
+    return Choice(
+        fit.trial, fit.seed, weight, source, weights, probs, reason + f"; the trial's own weights {own_acc:.2%}"
+    )
 
 
 def delivered_check_accuracy(session: SearchSession, choices: list[Choice]) -> float | None:

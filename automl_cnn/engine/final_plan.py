@@ -9,6 +9,9 @@ judged on the images it was made on:
   trials, on the selection half; the ensemble is delivered only when it beats the winner alone
   on the check half (accuracy, then log loss). With a time budget, members whose final fits do
   not fit the time left are dropped, the lightest first.
+* **Seeds**: a winner delivered alone is fitted with up to :data:`SEED_ENSEMBLE` seeds where the
+  time left allows them (on workers that would idle otherwise); after the fits the check half
+  decides between the seeds' average (a seed ensemble) and the first seed alone.
 * **Epochs**: with a time budget, time left beyond what the fits need at the trials' epoch
   counts goes into longer fits (the schedule stretched), up to :data:`MAX_EPOCH_SCALE` times.
 """
@@ -28,6 +31,7 @@ from automl_cnn.engine.session import SearchSession
 POOL = 20  # the best completed trials ensemble selection draws from
 MAX_EPOCH_SCALE = 2.0  # a final fit trains at most this many times the trial's epochs
 MIN_EPOCH_SCALE = 1.1  # less spare time than this is not worth changing the recipe for
+SEED_ENSEMBLE = 3  # a winner alone is fitted with up to this many seeds where the time left allows
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class FinalPlan:
     epochs: dict[int, int]  # trial -> epochs of its final fit (absent: the trial's own)
     notes: tuple[str, ...]  # what was decided and why (panel, summary, report)
     check: dict[str, float]  # check-half accuracy of the winner alone and of the ensemble (if tried)
+    seeds: int = 1  # fits of the winner (more than one: a seed ensemble, if the check half prefers it)
 
     @property
     def ensemble(self) -> bool:
@@ -103,7 +108,8 @@ def plan_final(
     members, notes, check = choose_members(session, records, winner)
     by_number = {r.number: r for r in records}
     jobs = lambda ms: [n for n, _ in ms if n not in others] + others  # noqa: E731
-    while time_left is not None and len(members) > 1 and _fit_seconds(session, by_number, jobs(members), 1) > time_left:
+    seconds = lambda js, scale=1.0: _fit_seconds(session, by_number, js, scale)  # noqa: E731
+    while time_left is not None and len(members) > 1 and seconds(jobs(members)) > time_left:
         kept = sorted(members, key=lambda m: -m[1])[:-1]
         total = sum(w for _, w in kept)
         members = tuple((n, w / total) for n, w in kept)
@@ -111,16 +117,27 @@ def plan_final(
             notes.append("no ensemble: the time left fits the winner's final fit only")
         else:
             notes.append(f"ensemble cut to {len(members)} members to fit the time left")
+    fits = jobs(members)
+    seeds = 1
+    if len(members) == 1 and time_left is not None:  # spare time: more seeds of the winner, on idle workers
+        limit = min(session.config.ensemble_size(), SEED_ENSEMBLE)
+        while seeds < limit and seconds([winner.number] * (seeds + 1 - fits.count(winner.number)) + fits) <= time_left:
+            seeds += 1
+        if seeds > max(1, fits.count(winner.number)):
+            fits = [winner.number] * (seeds - fits.count(winner.number)) + fits
+            notes.append(
+                f"a seed ensemble: trial {winner.number} is fitted with {seeds} seeds; the check half decides "
+                "between their average and the first alone"
+            )
     epochs: dict[int, int] = {}
-    fitted = sorted(set(jobs(members)))
-    needed = _fit_seconds(session, by_number, jobs(members), 1)
+    needed = seconds(fits)
     if time_left is not None and needed > 0:
         scale = min(MAX_EPOCH_SCALE, time_left / needed)
         if scale >= MIN_EPOCH_SCALE:
-            epochs = {n: max(by_number[n].epochs, round(by_number[n].epochs * scale)) for n in fitted}
+            epochs = {n: max(by_number[n].epochs, round(by_number[n].epochs * scale)) for n in set(fits)}
             lead = by_number[members[0][0]]
             notes.append(
                 f"final fit: {epochs[lead.number]} epochs instead of the trial's {lead.epochs} "
                 f"(the time left allows {scale:.1f}x)"
             )
-    return FinalPlan(members, epochs, tuple(notes), check)
+    return FinalPlan(members, epochs, tuple(notes), check, max(seeds, 1))

@@ -248,7 +248,7 @@ def search_and_fit(session: SearchSession) -> tuple[list[TrialRecord], TrialReco
         state.phase = "final_fit"
         state.final_jobs = [[r.number, seed, plan.epochs.get(r.number, r.epochs)] for r, seed in jobs]
         state.ensemble = [[n, w] for n, w in plan.members]
-        state.final_notes, state.final_check = list(plan.notes), dict(plan.check)
+        state.final_notes, state.final_check, state.final_seeds = list(plan.notes), dict(plan.check), plan.seeds
         state.save()
         for note in plan.notes:
             progress.message(note)
@@ -272,7 +272,7 @@ def _recorded_plan(state: RunState) -> tuple[list[tuple[TrialRecord, int]], Fina
     jobs = [(by_number[job[0]], job[1]) for job in state.final_jobs]
     epochs = {job[0]: job[2] for job in state.final_jobs if len(job) > 2 and job[2] != by_number[job[0]].epochs}
     members = tuple((int(n), float(w)) for n, w in state.ensemble) or ((jobs[0][0].number, 1.0),)
-    return jobs, FinalPlan(members, epochs, tuple(state.final_notes), dict(state.final_check))
+    return jobs, FinalPlan(members, epochs, tuple(state.final_notes), dict(state.final_check), state.final_seeds)
 
 
 def _trials(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord]:
@@ -311,7 +311,8 @@ def _plan(
     plan = plan_final(session, records, winner, others, _time_left(session))
     plan = dataclasses.replace(plan, notes=(*tie.notes, *plan.notes))
     by_number = {r.number: r for r in records}
-    jobs = [(r, seed) for r in [winner, *runners] for seed in seeds]
+    winner_seeds = [cfg.seed + FINAL_SEED_OFFSET + k for k in range(max(cfg.final_repeats, plan.seeds))]
+    jobs = [(winner, seed) for seed in winner_seeds] + [(r, seed) for r in runners for seed in seeds]
     fitted = {winner.number, *(r.number for r in runners)}
     jobs += [(by_number[n], seeds[0]) for n, _ in plan.members if n not in fitted]
     return jobs, plan

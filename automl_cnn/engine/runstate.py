@@ -68,6 +68,7 @@ class RunState:
     ensemble: list[list[float]] = field(default_factory=list)  # [trial number, weight] of each member delivered
     final_notes: list[str] = field(default_factory=list)  # what the final plan decided, and why
     final_check: dict[str, float] = field(default_factory=dict)  # check-half accuracies it compared
+    final_seeds: int = 1  # fits of the winner (a seed ensemble where the check half prefers them)
     model_uri: str = ""
     model_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
