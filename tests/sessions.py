@@ -23,6 +23,7 @@ from automl_cnn.engine.session import Plan, Resources, SearchSession
 from automl_cnn.engine.warmstart import apply_warm_starts
 from automl_cnn.services.inprocess import InProcessExecutor
 from automl_cnn.services.tracking import MlflowTracker
+from automl_cnn.training.messages import JobResult
 
 HERE = Path(__file__).resolve().parent
 TINY = HERE.parent / "search_spaces" / "tiny.yaml"
@@ -59,3 +60,18 @@ def session_for(
         if not s.resumed:
             apply_warm_starts(s, Known())  # --enqueue and presets, as a search does
         yield s
+
+
+class InterruptingExecutor(InProcessExecutor):
+    """Raises KeyboardInterrupt (as Ctrl-C would) after ``after_results`` results."""
+
+    def __init__(self, after_results: int) -> None:
+        super().__init__(1)
+        self.left = after_results
+
+    def wait(self, timeout: float) -> list[JobResult]:
+        results = super().wait(timeout)
+        self.left -= len(results)
+        if self.left < 0:
+            raise KeyboardInterrupt
+        return results

@@ -10,7 +10,7 @@ import pytest
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from sessions import FAILURES, plan_for, session_for
+from sessions import FAILURES, InterruptingExecutor, plan_for, session_for
 from test_engine_driver import DIVERGENT, GOOD, DyingExecutor, LosingExecutor
 
 from automl_cnn.deliver.deliver import deliver
@@ -24,7 +24,6 @@ from automl_cnn.engine.runstate import RunState
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import AutoMLError
 from automl_cnn.services.inprocess import InProcessExecutor
-from automl_cnn.training.messages import JobResult
 
 
 def _final_runs(s: SearchSession) -> list[Run]:
@@ -163,21 +162,6 @@ def test_recovery_closes_a_trial_run_opened_but_never_recorded_in_the_study(tmp_
         run = s.tracker.client.get_run(orphan)
     assert resumable == [] and records[0].outcome == Outcome.FAILED
     assert run.info.status == "FAILED" and run.data.tags["automl_cnn.reason"] == "interrupted before it started"
-
-
-class InterruptingExecutor(InProcessExecutor):
-    """Raises KeyboardInterrupt (as Ctrl-C would) after ``after_results`` results."""
-
-    def __init__(self, after_results: int) -> None:
-        super().__init__(1)
-        self.left = after_results
-
-    def wait(self, timeout: float) -> list[JobResult]:
-        results = super().wait(timeout)
-        self.left -= len(results)
-        if self.left < 0:
-            raise KeyboardInterrupt
-        return results
 
 
 def _with_lr(rec: TrialRecord, lr: float):  # type: ignore[no-untyped-def]
