@@ -12,7 +12,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from sessions import plan_for, session_for
+from sessions import InterruptingExecutor, plan_for, session_for
 
 from automl_cnn.engine.driver import SearchDriver
 from automl_cnn.engine.moasha import (
@@ -30,9 +30,7 @@ from automl_cnn.engine.outcome import Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.recovery import recover
 from automl_cnn.engine.runstate import RunState
-from automl_cnn.services.inprocess import InProcessExecutor
 from automl_cnn.services.study import make_pruner
-from automl_cnn.training.messages import JobResult
 
 
 def asha(max_epochs: int = 15) -> MultiObjectiveHalving:
@@ -186,27 +184,30 @@ def test_a_multi_objective_search_stops_weak_trials_at_the_rungs(tmp_path: Path)
     assert set(driver.halving.recorded(1)) == {r.number for r in records if r.history and r.duplicate_of is None}
 
 
+def test_trials_nearly_done_for_the_budget_are_not_stopped(tmp_path: Path) -> None:
+    """The same search twice: without a time budget MOASHA stops weak trials; with an hour's
+    budget, where the rest of each tiny trial costs under 3% of it, the same trials complete."""
+    settings: dict[str, Any] = {"trials": 7, "objectives": ("accuracy", "params")}
+    with session_for(plan_for(tmp_path / "free", **settings)) as s:
+        free = SearchDriver(s, never).run()
+    with session_for(plan_for(tmp_path / "hour", time_budget=3600.0, **settings)) as s:
+        hour = SearchDriver(s, never).run()
+    stopped = [r for r in free if r.outcome == Outcome.PRUNED]
+    assert stopped, [r.reason for r in free]
+    first = stopped[0]
+    again = next(r for r in hour if r.number == first.number)
+    assert again.candidate is not None and first.candidate is not None
+    assert again.candidate.key() == first.candidate.key()  # the same proposal, now trained to the end
+    assert again.outcome == Outcome.COMPLETED and len(again.history) == again.epochs
+    assert all(r.outcome != Outcome.PRUNED for r in hour), [r.reason for r in hour]
+
+
 def test_pruner_none_lets_every_multi_objective_trial_finish(tmp_path: Path) -> None:
     with session_for(plan_for(tmp_path, trials=4, objectives=("accuracy", "params"), pruner="none")) as s:
         driver = SearchDriver(s, never)
         records = driver.run()
     assert driver.halving is None
     assert all(r.outcome == Outcome.COMPLETED for r in records), [r.reason for r in records]
-
-
-class InterruptingExecutor(InProcessExecutor):
-    """Raises KeyboardInterrupt (as Ctrl-C would) after ``after_results`` results."""
-
-    def __init__(self, after_results: int) -> None:
-        super().__init__(1)
-        self.left = after_results
-
-    def wait(self, timeout: float) -> list[JobResult]:
-        results = super().wait(timeout)
-        self.left -= len(results)
-        if self.left < 0:
-            raise KeyboardInterrupt
-        return results
 
 
 def test_a_resumed_multi_objective_search_rebuilds_its_rungs(tmp_path: Path) -> None:
