@@ -123,3 +123,27 @@ def test_a_ray_pool_that_cannot_start_says_what_it_waits_for_then_gives_up(ray_s
         assert "\n" not in str(err.value)
     finally:
         ex.shutdown()
+
+
+@pytest.mark.slow
+def test_a_job_released_mid_epoch_does_not_hold_its_worker(ray_session: None) -> None:
+    """The time budget stops trials mid-epoch and the final fit takes their worker: it must not
+    wait for an epoch whose result is dropped (a fresh actor takes the slot)."""
+    ex = RayExecutor(1, cpus_per_trial=1.0)
+    try:
+        data = ex.put(split_data(load_images("digits"), seed=0).search_data())
+        _started(ex)
+        first_pid = ex.slots[0].info["pid"]
+        blocks = tuple(ConvBlock(filters=f, pooling="none", kernel_size=5) for f in (256, 512))
+        slow = Candidate(Architecture(blocks, Head()), TrainConfig(epochs=50, batch_size=16))
+        ex.submit(JobSpec("slow", slow.to_dict(), 0, data))  # an epoch takes about 20 s on one thread
+        time.sleep(1.0)  # its first epoch is running
+        started = time.monotonic()
+        ex.release("slow")
+        ex.submit(JobSpec("next", CANDIDATE.to_dict(), 0, data))
+        result = _next(ex, timeout=60)
+        assert result.job == "next" and result.error is None
+        assert time.monotonic() - started < 8
+        assert ex.where("next")["pid"] != first_pid
+    finally:
+        ex.shutdown()

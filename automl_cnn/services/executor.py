@@ -47,7 +47,8 @@ class Executor(Protocol):
         ...
 
     def release(self, job: str) -> None:
-        """Drop the job and free its slot; a result still on its way is discarded."""
+        """Drop the job and free its slot; a result still on its way is discarded, and an epoch
+        still running is cut short (the slot does not wait for it)."""
         ...
 
     def wait(self, timeout: float) -> list[JobResult]:

@@ -169,11 +169,17 @@ class RayExecutor:
         slot = self._by_job.pop(job, None)
         if slot is None:
             return
-        # a step still running for this job finishes first (the actor runs calls in order);
-        # its result is dropped with the future
-        slot.actor.release.remote()
+        busy = slot.future is not None and not ray.wait([slot.future], timeout=0)[0]
         slot.job = None
         slot.future = None
+        if busy:
+            # The actor runs calls in order: a step still running would hold it until its epoch
+            # ends, and the next job (the final fit, when the time budget stops the search)
+            # would queue behind an epoch whose result is dropped. A fresh actor starts in about
+            # 2 s here, less than most epochs, and frees the GPU memory at once.
+            self._replace(slot)
+        else:
+            slot.actor.release.remote()
 
     # -- results -------------------------------------------------------------------------------
     def wait(self, timeout: float) -> list[JobResult]:
