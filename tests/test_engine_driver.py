@@ -177,8 +177,8 @@ class LosingExecutor(InProcessExecutor):
                 self._pending_loss = r.job
         return results
 
-    def advance(self, job: str, want_checkpoint: bool = False) -> None:
-        super().advance(job, want_checkpoint)
+    def advance(self, job: str, want_checkpoint: bool = False, fraction: float = 1.0) -> None:
+        super().advance(job, want_checkpoint, fraction)
         if getattr(self, "_pending_loss", None) == job:
             self._pending_loss = None
             self.lose_worker(job)

@@ -41,10 +41,20 @@ def ranked(records: list[TrialRecord]) -> list[TrialRecord]:
     return sorted(completed or scored, key=lambda r: -(r.val_acc or 0.0))
 
 
+def fit_estimate(session: SearchSession, rec: TrialRecord) -> float:
+    """Seconds ``rec``'s epochs take on all of the training split, at most what a trial may take
+    (0 before any epoch ran). A trial that trained on data subsets (the data-size fidelity) may
+    take far longer on all of the data: its final fit is planned for at most that long, its
+    epochs cut to fit (:func:`automl_cnn.engine.final_plan.plan_final`)."""
+    seconds = rec.fit_seconds() or 0.0
+    limit = session.max_trial_seconds
+    return seconds if limit is None else min(seconds, limit)
+
+
 def final_seconds_estimate(records: list[TrialRecord], ratio: float, rounds: int) -> float:
     """How long ``rounds`` rounds of the current leader's final fit take (0 before any epoch ran)."""
     leaders = ranked(records)
-    return (leaders[0].projected_seconds() or 0.0) * ratio * rounds if leaders else 0.0
+    return (leaders[0].fit_seconds() or 0.0) * ratio * rounds if leaders else 0.0
 
 
 def refit_ratio(session: SearchSession) -> float:
@@ -65,7 +75,7 @@ def final_jobs_estimate(session: SearchSession, records: list[TrialRecord], memb
     fitted = leaders[: max(cfg.final_top_k, members)]
     jobs = [r for r in fitted[: cfg.final_top_k] for _ in range(cfg.final_repeats)] + fitted[cfg.final_top_k :]
     ratio = refit_ratio(session) / session.final_speedup(len(jobs))
-    return makespan([(r.projected_seconds() or 0.0) * ratio for r in jobs], session.resources.workers)
+    return makespan([fit_estimate(session, r) * ratio for r in jobs], session.resources.workers)
 
 
 class SearchDeadline:

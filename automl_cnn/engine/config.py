@@ -87,6 +87,14 @@ class SearchConfig(DataOptions):
     )
     sampler: str = option("tpe", "--sampler", choices=SAMPLERS, help="Optuna sampler (default tpe)")
     pruner: str = option("asha", "--pruner", choices=PRUNERS, help="early stopping of weak trials (default asha)")
+    data_fidelity: str = option(  # see engine/fidelity.py
+        "auto",
+        "--data-fidelity",
+        choices=("auto", "off"),
+        help="auto (default): on 10,000 training images or more, the pruner's first rungs train on "
+        "stratified subsets (1/9, then 1/3 of the data) and only survivors see all of it; off: every "
+        "epoch trains on all of the data",
+    )
     seed: int = option(0, "--seed", parse=int, help="seeds the split, the sampler and every trial")
     split: tuple[float, float, float] = option(
         DEFAULT_SPLIT, "--split", parse=fractions, help="train,val,test fractions"

@@ -20,13 +20,15 @@ class CostModel:
         """FLOPs of one epoch: forward + backward (about 3x forward) on train, forward on val."""
         return float(flops) * (3 * self.n_train + self.n_val)
 
-    def observe(self, flops: int, epoch_seconds: float) -> None:
+    def observe(self, flops: int, epoch_seconds: float, share: float = 1.0) -> None:
+        """One epoch's time; ``share``: its work as a share of a full-data epoch's."""
         if flops > 0 and epoch_seconds > 0:
-            self.rates.append(self.work(flops) / epoch_seconds)
+            self.rates.append(self.work(flops) * share / epoch_seconds)
 
-    def lower_bound_seconds(self, flops: int, epochs: int) -> float | None:
-        """A lower bound of the training time: at the fastest rate measured so far (large
-        networks reach it; small ones are dominated by per-batch overhead)."""
+    def lower_bound_seconds(self, flops: int, epochs: float) -> float | None:
+        """A lower bound of the training time of ``epochs`` full-data epochs (a fraction where
+        some train on a subset): at the fastest rate measured so far (large networks reach it;
+        small ones are dominated by per-batch overhead)."""
         if len(self.rates) < 3:
             return None
         return self.work(flops) * epochs / max(self.rates)

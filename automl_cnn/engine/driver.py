@@ -142,7 +142,9 @@ class SearchDriver:
     def _submit(self, rec: TrialRecord, trial: optuna.Trial, checkpoint: bytes | None = None) -> None:
         assert rec.candidate is not None
         self._running[rec.job] = (rec, trial)
-        spec = JobSpec(rec.job, rec.candidate.to_dict(), rec.seed, self.s.search_data, checkpoint, True, outputs=True)
+        first = rec.fraction(len(rec.history) + 1)  # the epoch after the checkpoint
+        data = self.s.search_data
+        spec = JobSpec(rec.job, rec.candidate.to_dict(), rec.seed, data, checkpoint, True, outputs=True, fraction=first)
         self.s.executor.submit(spec)
 
     def _resume_one(self, rec: TrialRecord, trial: optuna.Trial) -> None:
@@ -216,6 +218,9 @@ class SearchDriver:
         )
         self.s.tracker.log_dataset(run_id, self.s.bundle)
         rec = TrialRecord(number=number, seed=seed, run_id=run_id, candidate=candidate, preset=preset)
+        ladder = self.s.data_ladder
+        if ladder is not None:
+            rec.fractions, rec.eval_share = ladder.plan(rec.epochs), self.s.eval_share
         self.records.append(rec)
         TrialAttrs(mlflow_run_id=run_id, candidate=candidate.to_json(), candidate_key=candidate.key()).write(trial)
         return rec
@@ -242,7 +247,7 @@ class SearchDriver:
         if ending is not None:
             self._finish(rec, trial, ending)
         else:
-            self.s.executor.advance(job, want_checkpoint=True)
+            self.s.executor.advance(job, want_checkpoint=True, fraction=rec.fraction(len(rec.history) + 1))
             epoch = result.epoch
             self.s.progress.trial_running(job, f"epoch {epoch.epoch}/{rec.epochs}  val {epoch.val_acc:.4f}")
 
@@ -256,7 +261,7 @@ class SearchDriver:
             self._checkpoints[rec.job] = result.checkpoint
             self.s.state.save_checkpoint(rec.number, result.checkpoint, rec.history)
         if rec.profile is not None:
-            self.cost.observe(rec.profile.flops, epoch.seconds)
+            self.cost.observe(rec.profile.flops, epoch.seconds, rec.work(epoch.fraction))
         self.s.tracker.log_epoch(rec.run_id, epoch)
         if epoch.oom_backoffs:  # it ran out of memory and goes on at a smaller batch size
             used = {"automl_cnn.batch_size_used": epoch.batch_size, "automl_cnn.oom_backoffs": epoch.oom_backoffs}
@@ -292,6 +297,8 @@ class SearchDriver:
         """After an epoch: complete, too slow for its share of the budget, pruned, or go on."""
         epoch = rec.history[-1].epoch
         limit = self.s.max_trial_seconds
+        if not result.done:
+            self._fit_ladder(rec)
         projected = rec.projected_seconds() or 0.0
         # from the first epoch alone only when far over: it is slowed by warm-up and start-up
         over = limit is not None and projected > limit * (2 if len(rec.history) == 1 else 1)
@@ -313,6 +320,34 @@ class SearchDriver:
             reason = f"stopped early at epoch {epoch}/{rec.epochs} by the {self.s.config.pruner} pruner"
             return Ending(Outcome.PRUNED, reason)
         return None
+
+    def _fit_ladder(self, rec: TrialRecord) -> None:
+        """Before a trial's next stage of the data ladder: the largest share of the data it may
+        go on to train on and still finish inside its share of the time budget (from the first
+        epoch alone, judged leniently as the too-slow rule does). A trial that cannot afford
+        even its current share is left to that rule."""
+        ladder, limit = self.s.data_ladder, self.s.max_trial_seconds
+        done = len(rec.history)
+        if ladder is None or limit is None or not rec.fractions or done >= rec.epochs:
+            return
+        now, top = rec.fraction(done), max(rec.fractions)
+        if rec.fraction(done + 1) <= now:
+            return  # not the start of a stage
+        slack = 2.0 if done == 1 else 1.0
+        caps = [share for share in reversed(ladder.shares) if now <= share <= top]
+        for cap in caps:
+            plan = rec.fractions[:done] + ladder.plan(rec.epochs, cap)[done:]
+            if (rec.projected_seconds(plan) or 0.0) <= limit * slack:
+                break
+        if plan == rec.fractions:
+            return
+        whole = rec.projected_seconds() or 0.0
+        rec.fractions = plan
+        self.s.tracker.set_tags(rec.run_id, {"automl_cnn.data_cap": f"{cap:.4g}"})
+        self.s.progress.message(
+            f"{rec.job}: trains on {cap:.0%} of the data from epoch {done + 1}: the ladder's larger shares "
+            f"would take {whole:.0f} s, over the {limit:.0f} s a trial may take"
+        )
 
     def _cheap_to_finish(self, rec: TrialRecord) -> bool:
         """With several objectives, a trial whose remaining epochs would take less than

@@ -13,7 +13,10 @@ judged on the images it was made on:
   time left allows them (on workers that would idle otherwise); after the fits the check half
   decides between the seeds' average (a seed ensemble) and the first seed alone.
 * **Epochs**: with a time budget, time left beyond what the fits need at the trials' epoch
-  counts goes into longer fits (the schedule stretched), up to :data:`MAX_EPOCH_SCALE` times.
+  counts goes into longer fits (the schedule stretched), up to :data:`MAX_EPOCH_SCALE` times;
+  fits that need well over the time left (:data:`SHORTEN_BELOW`: a trial that trained on data
+  subsets, whose final fit trains on all of the data) are cut to the epochs that fit, their
+  schedule compressed.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from automl_cnn.engine.session import SearchSession
 POOL = 20  # the best completed trials ensemble selection draws from
 MAX_EPOCH_SCALE = 2.0  # a final fit trains at most this many times the trial's epochs
 MIN_EPOCH_SCALE = 1.1  # less spare time than this is not worth changing the recipe for
+SHORTEN_BELOW = 0.9  # fits that would take more than 1/0.9 of the time left are cut to fit it
 SEED_ENSEMBLE = 3  # a winner alone is fitted with up to this many seeds where the time left allows
 FIT_MARGIN = 1.1  # a final fit's pace against its trial's, planned (measured on mnist5k: about 1.08x)
 
@@ -98,7 +102,8 @@ def _fit_seconds(session: SearchSession, records: dict[int, TrialRecord], jobs: 
     """How long these fits take, from their trials' pace (with a margin: a final fit also keeps
     its weight average and scores the check half every epoch)."""
     ratio = FIT_MARGIN * refit_ratio(session) / session.final_speedup(len(jobs))
-    return makespan([(records[n].projected_seconds() or 0.0) * ratio * scale for n in jobs], session.resources.workers)
+    seconds = [(records[n].fit_seconds() or 0.0) * ratio * scale for n in jobs]  # on all of the data
+    return makespan(seconds, session.resources.workers)
 
 
 def plan_final(
@@ -138,7 +143,10 @@ def plan_final(
         scale = min(MAX_EPOCH_SCALE, time_left / needed)
         if scale >= MIN_EPOCH_SCALE:
             epochs = {n: max(by_number[n].epochs, round(by_number[n].epochs * scale)) for n in set(fits)}
-            lead = by_number[members[0][0]]
+        elif scale < SHORTEN_BELOW:
+            epochs = {n: max(1, min(by_number[n].epochs, int(by_number[n].epochs * scale))) for n in set(fits)}
+        lead = by_number[members[0][0]]
+        if lead.number in epochs and epochs[lead.number] != lead.epochs:
             notes.append(
                 f"final fit: {epochs[lead.number]} epochs instead of the trial's {lead.epochs} "
                 f"(the time left allows {scale:.1f}x)"

@@ -45,13 +45,16 @@ def _too_slow(session: SearchSession, rec: TrialRecord, cost: CostModel) -> Endi
     limit = session.max_trial_seconds
     if limit is None or rec.profile is None:
         return None
-    floor = cost.lower_bound_seconds(rec.profile.flops, rec.epochs)
+    # with the data-size fidelity, the cheapest run it may make: every epoch at the ladder's lowest share
+    ladder = session.data_ladder
+    cheapest = ladder.plan(rec.epochs, ladder.shares[0]) if ladder is not None else [1.0] * rec.epochs
+    floor = cost.lower_bound_seconds(rec.profile.flops, sum(rec.work(share) for share in cheapest))
     if floor is None or floor <= 1.5 * limit:
         return None
     return Ending(
         Outcome.FAILED,
-        f"not trained: at least {floor:.0f} s to train on this machine, over the "
-        f"{limit:.0f} s a trial may take in this time budget",
+        f"not trained: at least {floor:.0f} s to train on this machine{' on the smallest subset' if ladder else ''}, "
+        f"over the {limit:.0f} s a trial may take in this time budget",
         TrialState.PRUNED,
         {"trial_seconds": floor / limit - 1},
     )

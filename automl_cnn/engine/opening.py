@@ -96,6 +96,10 @@ def announce(s: SearchSession, records: list[TrialRecord], resumable: list[Any])
             f"note: candidates over --{limits[0].replace('_', '-')} are never trained, but only the tpe "
             f"sampler learns to avoid them; {cfg.sampler} keeps proposing some"
         )
+    if s.data_ladder is not None:
+        progress.message(
+            f"data-size fidelity (--data-fidelity): {s.data_ladder.describe()}; final fits train on all of it"
+        )
     progress.message(
         f"searching {s.space.name} on {b.name} {b.input_shape} with {s.resources.workers} worker(s) "
         f"for {', '.join(cfg.objectives)}; MLflow run {s.parent_run}; output {s.out}"

@@ -35,6 +35,10 @@ class TrialRecord:
     preset: str | None = None  # the warm-start design it came from
     retries: int = 0  # restarts from a checkpoint after its worker died
     reused_from: str = ""  # for a repeat of an earlier search's trial: that search's folder
+    # the data-size fidelity (engine/fidelity.py): the share of the training split each epoch
+    # trains on (empty: all of it), and the cost of scoring validation as a share of a full epoch
+    fractions: list[float] = field(default_factory=list)
+    eval_share: float = 0.0
 
     # the clock is this process's own; ``where`` (the worker's host and devices) is live state
     __json_skip__: ClassVar[tuple[str, ...]] = ("started", "where")
@@ -69,14 +73,41 @@ class TrialRecord:
     def epochs(self) -> int:
         return self.candidate.training.epochs if self.candidate else 0
 
-    def projected_seconds(self) -> float | None:
-        """Training time for all epochs: the epochs run so far plus the rest at the pace of the
-        latest ones (the first epoch also pays for warm-up and for a busy start of the search)."""
+    def fraction(self, epoch: int) -> float:
+        """The share of the training split epoch ``epoch`` (1-based) trains on."""
+        return self.fractions[epoch - 1] if 0 < epoch <= len(self.fractions) else 1.0
+
+    def work(self, fraction: float) -> float:
+        """An epoch's cost on ``fraction`` of the data, as a share of a full-data epoch's."""
+        return fraction * (1.0 - self.eval_share) + self.eval_share
+
+    def full_epoch_seconds(self) -> float | None:
+        """The pace of a full-data epoch, from the latest epochs (the first also pays for warm-up
+        and for a busy start of the search), those on a subset scaled to all of the data."""
         if not self.history:
             return None
-        recent = sorted(e.seconds for e in self.history[1:][-3:]) or [self.history[0].seconds]
-        pace = recent[(len(recent) - 1) // 2]
-        return self.train_seconds + max(0, self.epochs - len(self.history)) * pace
+        paces = [e.seconds / self.work(e.fraction) for e in self.history]
+        recent = sorted(paces[1:][-3:]) or paces[:1]
+        return recent[(len(recent) - 1) // 2]
+
+    def projected_seconds(self, plan: list[float] | None = None) -> float | None:
+        """Training time for all epochs: the epochs run so far plus the rest at the pace of the
+        latest ones, each on the share of the data it is planned to train on (``plan``: those
+        shares instead of :attr:`fractions`)."""
+        pace = self.full_epoch_seconds()
+        if pace is None:
+            return None
+        shares = self.fractions if plan is None else plan
+        rest = range(len(self.history), self.epochs)
+        return self.train_seconds + pace * sum(self.work(shares[i] if i < len(shares) else 1.0) for i in rest)
+
+    def fit_seconds(self) -> float | None:
+        """How long all of its epochs take on all of the training split: its own time when it
+        trained on all of it, else its full-data pace times its epochs."""
+        if all(self.fraction(e) >= 1.0 for e in range(1, self.epochs + 1)):
+            return self.projected_seconds()
+        pace = self.full_epoch_seconds()
+        return None if pace is None else pace * self.epochs
 
     def objective(self, name: str) -> float:
         if name == "accuracy":

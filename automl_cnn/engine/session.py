@@ -19,6 +19,7 @@ import optuna
 
 from automl_cnn.data.bundle import DataBundle
 from automl_cnn.engine.config import SearchConfig
+from automl_cnn.engine.fidelity import DataLadder, ladder_for
 from automl_cnn.engine.progress import Progress
 from automl_cnn.engine.runstate import RunState
 from automl_cnn.services.executor import Executor
@@ -80,6 +81,18 @@ class SearchSession:
         """The final fit's data: train + the selection half of validation, scored on the check
         half (:meth:`DataBundle.refit_data`), where the executor's workers read them."""
         return self.executor.put(self.bundle.refit_data())
+
+    @functools.cached_property
+    def data_ladder(self) -> DataLadder | None:
+        """The shares of the training split the trials' epochs train on (None: all of it)."""
+        return ladder_for(self.config.data_fidelity, self.config.pruner, len(self.bundle.train_idx))
+
+    @property
+    def eval_share(self) -> float:
+        """Scoring validation, as a share of a full-data trial epoch's work (forward and
+        backward cost about three forward passes)."""
+        n_train, n_val = len(self.bundle.train_idx), len(self.bundle.val_idx)
+        return n_val / (3 * n_train + n_val)
 
     @property
     def objectives(self) -> tuple[str, ...]:

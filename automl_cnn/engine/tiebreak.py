@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automl_cnn.engine.budget import makespan, refit_ratio
+from automl_cnn.engine.budget import fit_estimate, makespan, refit_ratio
 from automl_cnn.engine.ensemble import accuracy, significantly_better
 from automl_cnn.engine.final import SECOND_SEED, final_fit
 from automl_cnn.engine.final_plan import pool_of
@@ -55,7 +55,9 @@ def break_ties(
     """The winner after second seeds of its contenders, where ``time_left`` holds their fits
     besides ``reserve`` seconds kept for the final fits (None, no time budget: nothing is left
     over to spend, and the winner stands)."""
-    group = [] if session.multi_objective or time_left is None else contenders(session, records, winner)
+    # second seeds train every epoch on all of the data: not comparable with trials on data subsets
+    subsets = session.data_ladder is not None
+    group = [] if session.multi_objective or time_left is None or subsets else contenders(session, records, winner)
     if not group:  # without a time budget there is no leftover budget to spend
         return TieBreak(winner, (), {})
     ratio = 1.0 / session.final_speedup(len(group))
@@ -86,4 +88,4 @@ def break_ties(
 
 def reserve_seconds(session: SearchSession, winner: TrialRecord) -> float:
     """The final fit of the winner alone at its trial's epochs: what second seeds must leave."""
-    return (winner.projected_seconds() or 0.0) * refit_ratio(session) / session.final_speedup(1)
+    return fit_estimate(session, winner) * refit_ratio(session) / session.final_speedup(1)

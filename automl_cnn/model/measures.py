@@ -31,6 +31,7 @@ class EpochResult:
     # the halvings of the candidate's batch size its job took after running out of memory
     batch_size: int = 0
     oom_backoffs: int = 0
+    fraction: float = 1.0  # the share of the training split it trained on (a data-size fidelity)
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)

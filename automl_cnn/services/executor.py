@@ -38,8 +38,8 @@ class Executor(Protocol):
         """Start a job on a free slot: it runs its first epoch (or the one after its checkpoint)."""
         ...
 
-    def advance(self, job: str, want_checkpoint: bool = False) -> None:
-        """Run the job's next epoch."""
+    def advance(self, job: str, want_checkpoint: bool = False, fraction: float = 1.0) -> None:
+        """Run the job's next epoch, on ``fraction`` of its training split."""
         ...
 
     def request_weights(self, job: str) -> None:

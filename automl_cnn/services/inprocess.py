@@ -56,9 +56,9 @@ class InProcessExecutor:
         slot.job = spec.job
         slot.call = lambda: slot.worker.begin(spec)
 
-    def advance(self, job: str, want_checkpoint: bool = False) -> None:
+    def advance(self, job: str, want_checkpoint: bool = False, fraction: float = 1.0) -> None:
         slot = self._slot(job)
-        slot.call = lambda: slot.worker.step(want_checkpoint)
+        slot.call = lambda: slot.worker.step(want_checkpoint, fraction)
 
     def request_weights(self, job: str) -> None:
         slot = self._slot(job)

@@ -156,9 +156,9 @@ class RayExecutor:
         while self._queued and any(s.job is None and s.placed for s in self.slots):
             self.submit(self._queued.pop(0))
 
-    def advance(self, job: str, want_checkpoint: bool = False) -> None:
+    def advance(self, job: str, want_checkpoint: bool = False, fraction: float = 1.0) -> None:
         slot = self._by_job[job]
-        slot.future = slot.actor.step.remote(want_checkpoint)
+        slot.future = slot.actor.step.remote(want_checkpoint, fraction)
 
     def request_weights(self, job: str) -> None:
         slot = self._by_job[job]

@@ -228,6 +228,7 @@ class MlflowTracker:
                 "val_accuracy": r.val_acc,
                 "epoch_seconds": r.seconds,
                 "learning_rate": r.lr,
+                "data_fraction": r.fraction,
             },
             step=r.epoch,
         )

@@ -33,6 +33,7 @@ class JobSpec:
     # ensemble); a final fit also keeps an average of its weights (``Outputs.ema_weights``)
     outputs: bool = False
     average: bool = False
+    fraction: float = 1.0  # the first epoch trains on this share of the training split (a data-size fidelity)
 
 
 @dataclass(frozen=True)

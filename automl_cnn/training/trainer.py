@@ -5,6 +5,11 @@ returns an :class:`EpochResult` per epoch, so the same code serves a Ray worker,
 a plain Optuna loop and the tests. Its whole state (weights, optimiser, schedule, random
 streams, batch size) fits in a checkpoint, so an interrupted trial continues where it stopped.
 
+An epoch may train on a fraction of the training split (``run_epoch(fraction)``, a data-size
+fidelity: :mod:`automl_cnn.training.subsets` draws the nested, stratified subsets). The learning
+rate schedule runs in full-data steps, by the share of the epochs done, so the same schedule
+holds whatever fractions the epochs train on.
+
 An epoch that runs out of memory is not the end of the job: it reruns from the state before it
 with half the batch size and the learning rate scaled with it (at most
 :data:`~automl_cnn.training.oom.MAX_OOM_BACKOFFS` halvings a job); every :class:`EpochResult`
@@ -42,6 +47,7 @@ from automl_cnn.training.oom import (
     is_out_of_memory,
     out_of_memory_message,
 )
+from automl_cnn.training.subsets import nested_order, subset_size
 
 EVAL_BATCH = 1024
 LOADER_WORKERS = 2  # DataLoader workers of a streamed split
@@ -131,6 +137,8 @@ class Trainer:
         self.optimizer = _optimizer(self.cfg, self.model, self.lr)
         self.scheduler = _scheduler(self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs, self.lr)
         self.epoch = 0
+        self.y_train = data.y_train
+        self._order: torch.Tensor | None = None  # nested_order of the training split, when a subset is used
         self._saved: tuple[int, bytes] | None = None  # a checkpoint taken since the last training step
         self.average = WeightAverage(self.model, self.steps_per_epoch * self.cfg.epochs) if average else None
 
@@ -144,16 +152,19 @@ class Trainer:
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def run_epoch(self) -> EpochResult:
-        """Train one epoch, then score it. An epoch that runs out of memory (a CUDA or a CPU
+    def run_epoch(self, fraction: float = 1.0) -> EpochResult:
+        """Train one epoch on ``fraction`` of the training split (a nested stratified subset;
+        1: all of it), then score it. An epoch that runs out of memory (a CUDA or a CPU
         allocation) reruns from the state before it with half the batch size, at most
         ``MAX_OOM_BACKOFFS`` times a job; past that the job fails with a :class:`TrialError`."""
         if self.epoch >= self.cfg.epochs:
             raise RuntimeError("all epochs already ran")
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction {fraction} is not in (0, 1]")
         before = self._state_before_epoch()
         while True:
             try:
-                return self._train_epoch()
+                return self._train_epoch(fraction)
             except RuntimeError as exc:  # torch.OutOfMemoryError is one
                 if not is_out_of_memory(exc):
                     raise
@@ -199,16 +210,27 @@ class Trainer:
         _fast_forward(self.scheduler, self.epoch * self.steps_per_epoch)
         self._saved = None
 
-    def _train_epoch(self) -> EpochResult:
+    def _subset(self, fraction: float) -> torch.Tensor:
+        """The positions of the ``fraction`` subset, shuffled for this epoch."""
+        if self._order is None:
+            self._order = torch.from_numpy(nested_order(np.asarray(self.y_train)))
+        part = self._order[: subset_size(len(self._order), fraction)]
+        return part[torch.randperm(len(part), generator=self.gen)]
+
+    def _train_epoch(self, fraction: float = 1.0) -> EpochResult:
         start = time.perf_counter()
         self.model.train()
-        perm = torch.randperm(len(self.train_batches), generator=self.gen)
+        full = fraction >= 1.0
+        perm = torch.randperm(len(self.train_batches), generator=self.gen) if full else self._subset(fraction)
+        # on a subset the schedule still moves by full-data steps: step i of k ends at i/k of the epoch
+        steps = max(1, len(perm) // self.batch_size)
+        first_step = self.epoch * self.steps_per_epoch
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         aug = self.cfg.augmentation
         check_each_step = self.device.type == "cpu"  # on a GPU, checking each step would sync
-        batches = self.train_batches.iterate(perm, self.batch_size, drop_last=True)
+        batches = self.train_batches.iterate(perm, self.batch_size, drop_last=len(perm) >= self.batch_size)
         for step, (x_raw, yb) in enumerate(batches):
             xb = augment(self._batch(x_raw), aug, self.gen)
             with self._autocast():
@@ -224,7 +246,10 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            self.scheduler.step()
+            if full:
+                self.scheduler.step()
+            else:
+                _fast_forward(self.scheduler, first_step + round((step + 1) * self.steps_per_epoch / steps))
             if self.average is not None:
                 self.average.update(self.model)
             total_loss += loss.detach() * len(yb)
@@ -245,6 +270,7 @@ class Trainer:
             lr=lr,
             batch_size=self.batch_size,
             oom_backoffs=self.oom_backoffs,
+            fraction=min(1.0, fraction),
         )
 
     @torch.inference_mode()

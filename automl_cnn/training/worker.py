@@ -67,15 +67,15 @@ class TrialWorker:
         except Exception as exc:
             self.release()
             return JobResult.failed(spec.job, _reason(exc))
-        return self.step(spec.want_checkpoint)
+        return self.step(spec.want_checkpoint, spec.fraction)
 
-    def step(self, want_checkpoint: bool = False) -> JobResult:
-        """Run the next epoch of the current job."""
+    def step(self, want_checkpoint: bool = False, fraction: float = 1.0) -> JobResult:
+        """Run the next epoch of the current job, on ``fraction`` of its training split."""
         job, trainer = self.job, self.trainer
         if trainer is None:
             return JobResult.failed(job, "no job is running on this worker")
         try:
-            epoch = trainer.run_epoch()
+            epoch = trainer.run_epoch(fraction)
         except Exception as exc:
             self.release()
             return JobResult.failed(job, _reason(exc))
