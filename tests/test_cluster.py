@@ -117,7 +117,7 @@ def test_search_on_a_two_node_cluster_with_an_mlflow_server(cluster, tmp_path: P
                 "--space",
                 str(TINY),
                 "--trials",
-                "8",
+                "4",
                 "--ray-address",
                 address,
                 "--tracking-uri",
@@ -144,7 +144,7 @@ def test_search_on_a_two_node_cluster_with_an_mlflow_server(cluster, tmp_path: P
         exp = client.get_experiment_by_name("cluster")
         runs = client.search_runs([exp.experiment_id], max_results=100)
         trials = [r for r in runs if "automl_cnn.trial" in r.data.tags]
-        assert len(trials) == 8
+        assert len(trials) == 4
         nodes = {
             r.data.tags.get("automl_cnn.worker.node_id") for r in trials if r.data.tags.get("automl_cnn.worker.node_id")
         }

@@ -21,6 +21,7 @@ from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
 from automl_cnn.model.measures import EpochResult
+from automl_cnn.training.messages import JobResult
 from automl_cnn.training.subsets import nested_order, subset_size
 from automl_cnn.training.trainer import Trainer
 
@@ -78,9 +79,8 @@ def _record(
     cand = Candidate(Architecture((ConvBlock(),), Head()), TrainConfig(epochs=epochs))
     rec = TrialRecord(0, 0, run_id, candidate=cand, fractions=LADDER.plan(epochs), eval_share=eval_share)
     nan = math.nan
-    rec.history = [
-        EpochResult(i + 1, nan, nan, nan, 0.5, s, 0.001, fraction=f) for i, (f, s) in enumerate(zip(shares, seconds))
-    ]
+    pairs = enumerate(zip(shares, seconds, strict=True))
+    rec.history = [EpochResult(i + 1, nan, nan, nan, 0.5, s, 0.001, fraction=f) for i, (f, s) in pairs]
     return rec
 
 
@@ -110,6 +110,23 @@ def test_a_trial_that_cannot_afford_all_of_the_data_stays_on_its_share(tmp_path:
         assert (dear.projected_seconds() or 0) <= limit
         mid = _record([1 / 9, 1 / 3], [2.0, 3.0], run_id=run)  # not the start of a stage: nothing changes
         driver._fit_ladder(mid)
+        assert mid.fractions == LADDER.plan(15)
+        # all of the data would be over its time, but it may still hold 1/3 at the next stage: not stopped
+        assert (mid.projected_seconds() or 0) > limit and (mid.projected_seconds(driver._held_plan(mid)) or 0) < limit
+        mid.preset = "held"  # no pruner asked: only the time rule decides
+        epoch = JobResult("trial-0", epoch=mid.history[-1])
+        assert driver._decide(mid, None, epoch) is None  # type: ignore[arg-type]
+        slow = _record([1 / 9, 1 / 3], [2.0, 9.0], run_id=run)  # 27 s a full epoch: even 1/3 is over
+        slow.preset = "slow"
+        ending = driver._decide(slow, None, JobResult("trial-0", epoch=slow.history[-1]))  # type: ignore[arg-type]
+        assert ending is not None and slow.too_slow and "even on 33% of the data" in ending.reason
+        # a resume rebuilds the plan from the shares its epochs trained on (the study keeps no plan)
+        held = _record([1 / 9, 1 / 3, 1 / 3, 1 / 3], [2.0, 3.0, 3.0, 3.0], run_id=run)
+        held.fractions = []
+        driver._restore_ladder(held)
+        assert held.fractions == LADDER.plan(15, 1 / 3) and held.eval_share == s.eval_share
+        mid.fractions = []
+        driver._restore_ladder(mid)
         assert mid.fractions == LADDER.plan(15)
 
 

@@ -71,9 +71,11 @@ def test_a_job_runs_epoch_by_epoch_then_gives_its_weights(executor: Executor) ->
     assert first.job == "j" and first.error is None and first.epoch is not None and first.epoch.epoch == 1
     assert not first.done and first.checkpoint is not None
     assert executor.where("j")["pid"] > 0
-    executor.advance("j")
+    assert first.epoch.fraction == 1.0
+    executor.advance("j", fraction=0.5)  # the data-size fidelity: this epoch on half of the training split
     second = _next(executor)
     assert second.epoch is not None and second.epoch.epoch == 2 and second.done and second.checkpoint is None
+    assert second.epoch.fraction == 0.5
     executor.request_weights("j")
     weights = _next(executor).weights
     assert weights is not None and any(k.endswith("weight") for k in weights)

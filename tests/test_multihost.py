@@ -177,7 +177,7 @@ def test_a_laptop_drives_the_cluster_through_ray_client(cluster, tmp_path: Path)
     laptop = hosts["laptop"]
     svc_env = service_env(service("search", env))
     out = tmp_path / "laptop-run"
-    argv = ["automl-cnn", "search", "--data", "digits", "--space", "search_spaces/tiny.yaml", "--trials", "3",
+    argv = ["automl-cnn", "search", "--data", "digits", "--space", "search_spaces/tiny.yaml", "--trials", "2",
             "--ray-address", "ray://ray-head:10001", "--tracking-uri", "http://mlflow:5000", "--experiment",
             "laptop", "--out", str(out), "--no-progress"]  # fmt: skip
     done = laptop.run(argv, svc_env, timeout=600)

@@ -158,6 +158,7 @@ class SearchDriver:
         if saved is not None:
             blob, rec.history = saved[0], list(saved[1])
             self._checkpoints[rec.job] = blob
+        self._restore_ladder(rec)
         self._replay_rungs(rec)
         self.s.tracker.client.update_run(rec.run_id, status="RUNNING")
         self._submit(rec, trial, blob)
@@ -218,9 +219,7 @@ class SearchDriver:
         )
         self.s.tracker.log_dataset(run_id, self.s.bundle)
         rec = TrialRecord(number=number, seed=seed, run_id=run_id, candidate=candidate, preset=preset)
-        ladder = self.s.data_ladder
-        if ladder is not None:
-            rec.fractions, rec.eval_share = ladder.plan(rec.epochs), self.s.eval_share
+        self._restore_ladder(rec)
         self.records.append(rec)
         TrialAttrs(mlflow_run_id=run_id, candidate=candidate.to_json(), candidate_key=candidate.key()).write(trial)
         return rec
@@ -299,15 +298,18 @@ class SearchDriver:
         limit = self.s.max_trial_seconds
         if not result.done:
             self._fit_ladder(rec)
-        projected = rec.projected_seconds() or 0.0
+        # on the data ladder, judged by the cheapest way left to finish: holding its current share
+        held = self._held_plan(rec)
+        projected = rec.projected_seconds(held) or 0.0
         # from the first epoch alone only when far over: it is slowed by warm-up and start-up
         over = limit is not None and projected > limit * (2 if len(rec.history) == 1 else 1)
         if result.done:
             return Ending(Outcome.COMPLETED)
         if over and limit is not None:
             rec.too_slow = True
+            share = f" even on {rec.fraction(epoch):.0%} of the data" if held is not None else ""
             reason = (
-                f"stopped at epoch {epoch}/{rec.epochs}: would take {projected:.0f} s, over the "
+                f"stopped at epoch {epoch}/{rec.epochs}: would take {projected:.0f} s{share}, over the "
                 f"{limit:.0f} s a trial may take in this time budget"
             )
             return Ending(Outcome.PRUNED, reason, constraints={"trial_seconds": projected / limit - 1})
@@ -320,6 +322,26 @@ class SearchDriver:
             reason = f"stopped early at epoch {epoch}/{rec.epochs} by the {self.s.config.pruner} pruner"
             return Ending(Outcome.PRUNED, reason)
         return None
+
+    def _restore_ladder(self, rec: TrialRecord) -> None:
+        """A trial's shares of the data: the ladder's, below the share it was held to (a trial
+        continued after a resume: the study keeps no plan, its epochs' shares say it)."""
+        ladder = self.s.data_ladder
+        if ladder is None:
+            return
+        trained = [e.fraction for e in rec.history]
+        held = any(e.fraction < ladder.fraction(e.epoch) - 1e-9 for e in rec.history)
+        cap = max(trained) if held else 1.0
+        rec.fractions = trained + ladder.plan(rec.epochs, cap)[len(trained) :]
+        rec.eval_share = self.s.eval_share
+
+    def _held_plan(self, rec: TrialRecord) -> list[float] | None:
+        """On the data ladder: the trial's shares if it held the share it trains on now for the
+        rest (the cheapest plan the ladder leaves it); None off the ladder."""
+        ladder, done = self.s.data_ladder, len(rec.history)
+        if ladder is None or not rec.fractions:
+            return None
+        return rec.fractions[:done] + ladder.plan(rec.epochs, rec.fraction(done))[done:]
 
     def _fit_ladder(self, rec: TrialRecord) -> None:
         """Before a trial's next stage of the data ladder: the largest share of the data it may
