@@ -55,6 +55,21 @@ LUMA_CONTRAST = 100.0  # and least difference of their luma (0-255): lighter or 
 
 Colour = tuple[int, int, int]
 
+# ``--difficulty hard``: smaller shapes in heavier clutter and noise, nearer the background's
+# colour (for data large enough that the standard task is solved by any small CNN)
+HARD = {"RADIUS": (0.16, 0.32), "LINES": (4, 8), "NOISE": (24.0, 56.0), "CONTRAST": 80.0, "LUMA_CONTRAST": 30.0}
+
+
+def set_difficulty(name: str) -> None:
+    """``standard`` (the constants above) or ``hard`` (:data:`HARD`), for the images made next."""
+    if name not in ("standard", "hard"):
+        raise ValueError(f"unknown difficulty {name!r}: standard or hard")
+    values = HARD if name == "hard" else _STANDARD
+    globals().update(values)
+
+
+_STANDARD = {k: globals()[k] for k in HARD}
+
 
 def make_shapes(n_images: int, size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """``n_images`` RGB images (uint8, NCHW), their labels (int64, balanced over the classes in a
@@ -229,8 +244,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--write-folder", type=Path, metavar="DIR", help="write one PNG folder per class and exit")
     p.add_argument("--check", action="store_true", help="only the SVC and a small fixed CNN, no search")
     p.add_argument("--check-epochs", type=int, default=10, help="epochs of the small CNN of --check")
+    p.add_argument("--difficulty", default="standard", choices=("standard", "hard"), help="how hard the images are")
     args = p.parse_args(argv)
     quiet()
+    set_difficulty(args.difficulty)
     x, y, names = make_shapes(args.images, args.size, args.seed)
     if args.preview or args.write_folder:
         if args.preview:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from baselines import quiet
-from colour_shapes import make_shapes, write_folder
+from colour_shapes import make_shapes, set_difficulty, write_folder
 
 import automl_cnn
 from automl_cnn.deliver.result import SearchResult, with_interval
@@ -64,15 +64,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the generator, the split and the searches")
     p.add_argument("--space", default="default", help="a search space name or YAML file")
     p.add_argument("--settings", default="off,auto", help="--data-fidelity settings to run, in order")
+    p.add_argument("--difficulty", default="hard", choices=("standard", "hard"), help="colour_shapes' difficulty")
     args = p.parse_args(argv)
     quiet()
+    set_difficulty(args.difficulty)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.monotonic()
         x, y, names = make_shapes(args.images, args.size, args.seed)
         folder = Path(tmp) / "shapes"
         write_folder(folder, x, y, names)
         del x
-        print(f"generated and wrote {args.images} {args.size}x{args.size} RGB images in {time.monotonic() - t0:.0f} s")
+        print(
+            f"generated and wrote {args.images} {args.size}x{args.size} RGB images ({args.difficulty}) "
+            f"in {time.monotonic() - t0:.0f} s"
+        )
         rows, summaries = [], []
         for setting in args.settings.split(","):
             t1 = time.monotonic()
@@ -90,7 +95,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows.append(_row(f"--data-fidelity {setting}", result, seconds))
             summaries.append(f"### --data-fidelity {setting}\n\n{result.summary()}")
             print(rows[-1], flush=True)
-    print(f"\n## {args.images} images {args.size}x{args.size} RGB, space {args.space}, budget {args.budget:.0f} s\n")
+    print(
+        f"\n## {args.images} images {args.size}x{args.size} RGB ({args.difficulty}), space {args.space}, "
+        f"budget {args.budget:.0f} s, seed {args.seed}\n"
+    )
     print(
         "| setting | trials | completed | stopped by the pruner | stopped for time | refused for time | failed "
         "| epochs on all / on a subset | delivered | val accuracy | test accuracy | seconds |"

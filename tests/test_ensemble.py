@@ -230,3 +230,14 @@ def test_a_seed_ensemble_is_delivered_only_where_the_check_half_prefers_it(tmp_p
         assert note.startswith("no seed ensemble: 2 seeds") and not r.is_ensemble
     x, y = r.data.test_split()
     assert r.test_accuracy == pytest.approx(float((r.model.predict(x) == y).mean()))
+
+
+def test_members_cut_to_fit_the_time_left_never_drop_the_winner() -> None:
+    from automl_cnn.engine.final_plan import cut_to_fit
+
+    members = ((7, 0.5), (0, 0.3), (16, 0.2))  # trial 7 outweighs the winner, trial 0
+    kept, notes = cut_to_fit(members, 0, lambda ms: len(ms) <= 2)
+    assert [n for n, _ in kept] == [0, 7] and sum(w for _, w in kept) == pytest.approx(1.0)
+    alone, notes = cut_to_fit(members, 0, lambda ms: len(ms) == 1)
+    assert alone == ((0, 1.0),) and notes[-1] == "no ensemble: the time left fits the winner's final fit only"
+    assert cut_to_fit(members, 0, lambda ms: True) == (members, [])

@@ -8,7 +8,7 @@ judged on the images it was made on:
   (:func:`~automl_cnn.engine.ensemble.select_ensemble`) from the winner over the best completed
   trials, on the selection half; the ensemble is delivered only when it beats the winner alone
   on the check half (accuracy, then log loss). With a time budget, members whose final fits do
-  not fit the time left are dropped, the lightest first.
+  not fit the time left are dropped, the lightest first; the winner is never dropped.
 * **Seeds**: a winner delivered alone is fitted with up to :data:`SEED_ENSEMBLE` seeds where the
   time left allows them (on workers that would idle otherwise); after the fits the check half
   decides between the seeds' average (a seed ensemble) and the first seed alone.
@@ -21,6 +21,7 @@ judged on the images it was made on:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,6 +107,24 @@ def _fit_seconds(session: SearchSession, records: dict[int, TrialRecord], jobs: 
     return makespan(seconds, session.resources.workers)
 
 
+Members = tuple[tuple[int, float], ...]
+
+
+def cut_to_fit(members: Members, winner: int, fits: Callable[[Members], bool]) -> tuple[Members, list[str]]:
+    """Drop members, the lightest first but never the winner (a member may outweigh it), until
+    ``fits(members)``; the weights renormalised, and notes saying so."""
+    notes = []
+    while len(members) > 1 and not fits(members):
+        kept = sorted(members, key=lambda m: (m[0] != winner, -m[1]))[:-1]
+        total = sum(w for _, w in kept)
+        members = tuple((n, w / total) for n, w in kept)
+        if len(members) == 1:
+            notes.append("no ensemble: the time left fits the winner's final fit only")
+        else:
+            notes.append(f"ensemble cut to {len(members)} members to fit the time left")
+    return members, notes
+
+
 def plan_final(
     session: SearchSession, records: list[TrialRecord], winner: TrialRecord, others: list[int], time_left: float | None
 ) -> FinalPlan:
@@ -117,14 +136,9 @@ def plan_final(
     by_number = {r.number: r for r in records}
     jobs = lambda ms: [n for n, _ in ms if n not in others] + others  # noqa: E731
     seconds = lambda js, scale=1.0: _fit_seconds(session, by_number, js, scale)  # noqa: E731
-    while time_left is not None and len(members) > 1 and seconds(jobs(members)) > time_left:
-        kept = sorted(members, key=lambda m: -m[1])[:-1]
-        total = sum(w for _, w in kept)
-        members = tuple((n, w / total) for n, w in kept)
-        if len(members) == 1:
-            notes.append("no ensemble: the time left fits the winner's final fit only")
-        else:
-            notes.append(f"ensemble cut to {len(members)} members to fit the time left")
+    if time_left is not None:
+        members, cuts = cut_to_fit(members, winner.number, lambda ms: seconds(jobs(ms)) <= time_left)
+        notes += cuts
     fits = jobs(members)
     seeds = 1
     if len(members) == 1 and time_left is not None:  # spare time: more seeds of the winner, on idle workers
