@@ -61,7 +61,7 @@ HAND_WRITTEN = {
     "--device": "force the device inside workers",
     "--no-progress": "plain log lines instead of the live panel",
 }
-ADDED = {"--executor", "--promote", "--wait-for-resources", "--ensemble"}  # settings that came later
+ADDED = {"--executor", "--promote", "--wait-for-resources", "--ensemble", "--data-fidelity"}  # settings that came later
 
 
 def _search_parser() -> argparse.ArgumentParser:
@@ -105,6 +105,7 @@ def test_the_flags_and_help_texts_are_the_hand_written_ones() -> None:
     assert helps == HAND_WRITTEN
     assert actions["--sampler"].choices == ("tpe", "random", "cmaes", "gp", "qmc")
     assert actions["--pruner"].choices == ("asha", "hyperband", "median", "none")
+    assert actions["--data-fidelity"].choices == ("auto", "off") and actions["--data-fidelity"].default == "auto"
     assert actions["--device"].choices == ("cpu", "cuda")
     assert actions["--objective"].metavar == "OBJECTIVE" and actions["--objective"].dest == "objectives"
     assert actions["--no-progress"].dest == "progress" and actions["--no-progress"].const is False

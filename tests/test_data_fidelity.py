@@ -90,6 +90,8 @@ def test_projections_scale_subset_epochs_to_all_of_the_data() -> None:
     assert rec.projected_seconds() == pytest.approx(8.0 + 12 * 9.0)
     assert rec.projected_seconds(LADDER.plan(15, 1 / 3)) == pytest.approx(8.0 + 12 * 3.0)
     assert rec.fit_seconds() == pytest.approx(15 * 9.0)  # its final fit: all epochs on all of the data
+    again = TrialRecord.from_json(rec.to_json())  # trials.jsonl keeps the plan and each epoch's share
+    assert again.fractions == rec.fractions and [e.fraction for e in again.history] == [1 / 9, 1 / 3, 1 / 3]
     scored = _record([1 / 3], [4.0], eval_share=0.1)  # validation costs the same whatever the share
     assert scored.full_epoch_seconds() == pytest.approx(4.0 / (1 / 3 * 0.9 + 0.1))
 

@@ -27,6 +27,7 @@ import optuna
 from automl_cnn.engine.cost import CostModel
 from automl_cnn.engine.dedupe import Known, KnownResult
 from automl_cnn.engine.endings import Endings
+from automl_cnn.engine.fidelity import fitted_plan, held_plan, restored_plan
 from automl_cnn.engine.gate import static_check
 from automl_cnn.engine.moasha import MultiObjectiveHalving, Verdict, for_pruner
 from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
@@ -324,51 +325,26 @@ class SearchDriver:
         return None
 
     def _restore_ladder(self, rec: TrialRecord) -> None:
-        """A trial's shares of the data: the ladder's, below the share it was held to (a trial
-        continued after a resume: the study keeps no plan, its epochs' shares say it)."""
-        ladder = self.s.data_ladder
-        if ladder is None:
-            return
-        trained = [e.fraction for e in rec.history]
-        held = any(e.fraction < ladder.fraction(e.epoch) - 1e-9 for e in rec.history)
-        cap = max(trained) if held else 1.0
-        rec.fractions = trained + ladder.plan(rec.epochs, cap)[len(trained) :]
-        rec.eval_share = self.s.eval_share
+        """A trial's shares of the data on the ladder (a new trial, or one a resume continues)."""
+        if self.s.data_ladder is not None:
+            rec.fractions, rec.eval_share = restored_plan(self.s.data_ladder, rec), self.s.eval_share
 
     def _held_plan(self, rec: TrialRecord) -> list[float] | None:
-        """On the data ladder: the trial's shares if it held the share it trains on now for the
-        rest (the cheapest plan the ladder leaves it); None off the ladder."""
-        ladder, done = self.s.data_ladder, len(rec.history)
-        if ladder is None or not rec.fractions:
-            return None
-        return rec.fractions[:done] + ladder.plan(rec.epochs, rec.fraction(done))[done:]
+        """On the data ladder, the cheapest plan left to the trial (None off the ladder)."""
+        return held_plan(self.s.data_ladder, rec) if self.s.data_ladder is not None and rec.fractions else None
 
     def _fit_ladder(self, rec: TrialRecord) -> None:
-        """Before a trial's next stage of the data ladder: the largest share of the data it may
-        go on to train on and still finish inside its share of the time budget (from the first
-        epoch alone, judged leniently as the too-slow rule does). A trial that cannot afford
-        even its current share is left to that rule."""
+        """At a stage of the data ladder: lower the trial's share to what its time allows."""
         ladder, limit = self.s.data_ladder, self.s.max_trial_seconds
-        done = len(rec.history)
-        if ladder is None or limit is None or not rec.fractions or done >= rec.epochs:
-            return
-        now, top = rec.fraction(done), max(rec.fractions)
-        if rec.fraction(done + 1) <= now:
-            return  # not the start of a stage
-        slack = 2.0 if done == 1 else 1.0
-        caps = [share for share in reversed(ladder.shares) if now <= share <= top]
-        for cap in caps:
-            plan = rec.fractions[:done] + ladder.plan(rec.epochs, cap)[done:]
-            if (rec.projected_seconds(plan) or 0.0) <= limit * slack:
-                break
-        if plan == rec.fractions:
+        fitted = fitted_plan(ladder, rec, limit) if ladder is not None and limit is not None else None
+        if fitted is None:
             return
         whole = rec.projected_seconds() or 0.0
-        rec.fractions = plan
+        rec.fractions, cap = fitted
         self.s.tracker.set_tags(rec.run_id, {"automl_cnn.data_cap": f"{cap:.4g}"})
         self.s.progress.message(
-            f"{rec.job}: trains on {cap:.0%} of the data from epoch {done + 1}: the ladder's larger shares "
-            f"would take {whole:.0f} s, over the {limit:.0f} s a trial may take"
+            f"{rec.job}: trains on {cap:.0%} of the data from epoch {len(rec.history) + 1}: the ladder's larger "
+            f"shares would take {whole:.0f} s, over the {limit:.0f} s a trial may take"
         )
 
     def _cheap_to_finish(self, rec: TrialRecord) -> bool:

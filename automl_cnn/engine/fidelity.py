@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from automl_cnn.engine.records import TrialRecord
+
 MIN_IMAGES = 10_000  # smaller training splits train every epoch on all of them
 MIN_SUBSET = 2_000  # a stage of fewer images is skipped
 REDUCTION = 3  # the rungs' reduction factor (services.study.make_pruner)
@@ -70,3 +72,40 @@ def ladder_for(setting: str, pruner: str, n_train: int) -> DataLadder | None:
             stages.append((REDUCTION**level, share))
     # a skipped stage's epochs train on the next one: 1/9 too small gives epochs 1-3 on 1/3
     return DataLadder(tuple(stages)) if stages else None
+
+
+def restored_plan(ladder: DataLadder, rec: TrialRecord) -> list[float]:
+    """``rec``'s shares: the ladder's, below the share it was held to. A trial continued after a
+    resume has no plan in the study: the shares its epochs trained on say where it was held."""
+    trained = [e.fraction for e in rec.history]
+    held = any(e.fraction < ladder.fraction(e.epoch) - 1e-9 for e in rec.history)
+    cap = max(trained) if held else 1.0
+    return trained + ladder.plan(rec.epochs, cap)[len(trained) :]
+
+
+def held_plan(ladder: DataLadder, rec: TrialRecord) -> list[float]:
+    """``rec``'s shares if it held the share it trains on now for the rest: the cheapest way the
+    ladder leaves it to finish (what the too-slow rule judges it by)."""
+    done = len(rec.history)
+    return rec.fractions[:done] + ladder.plan(rec.epochs, rec.fraction(done))[done:]
+
+
+def fitted_plan(ladder: DataLadder, rec: TrialRecord, limit: float) -> tuple[list[float], float] | None:
+    """Before ``rec``'s next stage: the plan with the largest share it may go on to and still
+    finish in ``limit`` seconds (from the first epoch alone judged leniently, as the too-slow rule
+    does), and that share; None where nothing changes (not the start of a stage, or the
+    ladder's plan fits). A trial that cannot afford even its current share keeps it, for the
+    too-slow rule to stop."""
+    done = len(rec.history)
+    if not rec.fractions or done == 0 or done >= rec.epochs:
+        return None
+    now, top = rec.fraction(done), max(rec.fractions)
+    if rec.fraction(done + 1) <= now:
+        return None  # not the start of a stage
+    slack = 2.0 if done == 1 else 1.0
+    plan, cap = rec.fractions, top
+    for cap in [share for share in reversed(ladder.shares) if now <= share <= top]:
+        plan = rec.fractions[:done] + ladder.plan(rec.epochs, cap)[done:]
+        if (rec.projected_seconds(plan) or 0.0) <= limit * slack:
+            break
+    return None if plan == rec.fractions else (plan, cap)
