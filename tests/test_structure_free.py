@@ -166,3 +166,27 @@ def test_the_gate_refuses_an_mlp_with_a_global_average_head_before_training(tmp_
         good.run_id = s.tracker.start_run("t1", {}, {}, parent=s.parent_run)
         assert static_check(s, good, cost) is None
         assert good.profile is not None and good.profile.params == profile(MLP, (1, 8, 8), 10).params
+
+
+def test_the_summary_points_out_a_model_carried_by_networks_without_convolutions() -> None:
+    from types import SimpleNamespace
+
+    from automl_cnn.deliver.delivered import _warnings
+    from automl_cnn.engine.final_plan import FinalPlan
+    from automl_cnn.model.measures import EpochResult
+
+    def rec(number: int, blocks: tuple[ConvBlock, ...], val: float) -> TrialRecord:
+        r = TrialRecord(number, 0, "run", candidate=Candidate(Architecture(blocks, Head())))
+        r.history = [EpochResult(1, 0.0, 0.0, 0.0, val, 1.0, 0.001)]
+        return r
+
+    by_number = {0: rec(0, (ConvBlock(),), 0.95), 1: rec(1, (), 0.90)}  # trial 1: an MLP
+    session = SimpleNamespace(bundle=SimpleNamespace(num_classes=10))
+
+    def said(members: tuple[tuple[int, float], ...]) -> list[str]:
+        return _warnings(session, by_number, FinalPlan(members, {}, (), {}))  # type: ignore[arg-type]
+
+    assert said(((1, 1.0),)) and "is delivered:" in said(((1, 1.0),))[0]
+    assert "as most of the ensemble" in said(((1, 0.6), (0, 0.4)))[0]
+    assert said(((0, 0.78), (1, 0.22))) == []  # a CNN carries it: the data has spatial structure
+    assert said(((0, 1.0),)) == []

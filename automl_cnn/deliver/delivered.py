@@ -100,21 +100,22 @@ def _seed_ensemble(s: SearchSession, fits: list[FinalFit], alone: list[Choice]) 
 def _warnings(s: SearchSession, by_number: dict[int, TrialRecord], plan: FinalPlan) -> list[str]:
     """What a user must not miss: a task far from solved; a winner without convolutions."""
     out = []
-    lead = by_number[plan.members[0][0]]
     k = s.bundle.num_classes
     chance = 1.0 / k
-    acc = float(lead.val_acc or 0.0)
+    acc = max(float(by_number[n].val_acc or 0.0) for n, _ in plan.members)
     if acc < chance + SOLVED_SHARE * (1.0 - chance):
         out.append(
             f"far from solved: the best validation accuracy is {acc:.1%} where chance is {chance:.1%} "
             f"({k} classes); a longer --time-budget, more images or another space may do much better. "
             "It is registered as a challenger, not promoted to champion (--promote always overrides)"
         )
-    candidates = [by_number[n].candidate for n, _ in plan.members]
-    if any(c is not None and not c.architecture.convolutional for c in candidates):
+    # said where networks without convolutions carry the delivered model (at least half an ensemble's weight)
+    candidates = [(by_number[n].candidate, w) for n, w in plan.members]
+    flat = [w for c, w in candidates if c is not None and not c.architecture.convolutional]
+    if flat and sum(flat) >= 0.5:
         out.append(
             "a network without convolutions (an MLP on the flattened pixels) is delivered"
-            + (" as part of the ensemble" if plan.ensemble else "")
+            + (" as most of the ensemble" if plan.ensemble else "")
             + ": the images may have little spatial structure for convolutions to use"
         )
     return out
