@@ -139,7 +139,7 @@ def test_a_job_released_mid_epoch_does_not_hold_its_worker(ray_session: None) ->
         blocks = tuple(ConvBlock(filters=f, pooling="none", kernel_size=5) for f in (256, 512))
         slow = Candidate(Architecture(blocks, Head()), TrainConfig(epochs=50, batch_size=16))
         ex.submit(JobSpec("slow", slow.to_dict(), 0, data))  # an epoch takes about 20 s on one thread
-        time.sleep(1.0)  # its first epoch is running
+        time.sleep(4.0)  # its first epoch is running, for longer than a short one would (REPLACE_AFTER_S)
         started = time.monotonic()
         ex.release("slow")
         ex.submit(JobSpec("next", CANDIDATE.to_dict(), 0, data))

@@ -14,8 +14,8 @@ judged on the images it was made on:
   decides between the seeds' average (a seed ensemble) and the first seed alone.
 * **Epochs**: with a time budget, time left beyond what the fits need at the trials' epoch
   counts goes into longer fits (the schedule stretched), up to :data:`MAX_EPOCH_SCALE` times;
-  fits that need well over the time left (:data:`SHORTEN_BELOW`: a trial that trained on data
-  subsets, whose final fit trains on all of the data) are cut to the epochs that fit, their
+  fits of trials that trained on data subsets (whose final fit trains on all of the data) and
+  need well over the time left (:data:`SHORTEN_BELOW`) are cut to the epochs that fit, their
   schedule compressed.
 """
 
@@ -35,7 +35,7 @@ from automl_cnn.engine.session import SearchSession
 POOL = 20  # the best completed trials ensemble selection draws from
 MAX_EPOCH_SCALE = 2.0  # a final fit trains at most this many times the trial's epochs
 MIN_EPOCH_SCALE = 1.1  # less spare time than this is not worth changing the recipe for
-SHORTEN_BELOW = 0.9  # fits that would take more than 1/0.9 of the time left are cut to fit it
+SHORTEN_BELOW = 0.9  # fits of trials on data subsets that would take over 1/0.9 of the time left are cut
 SEED_ENSEMBLE = 3  # a winner alone is fitted with up to this many seeds where the time left allows
 FIT_MARGIN = 1.1  # a final fit's pace against its trial's, planned (measured on mnist5k: about 1.08x)
 
@@ -157,8 +157,9 @@ def plan_final(
         scale = min(MAX_EPOCH_SCALE, time_left / needed)
         if scale >= MIN_EPOCH_SCALE:
             epochs = {n: max(by_number[n].epochs, round(by_number[n].epochs * scale)) for n in set(fits)}
-        elif scale < SHORTEN_BELOW:
-            epochs = {n: max(1, min(by_number[n].epochs, int(by_number[n].epochs * scale))) for n in set(fits)}
+        elif scale < SHORTEN_BELOW:  # only fits of trials that trained on subsets, on all of the data now
+            shorter = {n: max(1, min(by_number[n].epochs, int(by_number[n].epochs * scale))) for n in set(fits)}
+            epochs = {n: e for n, e in shorter.items() if by_number[n].on_subsets}
         lead = by_number[members[0][0]]
         if lead.number in epochs and epochs[lead.number] != lead.epochs:
             notes.append(

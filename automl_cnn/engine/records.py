@@ -101,6 +101,11 @@ class TrialRecord:
         rest = range(len(self.history), self.epochs)
         return self.train_seconds + pace * sum(self.work(shares[i] if i < len(shares) else 1.0) for i in rest)
 
+    @property
+    def on_subsets(self) -> bool:
+        """Some of its epochs train on a subset of the data (the data-size fidelity)."""
+        return any(share < 1.0 for share in self.fractions)
+
     def fit_seconds(self) -> float | None:
         """How long all of its epochs take on all of the training split: its own time when it
         trained on all of it, else its full-data pace times its epochs."""

@@ -55,6 +55,11 @@ class _Slot:
     info_future: Any = None
     placed: bool = False  # Ray started the actor on a node
     since: float = field(default_factory=time.monotonic)
+    step_started: float = 0.0  # when the call in flight was made
+    last_step: float = 0.0  # seconds the last answered call took
+
+
+REPLACE_AFTER_S = 3.0  # a call in flight this long (or after one this long) is cut short on release
 
 
 class RayExecutor:
@@ -150,6 +155,7 @@ class RayExecutor:
             return
         slot.job = spec.job
         slot.future = slot.actor.begin_with.remote(dataclasses.replace(spec, data=None), spec.data)
+        slot.step_started, slot.last_step = time.monotonic(), 0.0
         self._by_job[spec.job] = slot
 
     def _dispatch(self) -> None:
@@ -159,6 +165,7 @@ class RayExecutor:
     def advance(self, job: str, want_checkpoint: bool = False, fraction: float = 1.0) -> None:
         slot = self._by_job[job]
         slot.future = slot.actor.step.remote(want_checkpoint, fraction)
+        slot.step_started = time.monotonic()
 
     def request_weights(self, job: str) -> None:
         slot = self._by_job[job]
@@ -170,13 +177,14 @@ class RayExecutor:
         if slot is None:
             return
         busy = slot.future is not None and not ray.wait([slot.future], timeout=0)[0]
+        long = max(time.monotonic() - slot.step_started, slot.last_step) >= REPLACE_AFTER_S
         slot.job = None
         slot.future = None
-        if busy:
-            # The actor runs calls in order: a step still running would hold it until its epoch
-            # ends, and the next job (the final fit, when the time budget stops the search)
+        if busy and long:
+            # The actor runs calls in order: a long step still running would hold it until its
+            # epoch ends, and the next job (the final fit, when the time budget stops the search)
             # would queue behind an epoch whose result is dropped. A fresh actor starts in about
-            # 2 s here, less than most epochs, and frees the GPU memory at once.
+            # 2 s here and frees the GPU memory at once; a short epoch is cheaper to wait for.
             self._replace(slot)
         else:
             slot.actor.release.remote()
@@ -201,6 +209,7 @@ class RayExecutor:
         for ref in ready:
             slot = pending[ref]
             slot.future = None
+            slot.last_step = time.monotonic() - slot.step_started
             out.append(self._result(slot, ref))
         return out
 
