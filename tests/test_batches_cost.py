@@ -236,3 +236,45 @@ def test_a_failed_connection_keeps_the_callers_sigterm_handler(kind: str) -> Non
     finally:
         signal.signal(signal.SIGTERM, before)
     assert after is handler
+
+
+SERVER_TRACEBACK = (
+    "Initialization failure from server:\nTraceback (most recent call last):\n"
+    '  File ".../ray/_private/authentication/x.py", line 1, in Datapath\n'
+    "RuntimeError: Proxy failed to Connect to backend! Check `ray_client_server.err`"
+)
+
+
+@pytest.mark.parametrize("fails", [1, 2, 3])
+def test_ray_client_tries_again_when_the_head_could_not_start_its_server(
+    monkeypatch: pytest.MonkeyPatch, fails: int
+) -> None:
+    """Ray Client's per-driver server may not come up in time on a busy head: the init is tried
+    up to three times, and the error that ends it names the server's reason, not its traceback."""
+    from automl_cnn.services import ray_runtime as rt
+
+    calls: list[str] = []
+
+    def init(address: str, **_kw: object) -> None:
+        calls.append(address)
+        if len(calls) <= fails:
+            raise ConnectionAbortedError(SERVER_TRACEBACK)
+
+    monkeypatch.setattr(rt.ray, "init", init)
+    monkeypatch.setattr(rt.time, "sleep", lambda _s: None)
+    if fails < rt.CLIENT_TRIES:
+        rt._connect("ray://head:10001", {})
+        assert len(calls) == fails + 1
+    else:
+        with pytest.raises(ConnectionAbortedError) as exc:
+            rt._connect("ray://head:10001", {})
+        assert len(calls) == rt.CLIENT_TRIES
+        reason = rt._reason(exc.value)
+        assert reason == (
+            "Initialization failure from server: RuntimeError: Proxy failed to Connect to backend! "
+            "Check `ray_client_server.err`"
+        )
+    calls.clear()
+    with pytest.raises(ConnectionAbortedError):  # a GCS address is not Ray Client: no second try
+        rt._connect("10.0.0.1:6379", {})
+    assert len(calls) == 1

@@ -303,6 +303,12 @@ def test_a_bad_ensemble_policy_is_one_line(value: str) -> None:
         SearchConfig(ensemble=value)
 
 
+def test_a_bad_data_fidelity_from_python_is_one_line() -> None:
+    with pytest.raises(UserInputError, match=r"^--data-fidelity 'bogus': use auto or off$"):
+        SearchConfig(data_fidelity="bogus")
+    assert SearchConfig(data_fidelity="off").data_fidelity == "off"
+
+
 def test_the_ensemble_policy_sets_the_most_members() -> None:
     assert [SearchConfig(ensemble=v).ensemble_size() for v in ("off", "auto", "1", "3")] == [1, 5, 1, 3]
     assert SearchConfig(ensemble="3", objectives=("accuracy", "params")).ensemble_size() == 1  # the pick rule decides

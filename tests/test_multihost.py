@@ -181,11 +181,18 @@ def test_a_laptop_drives_the_cluster_through_ray_client(cluster, tmp_path: Path)
             "--ray-address", "ray://ray-head:10001", "--tracking-uri", "http://mlflow:5000", "--experiment",
             "laptop", "--out", str(out), "--no-progress"]  # fmt: skip
     done = laptop.run(argv, svc_env, timeout=600)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:] + _client_server_logs(hosts["ray-head"])
     state = json.loads((out / "run.json").read_text())
     assert state["state"] == "finished" and state["model_uri"]
     hosts_used = _mlflow_query(hosts, env, _HOSTS_OF.format(experiment="laptop"))["hosts"]
     assert "laptop" not in hosts_used and hosts_used, hosts_used  # trials ran on the cluster, not here
+
+
+def _client_server_logs(head: Host) -> str:
+    """The ends of the head's Ray Client server logs: why a client could not connect."""
+    # session_latest links to /tmp/ray inside the host's mount namespace: go by the session's own name
+    logs = sorted((head.root / "ray").glob("session_2*/logs/ray_client_server*"))
+    return "".join(f"\n--- {p.name}:\n{p.read_text(errors='replace')[-1500:]}" for p in logs)
 
 
 _HOSTS_OF = """

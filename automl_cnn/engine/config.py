@@ -23,6 +23,7 @@ from automl_cnn.options import Switch, cli_values, fractions, not_an_option, opt
 from automl_cnn.services.registry import POLICIES
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+DATA_FIDELITIES = ("auto", "off")
 PRUNERS = ("asha", "hyperband", "median", "none")
 EXECUTORS = ("ray", "inprocess")
 AUTO_ENSEMBLE = 5  # --ensemble auto: at most this many members
@@ -90,7 +91,7 @@ class SearchConfig(DataOptions):
     data_fidelity: str = option(  # see engine/fidelity.py
         "auto",
         "--data-fidelity",
-        choices=("auto", "off"),
+        choices=DATA_FIDELITIES,
         help="auto (default): on 10,000 training images or more, the pruner's first rungs train on "
         "stratified subsets (1/9, then 1/3 of the data) and only survivors see all of it; off: every "
         "epoch trains on all of the data",
@@ -176,6 +177,8 @@ class SearchConfig(DataOptions):
             raise UserInputError(f"unknown sampler {self.sampler!r}; use one of: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise UserInputError(f"unknown pruner {self.pruner!r}; use one of: {', '.join(PRUNERS)}")
+        if self.data_fidelity not in DATA_FIDELITIES:
+            raise UserInputError(f"--data-fidelity {self.data_fidelity!r}: use auto or off")
         if self.promote not in POLICIES:
             raise UserInputError(f"unknown promotion policy {self.promote!r}; use one of: {', '.join(POLICIES)}")
         for name in ("trials", "max_epochs", "workers"):

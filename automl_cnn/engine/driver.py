@@ -101,8 +101,9 @@ class SearchDriver:
         return self.records
 
     def _waiting_for_workers(self) -> bool:
-        """Work is left but no worker has started yet (Ray is still placing them)."""
-        return self.s.executor.free == 0 and bool(self._resumable or self._may_launch())
+        """Work is left but nothing runs: no worker had started when ``_launch`` looked (Ray is
+        still placing them). Slots freed since then are used by the next ``_launch``."""
+        return bool(self._resumable or self._may_launch())
 
     def _show_waiting(self) -> None:
         waiting = self.s.executor.waiting()

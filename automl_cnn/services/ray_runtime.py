@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import ray
@@ -43,7 +44,7 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         if address and needs_join(address):  # a driver host that is no node of the cluster
             stack.enter_context(joined(address))
         if address:
-            ray.init(address=address, **kwargs)  # type: ignore[arg-type]
+            _connect(address, kwargs)
         else:
             ray.init(num_cpus=cpu_count(), **kwargs)  # type: ignore[arg-type]
     except UserInputError:
@@ -51,9 +52,10 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         raise
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError...
         stack.close()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        first = _reason(exc)
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
-        if "auth" in str(exc).lower():
+        said = _reason(exc) if isinstance(exc, ConnectionAbortedError) else str(exc)  # not a traceback's paths
+        if "auth" in said.lower():
             fix = "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token"
         elif address:  # Ray reports a refused token as a plain connection failure
             fix = (
@@ -62,7 +64,7 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
             )
         else:
             fix = "check 'ray status'"
-        raise UserInputError(f"cannot connect to {where} ({first[:160]}); {fix}") from None
+        raise UserInputError(f"cannot connect to {where} ({first[:240]}); {fix}") from None
     finally:
         ray_logger.setLevel(level)
         # ray.init replaces the caller's SIGTERM handler (the CLI's), even when it then fails: put a
@@ -74,6 +76,34 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
             yield cluster_resources()
         finally:
             ray.shutdown()
+
+
+CLIENT_TRIES = 3  # Ray Client: a client server the head could not start in time is tried again
+
+
+def _connect(address: str, kwargs: dict[str, object]) -> None:
+    """``ray.init(address)``. Through Ray Client the head starts a server process per driver;
+    one that does not come up in time (a busy head) fails the init while a second try works."""
+    for attempt in range(1, CLIENT_TRIES + 1):
+        try:
+            ray.init(address=address, **kwargs)  # type: ignore[arg-type]
+            return
+        except ConnectionAbortedError as exc:  # "Initialization failure from server: <traceback>"
+            if not address.startswith("ray://") or attempt == CLIENT_TRIES:
+                raise
+            logging.getLogger(__name__).warning("Ray Client: %s; trying again", _reason(exc))
+            time.sleep(2.0 * attempt)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why: an error's first line, or where that only introduces a traceback
+    (Ray Client's "Initialization failure from server:"), the traceback's last line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return exc.__class__.__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0]
 
 
 def cluster_resources() -> dict[str, float]:
