@@ -13,7 +13,7 @@ SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
 
 
 def test_time_budget_stops_cleanly_and_still_delivers(ray_session: None, tmp_path: Path, store: str) -> None:
-    budget = 60.0
+    budget = 40.0
     result = search(
         "digits",
         SPACES / "tiny.yaml",
