@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from stores import mlflow_store
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def ray_session() -> Iterator[None]:
 @pytest.fixture
 def store(tmp_path: Path) -> str:
     """A real MLflow tracking store (SQLite) in the test's temporary folder."""
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return mlflow_store(tmp_path / "mlflow.db")
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +62,7 @@ def digits_search(ray_session: None, tmp_path_factory: pytest.TempPathFactory): 
         workers=2,
         seed=3,
         out=tmp / "out",
-        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+        tracking_uri=mlflow_store(tmp / "mlflow.db"),
         experiment="tests",
         progress=False,
     )
@@ -85,7 +86,7 @@ def ensemble_search(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[n
         executor="inprocess",
         seed=1,
         out=tmp / "out",
-        tracking_uri=f"sqlite:///{tmp / 'mlflow.db'}",
+        tracking_uri=mlflow_store(tmp / "mlflow.db"),
         experiment="tests",
         progress=False,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from stores import mlflow_store
 
 from automl_cnn.engine.config import SearchConfig
 from automl_cnn.engine.dedupe import Known
@@ -41,7 +42,7 @@ def plan_for(tmp_path: Path, space: Path = TINY, resume: RunState | None = None,
         "warm_start": "none",
         "executor": "inprocess",
         "out": tmp_path / "out",
-        "tracking_uri": f"sqlite:///{_STORE}",
+        "tracking_uri": mlflow_store(_STORE),
         "experiment": "unit",
     }
     return make_plan("digits", space, SearchConfig(**{**base, **settings}), resume)

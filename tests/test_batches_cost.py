@@ -278,3 +278,13 @@ def test_ray_client_tries_again_when_the_head_could_not_start_its_server(
     with pytest.raises(ConnectionAbortedError):  # a GCS address is not Ray Client: no second try
         rt._connect("10.0.0.1:6379", {})
     assert len(calls) == 1
+
+    def refused(address: str, **_kw: object) -> None:
+        calls.append(address)
+        raise ConnectionAbortedError("Initialization failure from server:\nAuthenticationError: invalid token")
+
+    calls.clear()
+    monkeypatch.setattr(rt.ray, "init", refused)
+    with pytest.raises(ConnectionAbortedError):  # a refused token is refused again: no second try
+        rt._connect("ray://head:10001", {})
+    assert len(calls) == 1

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from sessions import plan_for, session_for
+from stores import mlflow_store
 
 from automl_cnn import load_model
 from automl_cnn.data import load_images, split_data
@@ -220,7 +221,7 @@ def test_a_seed_ensemble_is_delivered_only_where_the_check_half_prefers_it(tmp_p
 
     r = search(
         "digits", "tiny", trials=2, final_repeats=2, pruner="none", warm_start="none", executor="inprocess",
-        seed=0, progress=False, out=tmp_path / "out", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+        seed=0, progress=False, out=tmp_path / "out", tracking_uri=mlflow_store(tmp_path / "m.db"),
     )  # fmt: skip
     [note] = [n for n in r.notes if "seed ensemble" in n]
     if note.startswith("a seed ensemble of 2 fits"):

@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from stores import mlflow_store
 
 from automl_cnn.engine.warmstart import load_study
 
@@ -136,7 +137,7 @@ def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path: Path, 
 
 def test_driver_killed_then_resumed_finishes_the_same_search(tmp_path: Path, ray_tmp: str) -> None:
     run = tmp_path / "run"
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     args = _search_args(run, 4, "--model-name", "faults", "--max-epochs", "15")
     proc = _cli(args, tmp_path, ray_tmp)
     try:
@@ -187,7 +188,7 @@ def test_interrupted_search_closes_its_runs_and_resumes(tmp_path: Path, ray_tmp:
     """`kill PID` (SIGTERM) or Ctrl-C: exit 130, no MLflow run left RUNNING, and `resume`
     continues the interrupted trials instead of discarding them."""
     run = tmp_path / "run"
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     args = _search_args(run, 3)
     proc = _cli(args, tmp_path, ray_tmp)
     try:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SPACES
+from stores import mlflow_store
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_digits_seed0_workers1.json"
 SETTINGS = {"trials": 12, "workers": 1, "seed": 0, "progress": False, "experiment": "golden"}
@@ -34,7 +35,7 @@ def test_ray_search_proposes_the_golden_candidates(ray_session: None, tmp_path: 
     from automl_cnn import search
 
     result = search(
-        "digits", SPACES / "tiny.yaml", out=tmp_path / "out", tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", **SETTINGS
+        "digits", SPACES / "tiny.yaml", out=tmp_path / "out", tracking_uri=mlflow_store(tmp_path / "m.db"), **SETTINGS
     )
     got = _proposals(result)
     if os.environ.get("AUTOML_CNN_WRITE_GOLDEN"):

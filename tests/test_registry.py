@@ -11,6 +11,7 @@ import torch
 from datafiles import digits_subset
 from mlflow.tracking import MlflowClient
 from sessions import FAILURES, plan_for, session_for
+from stores import mlflow_store
 
 import automl_cnn
 from automl_cnn.cli import build_parser
@@ -141,7 +142,7 @@ def test_the_default_model_name_holds_data_name_shape_and_fingerprint() -> None:
 
 # -- registration, resumed ---------------------------------------------------------------------
 def test_a_resumed_registration_reuses_its_version_and_its_alias(tmp_path: Path) -> None:
-    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "reg")
+    tracker = MlflowTracker(mlflow_store(tmp_path / "mlflow.db"), "reg")
     registry = ModelRegistry(tracker)
     module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10), torch.nn.Softmax(dim=1))
     entry = ModelEntry(module.eval(), np.zeros((2, 1, 8, 8), np.float32), "a test model")
@@ -176,7 +177,7 @@ def _search(folder: Path, store: str, candidate: dict[str, object], **settings: 
 def weak_strong_weak(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[SearchResult]]:
     """Three searches on digits into a fresh store: weak (1 epoch, 1x1 feature maps), strong, weak."""
     tmp = tmp_path_factory.mktemp("registry")
-    store = f"sqlite:///{tmp / 'mlflow.db'}"
+    store = mlflow_store(tmp / "mlflow.db")
     results = [
         # far from solved, so --promote if-better would not make it the first champion (see below)
         _search(tmp / "a", store, WEAK, max_epochs=1, promote="always"),
@@ -235,14 +236,14 @@ def test_a_worse_model_is_a_challenger_and_the_champion_stays(weak_strong_weak: 
 
 
 def test_never_promotes_not_even_the_first_version(tmp_path: Path) -> None:
-    result = _search(tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}", GOOD, promote="never")
+    result = _search(tmp_path, mlflow_store(tmp_path / "mlflow.db"), GOOD, promote="never")
     assert (result.promotion, result.model_uri.endswith("@challenger")) == ("challenger", True)
     aliases = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_registered_model(_name(result)).aliases
     assert aliases == {"challenger": 1}
 
 
 def test_same_file_name_different_data_are_two_registered_models(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     results = []
     for folder, per_class in (("one", 30), ("two", 40)):
         x, y = digits_subset(per_class)
@@ -270,7 +271,7 @@ def test_same_file_name_different_data_are_two_registered_models(tmp_path: Path)
 
 
 def test_a_task_far_from_solved_gets_no_first_champion_and_says_so(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     weak = _search(tmp_path / "a", store, WEAK, max_epochs=1)
     assert weak.val_accuracy < 0.55  # below halfway from chance (10 classes) to perfect
     assert weak.promotion == "challenger" and weak.model_uri.endswith("@challenger")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from stores import mlflow_store
 
 pytestmark = pytest.mark.slow
 SPACE = Path(__file__).resolve().parent / "spaces" / "slow_final.yaml"
@@ -46,7 +47,7 @@ def _state(run: Path) -> dict:  # type: ignore[type-arg]
 
 
 def test_a_driver_killed_in_the_final_fit_and_in_delivery_resumes_at_that_step(tmp_path: Path) -> None:
-    run, store = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run, store = tmp_path / "run", mlflow_store(tmp_path / "mlflow.db")
     search = ["search", "--data", "mnist5k", "--space", str(SPACE), "--trials", "2", "--executor", "inprocess",
               "--warm-start", "none", "--out", str(run), "--tracking-uri", store, "--no-progress"]  # fmt: skip
     ran = _kill_when(
@@ -91,7 +92,7 @@ def test_a_driver_killed_in_the_final_fit_and_in_delivery_resumes_at_that_step(t
 
 
 def test_the_final_fit_continues_from_its_checkpoint_after_a_kill(tmp_path: Path) -> None:
-    run, store = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run, store = tmp_path / "run", mlflow_store(tmp_path / "mlflow.db")
     search = ["search", "--data", "mnist5k", "--space", str(SPACE), "--trials", "1", "--executor", "inprocess",
               "--warm-start", "none", "--out", str(run), "--tracking-uri", store, "--no-progress"]  # fmt: skip
     _kill_when(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from sessions import plan_for, session_for
+from stores import mlflow_store
 
 from automl_cnn import cli
 from automl_cnn.engine.driver import SearchDriver
@@ -35,7 +36,7 @@ def _view_state(client: MlflowClient, experiment_id: str) -> dict[str, object]:
 
 
 def test_ui_prints_the_trials_view_and_serves_the_store(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     MlflowTracker(store, "other")
     experiment_id = MlflowTracker(store, "digits-searches").experiment_id
     url, argv = cli.ui_command(_args("--tracking-uri", store, "--experiment", "digits-searches", "--port", "5077"))
@@ -54,7 +55,7 @@ def test_ui_prints_the_trials_view_and_serves_the_store(tmp_path: Path) -> None:
 
 
 def test_ui_on_all_interfaces_prints_an_address_this_machine_reaches(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     MlflowTracker(store, "automl-cnn")
     url, _argv = cli.ui_command(_args("--tracking-uri", store, "--host", "0.0.0.0"))
     assert url.startswith("http://127.0.0.1:5000/#/experiments/")
@@ -81,7 +82,7 @@ def test_ui_of_a_tracking_server_prints_that_servers_address_and_starts_nothing(
 def test_ui_without_the_experiment_is_one_line_naming_the_fix_and_creates_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     MlflowTracker(store, "automl-cnn")
     capsys.readouterr()  # MLflow's notes on creating the store
     code = cli.main(["ui", "--tracking-uri", store, "--experiment", "nope"])
@@ -96,7 +97,7 @@ def test_ui_without_the_experiment_is_one_line_naming_the_fix_and_creates_nothin
 def test_ui_prints_the_address_then_serves_without_a_browser_when_not_in_a_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     MlflowTracker(store, "automl-cnn")
     served: list[tuple[list[str], str, str | None]] = []
     monkeypatch.setattr(cli, "_serve", lambda cmd, health, browse: served.append((cmd, health, browse)) or 0)
@@ -114,7 +115,7 @@ def test_ui_prints_the_address_then_serves_without_a_browser_when_not_in_a_termi
 def test_ui_without_the_saved_view_prints_the_clicks_that_rank_the_trials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     MlflowTracker(store, "automl-cnn")
     monkeypatch.setattr(cli, "_trials_experiment", lambda uri, name: ("1", False))  # a read-only server
     monkeypatch.setattr(cli, "_serve", lambda cmd, health, browse: 0)
@@ -191,7 +192,7 @@ def test_an_experiment_made_before_is_tagged_when_a_search_opens_it(store: str) 
 
 
 def test_the_search_and_every_trial_record_the_dataset_the_view_columns_are_logged(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    store = mlflow_store(tmp_path / "mlflow.db")
     plan = plan_for(tmp_path, trials=2, pruner="none", tracking_uri=store)
     with session_for(plan) as s:
         records = SearchDriver(s, lambda _records: math.inf).run()

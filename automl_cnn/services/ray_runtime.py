@@ -54,7 +54,7 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         stack.close()
         first = _reason(exc)
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
-        said = _reason(exc) if isinstance(exc, ConnectionAbortedError) else str(exc)  # not a traceback's paths
+        said = first if isinstance(exc, ConnectionAbortedError) else str(exc)  # not a traceback's paths
         if "auth" in said.lower():
             fix = "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token"
         elif address:  # Ray reports a refused token as a plain connection failure
@@ -89,9 +89,10 @@ def _connect(address: str, kwargs: dict[str, object]) -> None:
             ray.init(address=address, **kwargs)  # type: ignore[arg-type]
             return
         except ConnectionAbortedError as exc:  # "Initialization failure from server: <traceback>"
-            if not address.startswith("ray://") or attempt == CLIENT_TRIES:
-                raise
-            logging.getLogger(__name__).warning("Ray Client: %s; trying again", _reason(exc))
+            why = _reason(exc)
+            if not address.startswith("ray://") or attempt == CLIENT_TRIES or "auth" in why.lower():
+                raise  # a refused token stays refused: only a server that did not come up is retried
+            logging.getLogger(__name__).warning("Ray Client: %s; trying again", why)
             time.sleep(2.0 * attempt)
 
 

@@ -3,8 +3,9 @@
 Parameter names are stable and flat (``blocks``, ``block2.filters``, ``head.dense1.units``,
 ``train.learning_rate``, ``augment.rotation``), so they read well in Optuna's plots, in MLflow,
 and in ``study.enqueue_trial`` calls for warm starts. Keys that do not matter for a candidate
-(the size of an absent pooling layer, the momentum of Adam, the blocks beyond ``blocks``) are
-never suggested, so the sampler does not model noise.
+(the size of an absent pooling layer, the momentum of Adam, the blocks beyond ``blocks``, the
+head type of a candidate with no conv block) are never suggested, so the sampler does not model
+noise.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ def suggest(trial: BaseTrial, name: str, param: Param) -> Any:
         return trial.suggest_int(name, param.low, param.high, step=param.step, log=param.log)
     assert isinstance(param, FloatRange)
     return trial.suggest_float(name, param.low, param.high, step=param.step, log=param.log)
+
+
+def _head_type(trial: BaseTrial, param: Param, has_blocks: bool) -> str:
+    """The head's type; with no conv block there is only the flattened image to feed the dense
+    layers, so a space that allows ``flatten`` gets it without a suggestion (a ``global_avg`` head
+    on the raw image is refused before training: a wasted trial number)."""
+    if not has_blocks and not isinstance(param, Fixed) and "flatten" in getattr(param, "options", ()):
+        return "flatten"
+    return str(suggest(trial, "head.type", param))
 
 
 def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
@@ -57,7 +67,7 @@ def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
     hs = space.head
     n_dense = int(suggest(trial, "head.dense_layers", hs.dense_layers))
     head = Head(
-        type=suggest(trial, "head.type", hs.type),
+        type=_head_type(trial, hs.type, bool(blocks)),
         dense=tuple(
             Dense(
                 units=suggest(trial, f"head.dense{i}.units", hs.units),
