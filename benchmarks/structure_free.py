@@ -90,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     baselines = sklearn_baselines(bundle, args.seed)
     report(ours, baselines, len(bundle.test_idx), arch.describe(), arch.convolutional)
     print(f"\ntrials: {', '.join(f'{v} {k}' for k, v in result.counts.items())}")
+    print("\n".join(line.strip() for line in result.delivered_lines()))
 
 
 def report(ours: Row, baselines: list[Row], n: int, architecture: str, convolutional: bool) -> None:
