@@ -158,8 +158,8 @@ def plan_final(
         if scale >= MIN_EPOCH_SCALE:
             epochs = {n: max(by_number[n].epochs, round(by_number[n].epochs * scale)) for n in set(fits)}
         elif scale < SHORTEN_BELOW:  # only fits of trials that trained on subsets, on all of the data now
-            shorter = {n: max(1, min(by_number[n].epochs, int(by_number[n].epochs * scale))) for n in set(fits)}
-            epochs = {n: e for n, e in shorter.items() if by_number[n].on_subsets}
+            subset_trained = {n for n in fits if by_number[n].on_subsets}
+            epochs = {n: max(1, min(by_number[n].epochs, int(by_number[n].epochs * scale))) for n in subset_trained}
         lead = by_number[members[0][0]]
         if lead.number in epochs and epochs[lead.number] != lead.epochs:
             notes.append(
