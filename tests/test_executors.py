@@ -149,3 +149,26 @@ def test_a_job_released_mid_epoch_does_not_hold_its_worker(ray_session: None) ->
         assert ex.where("next")["pid"] != first_pid
     finally:
         ex.shutdown()
+
+
+def test_a_released_job_is_freed_even_inside_a_reference_cycle() -> None:
+    """The worker freezes what is alive when it starts (so each release scans only what jobs
+    made), and still frees a job's network at release when something holds it in a cycle."""
+    import gc
+    import weakref
+
+    from automl_cnn.training.worker import TrialWorker
+
+    worker = TrialWorker(threads=1, device="cpu")
+    assert gc.get_freeze_count() > 0
+    data = split_data(load_images("digits"), seed=0).search_data()
+    assert worker.begin(JobSpec("j", CANDIDATE.to_dict(), 0, data)).error is None
+    assert worker.trainer is not None
+    network = weakref.ref(worker.trainer.model)
+    worker.trainer.cycle = worker.trainer  # type: ignore[attr-defined]  # only the cyclic collector frees it
+    gc.disable()  # no automatic collection: only the release's
+    try:
+        worker.release()
+        assert network() is None
+    finally:
+        gc.enable()

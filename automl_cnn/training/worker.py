@@ -43,6 +43,9 @@ class TrialWorker:
         self.trainer: Trainer | None = None
         self.job: str | None = None
         self.outputs = False  # the current job's last epoch returns its Outputs
+        # what is alive now (modules, the data) lives as long as the worker: the collection at
+        # each release then scans only what jobs made (0.2-0.4 s a call otherwise, twice a trial)
+        gc.freeze()
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs: host, process, device."""
@@ -92,8 +95,10 @@ class TrialWorker:
 
     def release(self) -> None:
         """Drop the current job and give its memory back (GPU memory too)."""
+        had_job = self.trainer is not None
         self.trainer = None
         self.job = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        if had_job:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
