@@ -165,8 +165,14 @@ def network(
     subnet = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:], 16)}"
     switch = f"{PREFIX}-{tag}-sw"
     hosts = {
-        name: Host(name, f"{PREFIX}-{tag}-{i}", f"{subnet}.{i + 1}", workdir / name,
-                   binds=(binds or {}).get(name, {}), workdir=cwd)
+        name: Host(
+            name,
+            f"{PREFIX}-{tag}-{i}",
+            f"{subnet}.{i + 1}",
+            workdir / name,
+            binds=(binds or {}).get(name, {}),
+            workdir=cwd,
+        )
         for i, name in enumerate(names)
     }
     made: list[str] = []

@@ -129,8 +129,15 @@ def _delivered_tables(m: dict[str, Any]) -> list[Table]:
         return []
     kind = f"an ensemble of {len(rows)} trials" if len(rows) > 1 else "one network"
     members = [
-        [r["trial"], f"{r['weight']:.2f}", r["weights"], f"{r['val_accuracy'] or 0:.4f}", f"{r['params'] or 0:,}",
-         r["architecture"], r["why"]]
+        [
+            r["trial"],
+            f"{r['weight']:.2f}",
+            r["weights"],
+            f"{r['val_accuracy'] or 0:.4f}",
+            f"{r['params'] or 0:,}",
+            r["architecture"],
+            r["why"],
+        ]
         for r in rows
     ]
     header = ["trial", "weight", "weights delivered", "val", "parameters", "architecture", "why"]

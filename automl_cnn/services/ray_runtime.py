@@ -55,7 +55,7 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         first = _reason(exc)
         where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
         said = first if isinstance(exc, ConnectionAbortedError) else str(exc)  # not a traceback's paths
-        if "auth" in said.lower():
+        if _refused(said):
             fix = "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token"
         elif address:  # Ray reports a refused token as a plain connection failure
             fix = (
@@ -90,10 +90,15 @@ def _connect(address: str, kwargs: dict[str, object]) -> None:
             return
         except ConnectionAbortedError as exc:  # "Initialization failure from server: <traceback>"
             why = _reason(exc)
-            if not address.startswith("ray://") or attempt == CLIENT_TRIES or "auth" in why.lower():
+            if not address.startswith("ray://") or attempt == CLIENT_TRIES or _refused(why):
                 raise  # a refused token stays refused: only a server that did not come up is retried
             logging.getLogger(__name__).warning("Ray Client: %s; trying again", why)
             time.sleep(2.0 * attempt)
+
+
+def _refused(reason: str) -> bool:
+    """Whether Ray's reason is about authentication (a token missing or wrong): final, not retried."""
+    return "auth" in reason.lower()
 
 
 def _reason(exc: BaseException) -> str:

@@ -35,7 +35,7 @@ def _head_type(trial: BaseTrial, param: Param, has_blocks: bool) -> str:
     """The head's type; with no conv block there is only the flattened image to feed the dense
     layers, so a space that allows ``flatten`` gets it without a suggestion (a ``global_avg`` head
     on the raw image is refused before training: a wasted trial number)."""
-    if not has_blocks and not isinstance(param, Fixed) and "flatten" in getattr(param, "options", ()):
+    if not has_blocks and "flatten" in param.values():
         return "flatten"
     return str(suggest(trial, "head.type", param))
 

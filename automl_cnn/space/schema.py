@@ -15,8 +15,8 @@ value forms). Every key has a default, so a space file only names what it change
 
 Keys of ``blocks`` are drawn afresh for every block; keys of ``head`` for every dense layer
 where they concern one (``units``, ``dropout``). ``blocks.count`` may reach 0: such a candidate
-is an MLP on the flattened image (its head must be ``flatten``; a ``global_avg`` head with no
-block is refused before training).
+is an MLP on the flattened image: its head is ``flatten`` without a suggestion where ``head.type``
+allows it (a space that allows only ``global_avg`` gets such candidates refused before training).
 """
 
 from __future__ import annotations

@@ -81,13 +81,18 @@ def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, l
     return torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg.lr_schedule, total_steps))
 
 
-def _fast_forward(scheduler: Any, steps: int) -> None:
-    """Move a fresh schedule to ``steps`` (every schedule here is a closed form of the step)."""
+def _move_to(scheduler: Any, steps: int) -> None:
+    """Move a schedule to ``steps`` (every schedule here is a closed form of the step)."""
     if steps > 0:
         scheduler.last_epoch = steps - 1
-        with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose
-            warnings.simplefilter("ignore", UserWarning)
-            scheduler.step()
+        scheduler.step()
+
+
+def _fast_forward(scheduler: Any, steps: int) -> None:
+    """Move a fresh schedule to ``steps``, before any optimizer step (a restored checkpoint's)."""
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        _move_to(scheduler, steps)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -249,7 +254,7 @@ class Trainer:
             if full:
                 self.scheduler.step()
             else:
-                _fast_forward(self.scheduler, first_step + round((step + 1) * self.steps_per_epoch / steps))
+                _move_to(self.scheduler, first_step + round((step + 1) * self.steps_per_epoch / steps))
             if self.average is not None:
                 self.average.update(self.model)
             total_loss += loss.detach() * len(yb)
