@@ -172,3 +172,29 @@ def test_a_released_job_is_freed_even_inside_a_reference_cycle() -> None:
         assert network() is None
     finally:
         gc.enable()
+
+
+def test_a_job_whose_trainer_fails_to_build_is_still_collected_at_release() -> None:
+    """A job that fails before its Trainer exists (a bad candidate here; a CUDA OOM while moving
+    the model in life) still gets the release's collection, which gives GPU memory back."""
+    import gc
+
+    from automl_cnn.training.worker import TrialWorker
+
+    worker = TrialWorker(threads=1, device="cpu")
+    data = split_data(load_images("digits"), seed=0).search_data()
+    full: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 2:
+            full.append(1)
+
+    gc.disable()
+    gc.callbacks.append(count)
+    try:
+        result = worker.begin(JobSpec("j", {"architecture": "not a candidate"}, 0, data))
+    finally:
+        gc.callbacks.remove(count)
+        gc.enable()
+    assert result.error and worker.job is None
+    assert full, "the failed job's release ran no collection"

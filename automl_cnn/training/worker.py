@@ -36,6 +36,15 @@ def _reason(exc: BaseException) -> str:
 
 
 class TrialWorker:
+    """Runs one job at a time for an executor.
+
+    Starting a worker freezes the process's heap (``gc.freeze()``): what is alive then (modules,
+    the data) is never scanned by the cyclic collector again, so the collection each release runs
+    walks only what jobs made. In a Ray actor that is the whole process; in-process (the
+    in-process executor, the Python API) it freezes the caller's heap too. Reference counting
+    still frees every frozen object; only cycles among them are never collected.
+    """
+
     def __init__(self, threads: int | None = None, device: str | None = None) -> None:
         self.threads = max(1, int(threads)) if threads else torch.get_num_threads()
         torch.set_num_threads(self.threads)
@@ -95,7 +104,7 @@ class TrialWorker:
 
     def release(self) -> None:
         """Drop the current job and give its memory back (GPU memory too)."""
-        had_job = self.trainer is not None
+        had_job = self.job is not None  # begin() sets it before building the Trainer, which may fail
         self.trainer = None
         self.job = None
         if had_job:
