@@ -30,7 +30,7 @@ pytestmark = pytest.mark.slow
 HOSTS = ["postgres", "mlflow", "ray-head", "ray-worker-1", "ray-worker-2", "search", "laptop"]
 WORKERS = ["ray-worker-1", "ray-worker-2"]
 # appended to the compose search command: a smaller space and budget than the demo's, the same data
-SMALLER = ["--space", "search_spaces/tiny.yaml", "--time-budget", "115s", "--workers", "5"]
+SMALLER = ["--space", "search_spaces/tiny.yaml", "--time-budget", "90s", "--workers", "5"]
 
 
 @pytest.fixture(scope="module")
