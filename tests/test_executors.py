@@ -151,6 +151,42 @@ def test_a_job_released_mid_epoch_does_not_hold_its_worker(ray_session: None) ->
         ex.shutdown()
 
 
+def test_an_answer_lost_with_its_host_is_a_lost_worker_and_the_pool_goes_on(
+    ray_session: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call that finished just before its host was lost leaves its answer in that host's
+    object store: ``ray.get`` raises an ``ObjectLostError`` (CI's multihost run saw
+    ``ObjectReconstructionFailedError`` kill the driver). That is a lost worker, not a crash."""
+    import ray
+    from ray.exceptions import ObjectReconstructionFailedError
+
+    ex = RayExecutor(1, cpus_per_trial=1.0)
+    try:
+        data = ex.put(split_data(load_images("digits"), seed=0).search_data())
+        _started(ex)
+        first_pid = ex.slots[0].info["pid"]
+        ex.submit(JobSpec("gone", CANDIDATE.to_dict(), 0, data))
+        lost = ex.slots[0].future
+        real_get = ray.get
+
+        def get(ref, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if ref is lost:  # the answer's only copy went with its host
+                raise ObjectReconstructionFailedError(ref.hex(), None, "")
+            return real_get(ref, *args, **kwargs)
+
+        monkeypatch.setattr(ray, "get", get)
+        result = _next(ex)
+        assert (result.job, result.lost) == ("gone", True)
+        assert result.error and "died" in result.error
+        _started(ex)  # a fresh actor took the slot
+        ex.submit(JobSpec("next", CANDIDATE.to_dict(), 0, data))
+        result = _next(ex)
+        assert result.job == "next" and result.error is None
+        assert ex.where("next")["pid"] != first_pid
+    finally:
+        ex.shutdown()
+
+
 def test_a_released_job_is_freed_even_inside_a_reference_cycle() -> None:
     """The worker freezes what is alive when it starts (so each release scans only what jobs
     made), and still frees a job's network at release when something holds it in a cycle."""

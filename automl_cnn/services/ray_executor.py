@@ -25,7 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, NodeDiedError, RayActorError, RayTaskError, WorkerCrashedError
+from ray.exceptions import (
+    GetTimeoutError,
+    NodeDiedError,
+    ObjectLostError,
+    RayActorError,
+    RayTaskError,
+    WorkerCrashedError,
+)
 
 from automl_cnn.data.bundle import TrainData
 from automl_cnn.errors import ResourcesUnavailable
@@ -58,6 +65,10 @@ class _Slot:
     step_started: float = 0.0  # when the call in flight was made
     last_step: float = 0.0  # seconds the last answered call took
 
+
+# What Ray raises when a worker's process or host is gone. ``ObjectLostError`` covers a call
+# that finished just before its host was lost: its answer lived in that host's object store.
+WORKER_LOST = (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError)
 
 REPLACE_AFTER_S = 3.0  # a call in flight this long (or after one this long) is cut short on release
 
@@ -112,7 +123,7 @@ class RayExecutor:
             try:
                 slot.info = dict(ray.get(ref))
                 slot.placed = True
-            except (RayActorError, WorkerCrashedError):  # died while starting: try again
+            except WORKER_LOST:  # died while starting: try again
                 self._replace(slot)
 
     def waiting(self) -> str | None:
@@ -217,7 +228,7 @@ class RayExecutor:
         job = slot.job
         try:
             return ray.get(ref)  # type: ignore[no-any-return]
-        except (RayActorError, WorkerCrashedError, NodeDiedError) as exc:
+        except WORKER_LOST as exc:
             log.warning("worker for %s died: %s", job, exc)
             self._replace(slot)
             return JobResult.failed(job, "worker process died during the trial", lost=True)
@@ -242,7 +253,7 @@ class RayExecutor:
         if not slot.info and slot.info_future is not None:
             try:
                 slot.info = dict(ray.get(slot.info_future, timeout=30))
-            except (GetTimeoutError, RayActorError):
+            except (GetTimeoutError, *WORKER_LOST):
                 return {}
         return slot.info
 
