@@ -70,6 +70,17 @@ class _Slot:
 # that finished just before its host was lost: its answer lived in that host's object store.
 WORKER_LOST = (RayActorError, WorkerCrashedError, NodeDiedError, ObjectLostError)
 
+
+def _lost_what(exc: BaseException) -> str:
+    """What a trial record says was lost: the answer (with the node that held it), the node, or
+    the worker process."""
+    if isinstance(exc, ObjectLostError):
+        return "trial's answer was lost with its worker node"
+    if isinstance(exc, NodeDiedError):
+        return "worker node was lost"
+    return "worker process died"
+
+
 REPLACE_AFTER_S = 3.0  # a call in flight this long (or after one this long) is cut short on release
 
 
@@ -229,9 +240,10 @@ class RayExecutor:
         try:
             return ray.get(ref)  # type: ignore[no-any-return]
         except WORKER_LOST as exc:
-            log.warning("worker for %s died: %s", job, exc)
+            what = _lost_what(exc)
+            log.warning("%s for %s: %s", what, job, exc)
             self._replace(slot)
-            return JobResult.failed(job, "worker process died during the trial", lost=True)
+            return JobResult.failed(job, f"{what} during the trial", lost=True)
         except RayTaskError as exc:  # an exception outside the worker's own handling
             return JobResult.failed(job, f"{exc.cause.__class__.__name__}: {exc.cause}"[:400])
 
