@@ -34,7 +34,7 @@ _EXPORTS = {
     "TrainedModel": "automl_cnn.model.trained",
     "load_model": "automl_cnn.deliver.loading",
     "SearchResult": "automl_cnn.deliver.result",
-    "search": "automl_cnn.engine.run",
+    "search": "automl_cnn.app",
     "SearchSpace": "automl_cnn.space.schema",
     "load_space": "automl_cnn.space.schema",
 }
@@ -82,11 +82,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from automl_cnn.app import search
     from automl_cnn.data import DataBundle, DataOptions, ImageSet, load_images, prepare_data, split_data
     from automl_cnn.deliver.loading import load_model
     from automl_cnn.deliver.result import SearchResult
     from automl_cnn.engine.config import SearchConfig
-    from automl_cnn.engine.run import search
     from automl_cnn.errors import AutoMLError, DataError, SpaceError, TrialError, UserInputError
     from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
     from automl_cnn.model.trained import TrainedModel

@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from automl_cnn.engine.run import run_search
+    from automl_cnn.app import run_search
 
     result = run_search(args.data, args.space, SearchConfig.from_cli(args))
     print()
@@ -199,7 +199,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from automl_cnn.engine.run import resume
+    from automl_cnn.app import resume
 
     progress = False if args.no_progress else None
     result = resume(args.run_dir, progress=progress, storage=args.storage, tracking_uri=args.tracking_uri)

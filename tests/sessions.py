@@ -16,12 +16,12 @@ from typing import Any
 import optuna
 from stores import mlflow_store
 
+from automl_cnn.app import make_plan, open_session
 from automl_cnn.engine.config import SearchConfig
-from automl_cnn.engine.dedupe import Known
-from automl_cnn.engine.run import make_plan, open_session
 from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.search.dedupe import Known
+from automl_cnn.engine.search.warmstart import apply_warm_starts
 from automl_cnn.engine.session import Plan, Resources, SearchSession
-from automl_cnn.engine.warmstart import apply_warm_starts
 from automl_cnn.services.inprocess import InProcessExecutor
 from automl_cnn.services.tracking import MlflowTracker
 from automl_cnn.training.messages import JobResult

@@ -1,5 +1,5 @@
 """Unit tests of the trainer's batches (automl_cnn.training.batches) and of the training-time
-estimate a time-budgeted search uses (automl_cnn.engine.cost)."""
+estimate a time-budgeted search uses (automl_cnn.engine.search.cost)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from automl_cnn.data.images import ImageFiles
-from automl_cnn.engine.cost import CostModel
+from automl_cnn.engine.search.cost import CostModel
 from automl_cnn.training.batches import FileBatches, TensorBatches, fits_on_gpu, make_batches
 
 CPU = torch.device("cpu")

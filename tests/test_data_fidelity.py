@@ -14,11 +14,11 @@ from sessions import plan_for, session_for
 
 from automl_cnn.data import load_images, split_data
 from automl_cnn.engine import fidelity
-from automl_cnn.engine.driver import SearchDriver
 from automl_cnn.engine.fidelity import DataLadder, ladder_for
-from automl_cnn.engine.final_plan import plan_final
+from automl_cnn.engine.final.plan import plan_final
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
 from automl_cnn.model.measures import EpochResult
 from automl_cnn.training.messages import JobResult

@@ -12,9 +12,9 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from sessions import FAILURES, SINGLE, plan_for, session_for
 
-from automl_cnn.engine.driver import SearchDriver
 from automl_cnn.engine.outcome import Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.services.inprocess import InProcessExecutor
 from automl_cnn.training.messages import JobResult
 

@@ -15,12 +15,12 @@ from test_engine_driver import DIVERGENT, GOOD, DyingExecutor, LosingExecutor
 
 from automl_cnn.deliver.deliver import deliver
 from automl_cnn.deliver.loading import load_model
-from automl_cnn.engine.driver import SearchDriver
-from automl_cnn.engine.final import final_fit, pick_winner
+from automl_cnn.engine.final.fits import final_fit, pick_winner
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
-from automl_cnn.engine.recovery import recover
 from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.search.driver import SearchDriver
+from automl_cnn.engine.search.recovery import recover
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import AutoMLError
 from automl_cnn.services.inprocess import InProcessExecutor

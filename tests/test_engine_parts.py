@@ -17,12 +17,12 @@ from automl_cnn.data.files import Entry, choose_size, load_entries
 from automl_cnn.data.options import DEFAULT_OPTIONS, DataOptions
 from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
 from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, SearchDeadline, final_seconds_estimate
-from automl_cnn.engine.cost import CostModel
-from automl_cnn.engine.dedupe import Known
-from automl_cnn.engine.endings import Endings
-from automl_cnn.engine.gate import static_check
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.search.dedupe import Known
+from automl_cnn.engine.search.endings import Endings
+from automl_cnn.engine.search.gate import static_check
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
 from automl_cnn.model.measures import EpochResult, Profile

@@ -20,10 +20,10 @@ from stores import mlflow_store
 
 from automl_cnn import load_model
 from automl_cnn.data import load_images, split_data
-from automl_cnn.engine.driver import SearchDriver
-from automl_cnn.engine.ensemble import accuracy, blend, select_ensemble, significantly_better
-from automl_cnn.engine.final import FinalFit, final_fit, pick_winner
-from automl_cnn.engine.final_check import AVERAGE, FINAL, TRIAL, choose
+from automl_cnn.engine.final.check import AVERAGE, FINAL, TRIAL, choose
+from automl_cnn.engine.final.ensemble import accuracy, blend, select_ensemble, significantly_better
+from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner
+from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Dense, Head, TrainConfig
 from automl_cnn.model.export import export_onnx
 from automl_cnn.model.trained import ENSEMBLE_FORMAT, FORMAT, META, TrainedModel
@@ -201,7 +201,7 @@ def test_a_search_delivers_an_ensemble_that_loads_everywhere(ensemble_search, tm
 
 
 def test_spare_time_fits_the_winner_with_more_seeds_and_the_check_half_decides(tmp_path: Path) -> None:
-    from automl_cnn.engine.final_plan import SEED_ENSEMBLE, plan_final
+    from automl_cnn.engine.final.plan import SEED_ENSEMBLE, plan_final
 
     with session_for(plan_for(tmp_path, trials=3, pruner="none", ensemble="3")) as s:
         records = SearchDriver(s, never).run()
@@ -234,7 +234,7 @@ def test_a_seed_ensemble_is_delivered_only_where_the_check_half_prefers_it(tmp_p
 
 
 def test_members_cut_to_fit_the_time_left_never_drop_the_winner() -> None:
-    from automl_cnn.engine.final_plan import cut_to_fit
+    from automl_cnn.engine.final.plan import cut_to_fit
 
     members = ((7, 0.5), (0, 0.3), (16, 0.2))  # trial 7 outweighs the winner, trial 0
     kept, notes = cut_to_fit(members, 0, lambda ms: len(ms) <= 2)

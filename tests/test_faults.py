@@ -18,7 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from stores import mlflow_store
 
-from automl_cnn.engine.warmstart import load_study
+from automl_cnn.engine.search.warmstart import load_study
 
 pytestmark = pytest.mark.slow
 SLOW = Path(__file__).resolve().parent / "spaces" / "slow.yaml"

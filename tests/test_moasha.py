@@ -14,8 +14,11 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from sessions import InterruptingExecutor, plan_for, session_for
 
-from automl_cnn.engine.driver import SearchDriver
-from automl_cnn.engine.moasha import (
+from automl_cnn.engine.outcome import Outcome, TrialAttrs
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.search.driver import SearchDriver
+from automl_cnn.engine.search.moasha import (
     ETA,
     MEDIAN_MIN_TRIALS,
     MIN_EPOCHS,
@@ -26,10 +29,7 @@ from automl_cnn.engine.moasha import (
     non_dominated_fronts,
     rung_epochs,
 )
-from automl_cnn.engine.outcome import Outcome, TrialAttrs
-from automl_cnn.engine.records import TrialRecord
-from automl_cnn.engine.recovery import recover
-from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.search.recovery import recover
 from automl_cnn.services.study import make_pruner
 
 

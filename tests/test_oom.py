@@ -25,9 +25,9 @@ from torch import nn
 import automl_cnn.training.trainer as trainer_module
 from automl_cnn.codec import from_jsonable
 from automl_cnn.data import load_images, split_data
-from automl_cnn.engine.driver import SearchDriver
-from automl_cnn.engine.final import final_fit
+from automl_cnn.engine.final.fits import final_fit
 from automl_cnn.engine.outcome import Outcome
+from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.errors import TrialError
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
 from automl_cnn.model.measures import EpochResult

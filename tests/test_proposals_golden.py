@@ -50,8 +50,8 @@ def test_the_in_process_executor_proposes_the_same_candidates(tmp_path: Path) ->
 
     from sessions import TINY, plan_for, session_for
 
-    from automl_cnn.engine.dedupe import Known
-    from automl_cnn.engine.driver import SearchDriver
+    from automl_cnn.engine.search.dedupe import Known
+    from automl_cnn.engine.search.driver import SearchDriver
 
     settings = {k: v for k, v in SETTINGS.items() if k not in ("progress", "experiment")}
     with session_for(plan_for(tmp_path, TINY, warm_start="classics", **settings)) as s:

@@ -18,9 +18,9 @@ from automl_cnn.cli import build_parser
 from automl_cnn.deliver.deliver import deliver
 from automl_cnn.deliver.result import SearchResult
 from automl_cnn.engine.config import SearchConfig
-from automl_cnn.engine.driver import SearchDriver
-from automl_cnn.engine.final import final_fit, pick_winner
+from automl_cnn.engine.final.fits import final_fit, pick_winner
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.engine.session import split_id
 from automl_cnn.errors import UserInputError
 from automl_cnn.services.registry import (

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from automl_cnn import search
 from automl_cnn.engine.objectives import OBJECTIVES, dominates
-from automl_cnn.engine.warmstart import load_study
+from automl_cnn.engine.search.warmstart import load_study
 from automl_cnn.errors import UserInputError
 from automl_cnn.space.presets import PRESETS, project
 from automl_cnn.space.schema import load_space

@@ -14,13 +14,14 @@ from optuna.trial import TrialState
 from sessions import plan_for, session_for
 
 from automl_cnn.data import load_images, split_data
-from automl_cnn.engine.cost import CostModel
-from automl_cnn.engine.gate import static_check
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.search.gate import static_check
 from automl_cnn.errors import InfeasibleArchitecture, SpaceError
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Dense, Head, TrainConfig
 from automl_cnn.model.builder import build_model
-from automl_cnn.model.profile import check_input_fits, profile, smallest_network
+from automl_cnn.model.profile import profile
+from automl_cnn.space.inputs import check_input_fits, smallest_network
 from automl_cnn.space.presets import GROUPS, PRESETS, project, warm_start_params
 from automl_cnn.space.sampling import sample_candidate
 from automl_cnn.space.schema import load_space, parse_space, shipped_spaces
@@ -170,8 +171,8 @@ def test_the_gate_refuses_an_mlp_with_a_global_average_head_before_training(tmp_
 def test_the_summary_points_out_a_model_carried_by_networks_without_convolutions() -> None:
     from types import SimpleNamespace
 
-    from automl_cnn.deliver.delivered import _warnings
-    from automl_cnn.engine.final_plan import FinalPlan
+    from automl_cnn.engine.final.delivered import _warnings
+    from automl_cnn.engine.final.plan import FinalPlan
     from automl_cnn.model.measures import EpochResult
 
     def rec(number: int, blocks: tuple[ConvBlock, ...], val: float) -> TrialRecord:

@@ -10,10 +10,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sessions import plan_for, session_for
 
-from automl_cnn.engine.driver import SearchDriver
-from automl_cnn.engine.ensemble import significantly_better
-from automl_cnn.engine.final import pick_winner
-from automl_cnn.engine.tiebreak import MAX_CONTENDERS, break_ties, contenders
+from automl_cnn.engine.final.ensemble import significantly_better
+from automl_cnn.engine.final.fits import pick_winner
+from automl_cnn.engine.final.tiebreak import MAX_CONTENDERS, break_ties, contenders
+from automl_cnn.engine.search.driver import SearchDriver
 
 
 def never(_records: object) -> float:

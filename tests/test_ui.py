@@ -16,8 +16,8 @@ from sessions import plan_for, session_for
 from stores import mlflow_store
 
 from automl_cnn import cli
-from automl_cnn.engine.driver import SearchDriver
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.services.tracking import MlflowTracker
 
 VIEW_TAG = "mlflow.sharedViewState.automl-cnn-trials"

@@ -2,7 +2,7 @@
 
 ``deliver(session, records, winner, fits, plan)`` runs five steps: check each final fit on the
 check half of validation and build the delivered model, the winner or an ensemble
-(:mod:`automl_cnn.deliver.delivered`); score it and every final fit once on the untouched test
+(:mod:`automl_cnn.engine.final.delivered`); score it and every final fit once on the untouched test
 split (:func:`score_fits`); write the output folder (model, TorchScript, tables, pictures); log
 and register the model in MLflow; write the reports and the summary.
 """
@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 
 from automl_cnn.deliver import viz
-from automl_cnn.deliver.delivered import Delivery, build_delivery, far_from_solved
 from automl_cnn.deliver.report import html_report, search_report
 from automl_cnn.deliver.result import SearchResult, accuracy_text
 from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
-from automl_cnn.engine.final import FinalFit
-from automl_cnn.engine.final_plan import FinalPlan
+from automl_cnn.engine.final.delivered import Delivery, build_delivery, far_from_solved
+from automl_cnn.engine.final.fits import FinalFit
+from automl_cnn.engine.final.plan import FinalPlan
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession

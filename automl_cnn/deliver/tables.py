@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from automl_cnn.engine.final import front
+from automl_cnn.engine.final.fits import front
 from automl_cnn.engine.records import TrialRecord
 
 

@@ -6,7 +6,7 @@ to the threads it gets, packed onto the workers) and a fixed reserve for export,
 registration. Those final fits are the current leader's (``--final-repeats`` seeds, and
 ``--final-top-k`` runners-up), plus, where an ensemble may be delivered, the next best trials up
 to :data:`RESERVED_MEMBERS` members: time that a single winner does not need then goes into
-training it for longer (:mod:`automl_cnn.engine.final_plan`).
+training it for longer (:mod:`automl_cnn.engine.final.plan`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def fit_estimate(session: SearchSession, rec: TrialRecord) -> float:
     """Seconds ``rec``'s epochs take on all of the training split, at most what a trial may take
     (0 before any epoch ran). A trial that trained on data subsets (the data-size fidelity) may
     take far longer on all of the data: its final fit is planned for at most that long, its
-    epochs cut to fit (:func:`automl_cnn.engine.final_plan.plan_final`)."""
+    epochs cut to fit (:func:`automl_cnn.engine.final.plan.plan_final`)."""
     seconds = rec.fit_seconds() or 0.0
     limit = session.max_trial_seconds
     return seconds if limit is None else min(seconds, limit)

@@ -11,21 +11,15 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from automl_cnn.errors import DataError, InfeasibleArchitecture
-from automl_cnn.model.architecture import Architecture, ConvBlock
+from automl_cnn.model.architecture import Architecture
 from automl_cnn.model.builder import build_model
 from automl_cnn.model.measures import Profile, Shape
 from automl_cnn.model.shapes import feature_shapes
-
-if TYPE_CHECKING:
-    from automl_cnn.space.params import Param
-    from automl_cnn.space.schema import SearchSpace
 
 
 def profile(arch: Architecture, input_shape: Shape, num_classes: int) -> Profile:
@@ -70,60 +64,6 @@ class Limits:
                 latency_ms / self.max_latency_ms - 1,
             )
         return out
-
-
-def smallest_network(space: SearchSpace) -> Architecture:
-    """The network of ``space`` that shrinks its input least (fewest blocks, no pooling where
-    allowed, smallest kernels with padding, stride 1): if it does not fit, none does."""
-    from automl_cnn.model.architecture import Head
-    from automl_cnn.space.params import Choice, Fixed
-
-    def lowest(param: Param) -> Any:
-        values = param.values()
-        return min(values) if isinstance(param, Fixed | Choice) else param.low  # type: ignore[union-attr]
-
-    def prefer(param: Param, value: str) -> str:
-        values = param.values()
-        return value if value in values else str(values[0])
-
-    b = space.blocks
-    block = ConvBlock(
-        type=prefer(b.type, "plain"),
-        convs=int(lowest(b.convs)),
-        filters=1,
-        kernel_size=int(lowest(b.kernel_size)),
-        stride=int(lowest(b.stride)),
-        padding=prefer(b.padding, "same"),
-        pooling=prefer(b.pooling, "none"),
-        pool_size=int(lowest(b.pool_size)),
-    )
-    return Architecture(tuple(block for _ in range(int(lowest(b.count)))), Head())
-
-
-def check_input_fits(space: SearchSpace, input_shape: Shape, data_name: str) -> None:
-    """Refuse, before anything runs, images too small for every network of the space."""
-    arch = smallest_network(space)
-    try:
-        feature_shapes(arch, input_shape)
-    except InfeasibleArchitecture as exc:
-        c, h, w = input_shape
-        need = next(
-            (s for s in range(max(h, w) + 1, 4097) if _fits(arch, (c, s, s))),
-            None,
-        )
-        fix = f"pass --image-size {need} (or larger)" if need else "use a space with fewer blocks"
-        raise DataError(
-            f"{data_name}: images are {h}x{w}, smaller than any network of space {space.name!r} can take "
-            f"({exc}); {fix}, or a space with fewer pooling blocks"
-        ) from None
-
-
-def _fits(arch: Architecture, shape: Shape) -> bool:
-    try:
-        feature_shapes(arch, shape)
-        return True
-    except InfeasibleArchitecture:
-        return False
 
 
 @torch.inference_mode()

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from automl_cnn.engine.ensemble import blend, score
-from automl_cnn.engine.final import FinalFit
-from automl_cnn.engine.final_check import Choice, check_labels, choose, delivered_check_accuracy
-from automl_cnn.engine.final_plan import FinalPlan
+from automl_cnn.engine.final.check import Choice, check_labels, choose, delivered_check_accuracy
+from automl_cnn.engine.final.ensemble import blend, score
+from automl_cnn.engine.final.fits import FinalFit
+from automl_cnn.engine.final.plan import FinalPlan
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.trained import TrainedModel
@@ -53,7 +53,7 @@ class Delivery:
 
 
 def build_delivery(s: SearchSession, records: list[TrialRecord], plan: FinalPlan, fits: list[FinalFit]) -> Delivery:
-    """Check each member's final fit (:func:`~automl_cnn.engine.final_check.choose`) and build the
+    """Check each member's final fit (:func:`~automl_cnn.engine.final.check.choose`) and build the
     delivered model from the chosen weights."""
     b = s.bundle
     by_number = {r.number: r for r in records}

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from automl_cnn.engine.budget import fit_estimate, makespan, refit_ratio
-from automl_cnn.engine.ensemble import accuracy, significantly_better
-from automl_cnn.engine.final import SECOND_SEED, final_fit
-from automl_cnn.engine.final_plan import pool_of
+from automl_cnn.engine.final.ensemble import accuracy, significantly_better
+from automl_cnn.engine.final.fits import SECOND_SEED, final_fit
+from automl_cnn.engine.final.plan import pool_of
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import AutoMLError

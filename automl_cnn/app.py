@@ -20,26 +20,26 @@ from automl_cnn.data import ImageSet, prepare_data
 from automl_cnn.deliver.result import SearchResult
 from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, SearchDeadline
 from automl_cnn.engine.config import SearchConfig, parse_duration
-from automl_cnn.engine.dedupe import Known
-from automl_cnn.engine.driver import SearchDriver
-from automl_cnn.engine.final import FinalFit, final_fit, pick_winner, runners_up
-from automl_cnn.engine.final_plan import FinalPlan, plan_final
+from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner, runners_up
+from automl_cnn.engine.final.plan import FinalPlan, plan_final
+from automl_cnn.engine.final.tiebreak import break_ties, reserve_seconds
 from automl_cnn.engine.objectives import OBJECTIVES
 from automl_cnn.engine.opening import announce, start_parent_run
 from automl_cnn.engine.progress import Progress
 from automl_cnn.engine.records import TrialRecord
-from automl_cnn.engine.recovery import recover
 from automl_cnn.engine.resources import plan_resources
 from automl_cnn.engine.runstate import RUN_FILE, RunState
+from automl_cnn.engine.search.dedupe import Known
+from automl_cnn.engine.search.driver import SearchDriver
+from automl_cnn.engine.search.recovery import recover
+from automl_cnn.engine.search.warmstart import apply_warm_starts, check_compatible
 from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
-from automl_cnn.engine.tiebreak import break_ties, reserve_seconds
-from automl_cnn.engine.warmstart import apply_warm_starts, check_compatible
 from automl_cnn.errors import UserInputError
-from automl_cnn.model.profile import check_input_fits
 from automl_cnn.services.credentials import resume_url
 from automl_cnn.services.executor import Executor, cpu_count
 from automl_cnn.services.study import STUDY_FILE, create_study, make_pruner, make_sampler, make_storage
 from automl_cnn.services.tracking import MlflowTracker, check_reachable
+from automl_cnn.space.inputs import check_input_fits
 from automl_cnn.space.presets import GROUPS, PRESETS
 from automl_cnn.space.schema import SearchSpace, load_space
 

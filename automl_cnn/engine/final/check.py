@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from automl_cnn.engine.ensemble import accuracy, blend, significantly_better
-from automl_cnn.engine.final import FinalFit
+from automl_cnn.engine.final.ensemble import accuracy, blend, significantly_better
+from automl_cnn.engine.final.fits import FinalFit
 from automl_cnn.engine.session import SearchSession
 
 FINAL, AVERAGE, TRIAL = "final fit", "final fit, weight average", "trial weights"

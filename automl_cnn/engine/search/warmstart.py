@@ -17,9 +17,9 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from automl_cnn.engine.dedupe import Known, KnownResult
 from automl_cnn.engine.outcome import Outcome, TrialAttrs, study_history
 from automl_cnn.engine.runstate import RUN_FILE
+from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import UserInputError
 from automl_cnn.services.study import STUDY_FILE, journal_storage

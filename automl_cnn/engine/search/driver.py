@@ -1,14 +1,14 @@
 """The search loop: Optuna proposes, the executor trains, results go back to the study and MLflow.
 
 The driver asks the study for a trial whenever a worker is free, passes the candidate through
-the gate (:mod:`automl_cnn.engine.gate`) and then steps it one epoch at a time. After each epoch
+the gate (:mod:`automl_cnn.engine.search.gate`) and then steps it one epoch at a time. After each epoch
 it reports the validation accuracy to the trial and asks the pruner; how each ending reaches the
-study and MLflow is in :mod:`automl_cnn.engine.outcome` and :mod:`automl_cnn.engine.endings`.
+study and MLflow is in :mod:`automl_cnn.engine.outcome` and :mod:`automl_cnn.engine.search.endings`.
 
 The sampler never mistakes a partial score for a final one, and it learns which regions are
 infeasible (Optuna's samplers rank trials with a positive constraint below feasible ones).
 With several objectives Optuna cannot prune (it refuses intermediate reports), so the driver
-applies multi-objective successive halving itself (:mod:`automl_cnn.engine.moasha`, on the
+applies multi-objective successive halving itself (:mod:`automl_cnn.engine.search.moasha`, on the
 rungs of ``--pruner``): a trial it stops is told to the study as PRUNED without values, which
 samplers rank below completed trials, never as a final score. On a resume the rungs are
 rebuilt from the trials' histories; with a time budget, a trial whose remaining epochs cost
@@ -24,14 +24,14 @@ from collections.abc import Callable
 
 import optuna
 
-from automl_cnn.engine.cost import CostModel
-from automl_cnn.engine.dedupe import Known, KnownResult
-from automl_cnn.engine.endings import Endings
 from automl_cnn.engine.fidelity import fitted_plan, held_plan, restored_plan
-from automl_cnn.engine.gate import static_check
-from automl_cnn.engine.moasha import MultiObjectiveHalving, Verdict, for_pruner
 from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord, trial_seed
+from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.search.dedupe import Known, KnownResult
+from automl_cnn.engine.search.endings import Endings
+from automl_cnn.engine.search.gate import static_check
+from automl_cnn.engine.search.moasha import MultiObjectiveHalving, Verdict, for_pruner
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.measures import EpochResult
 from automl_cnn.space.sampling import sample_candidate

@@ -13,9 +13,9 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from automl_cnn.engine.dedupe import Known, KnownResult
 from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.profile import profile
 

@@ -5,7 +5,7 @@ two halves of the validation split (:meth:`DataBundle.check_positions`), so that
 judged on the images it was made on:
 
 * **Ensemble** (``--ensemble auto|K``, one objective): ensemble selection
-  (:func:`~automl_cnn.engine.ensemble.select_ensemble`) from the winner over the best completed
+  (:func:`~automl_cnn.engine.final.ensemble.select_ensemble`) from the winner over the best completed
   trials, on the selection half; the ensemble is delivered only when it beats the winner alone
   on the check half (accuracy, then log loss). With a time budget, members whose final fits do
   not fit the time left are dropped, the lightest first; the winner is never dropped.
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from automl_cnn.engine.budget import makespan, refit_ratio
-from automl_cnn.engine.ensemble import blend, score, select_ensemble
-from automl_cnn.engine.final import eligible
+from automl_cnn.engine.final.ensemble import blend, score, select_ensemble
+from automl_cnn.engine.final.fits import eligible
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
-from automl_cnn.engine.cost import CostModel
 from automl_cnn.engine.outcome import Ending, Outcome
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.cost import CostModel
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import InfeasibleArchitecture
 from automl_cnn.model.builder import build_model
