@@ -245,9 +245,6 @@ class MlflowTracker:
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def run_url(self, run_id: str) -> str:
-        return f"{self.shown_uri} experiment {self.experiment_id} run {run_id}"
-
 
 def _now_ms() -> int:
     import time
