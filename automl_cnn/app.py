@@ -19,7 +19,7 @@ from typing import Any
 from automl_cnn.data import ImageSet, prepare_data
 from automl_cnn.deliver.result import SearchResult
 from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, SearchDeadline
-from automl_cnn.engine.config import SearchConfig, parse_duration
+from automl_cnn.engine.config import SearchConfig, flat_settings
 from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner, runners_up
 from automl_cnn.engine.final.plan import FinalPlan, plan_final
 from automl_cnn.engine.final.tiebreak import break_ties, reserve_seconds
@@ -57,9 +57,7 @@ def search(
     >>> result = search("digits", "tiny", trials=6)            # doctest: +SKIP
     >>> result.model.predict(images)                            # doctest: +SKIP
     """
-    if isinstance(settings.get("time_budget"), str):
-        settings["time_budget"] = parse_duration(settings["time_budget"])
-    return run_search(data, space, SearchConfig(**settings))
+    return run_search(data, space, SearchConfig.from_settings(**settings))
 
 
 def resume(
@@ -77,10 +75,11 @@ def resume(
         raise UserInputError(
             f"{folder}: this search already finished; its model is {state.model_uri or folder} (nothing to resume)"
         )
-    storage = resume_url(state.config.get("storage"), storage, "--storage")
-    tracking_uri = resume_url(state.config.get("tracking_uri"), tracking_uri, "--tracking-uri")
+    settings = flat_settings(state.config)  # run.json by group, or flat (an older run's)
+    storage = resume_url(settings.get("storage"), storage, "--storage")
+    tracking_uri = resume_url(settings.get("tracking_uri"), tracking_uri, "--tracking-uri")
     cfg = SearchConfig.from_dict(
-        {**state.config, "out": str(folder), "progress": progress, "storage": storage, "tracking_uri": tracking_uri}
+        {**settings, "out": str(folder), "progress": progress, "storage": storage, "tracking_uri": tracking_uri}
     )
     return run_search(state.data, load_space(folder / "space.yaml"), cfg, resume_state=state)
 
