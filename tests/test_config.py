@@ -17,7 +17,7 @@ import pytest
 from automl_cnn import DataOptions
 from automl_cnn.cli import _add_settings, build_parser
 from automl_cnn.data.options import DataSettings
-from automl_cnn.engine.config import GROUP_OF, SearchConfig
+from automl_cnn.engine.config import GROUP_OF, SearchConfig, flat_settings
 from automl_cnn.engine.settings import BudgetSettings, ClusterSettings
 from automl_cnn.errors import UserInputError
 from automl_cnn.options import cli_option
@@ -275,6 +275,15 @@ def test_an_old_run_json_config_loads() -> None:
     )
     assert cfg.tracking.progress is None and cfg.cluster.executor == "ray"
     assert SearchConfig.from_dict(cfg.to_dict()) == cfg  # and its new form reads back the same
+
+
+def test_a_run_json_by_group_or_flat_gives_the_same_settings(tmp_path: Path) -> None:
+    record = _rich_config(tmp_path).to_record()  # what run.json keeps: by group, passwords masked
+    flat = flat_settings(record)
+    assert flat["storage"] == "postgresql://user:***@db/optuna" and flat["trials"] == 4  # what resume reads
+    assert flat_settings(flat) == flat  # an older, flat run.json reads as it is
+    assert SearchConfig.from_dict(flat) == SearchConfig.from_dict(record)
+    assert set(flat) == set(GROUP_OF)
 
 
 def test_to_params_is_flat_text_with_the_password_masked(tmp_path: Path) -> None:
