@@ -441,6 +441,16 @@ def test_bad_text_from_python_is_one_line_naming_the_flag(given: dict[str, Any],
         SearchConfig.from_settings(**given)
 
 
+def test_the_python_api_parses_text_settings_before_anything_runs(tmp_path: Path) -> None:
+    from automl_cnn.app import search
+
+    with pytest.raises(UserInputError, match=r"^--wait-for-resources 'soon': expected a duration"):
+        search("digits", "tiny", wait_for_resources="soon", out=tmp_path / "run")
+    with pytest.raises(UserInputError, match=r"^unknown setting 'time_limit'"):
+        search("digits", "tiny", time_limit="10m", out=tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- registries ------------------------------------------------------------------------------------
 def test_choices_and_help_come_from_the_registries() -> None:
     actions = {a.option_strings[0]: a for a in _search_parser()._actions if a.option_strings}
