@@ -19,7 +19,7 @@ from typing import Any
 from automl_cnn.data import ImageSet, prepare_data
 from automl_cnn.deliver.result import SearchResult
 from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, SearchDeadline
-from automl_cnn.engine.config import SearchConfig, parse_duration
+from automl_cnn.engine.config import SearchConfig, flat_settings
 from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner, runners_up
 from automl_cnn.engine.final.plan import FinalPlan, plan_final
 from automl_cnn.engine.final.tiebreak import break_ties, reserve_seconds
@@ -57,9 +57,7 @@ def search(
     >>> result = search("digits", "tiny", trials=6)            # doctest: +SKIP
     >>> result.model.predict(images)                            # doctest: +SKIP
     """
-    if isinstance(settings.get("time_budget"), str):
-        settings["time_budget"] = parse_duration(settings["time_budget"])
-    return run_search(data, space, SearchConfig(**settings))
+    return run_search(data, space, SearchConfig.from_settings(**settings))
 
 
 def resume(
@@ -77,10 +75,11 @@ def resume(
         raise UserInputError(
             f"{folder}: this search already finished; its model is {state.model_uri or folder} (nothing to resume)"
         )
-    storage = resume_url(state.config.get("storage"), storage, "--storage")
-    tracking_uri = resume_url(state.config.get("tracking_uri"), tracking_uri, "--tracking-uri")
+    settings = flat_settings(state.config)  # run.json by group, or flat (an older run's)
+    storage = resume_url(settings.get("storage"), storage, "--storage")
+    tracking_uri = resume_url(settings.get("tracking_uri"), tracking_uri, "--tracking-uri")
     cfg = SearchConfig.from_dict(
-        {**state.config, "out": str(folder), "progress": progress, "storage": storage, "tracking_uri": tracking_uri}
+        {**settings, "out": str(folder), "progress": progress, "storage": storage, "tracking_uri": tracking_uri}
     )
     return run_search(state.data, load_space(folder / "space.yaml"), cfg, resume_state=state)
 
@@ -94,7 +93,7 @@ def run_search(
     plan = make_plan(data, space_spec, cfg, resume_state)
     with _runtime(cfg) as cluster:  # a cluster refusing us leaves no MLflow store behind
         resources = plan_resources(cfg, cluster)  # so does a request it can never place
-        tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
+        tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.tracking.experiment)
         return execute(plan, tracker, resources)
 
 
@@ -103,15 +102,15 @@ def make_plan(
 ) -> Plan:
     """Check everything about the request; write nothing."""
     space = load_space(space_spec)
-    if cfg.max_epochs and resume is None:
-        space = space.with_max_epochs(cfg.max_epochs)
+    if cfg.budget.max_epochs and resume is None:
+        space = space.with_max_epochs(cfg.budget.max_epochs)
     bundle = prepare_data(
         data,
         cfg.data_options(),
-        test=cfg.test_data,
-        fractions=cfg.split,
-        seed=cfg.seed,
-        class_weights=cfg.class_weights,
+        test=cfg.data.test_data,
+        fractions=cfg.data.split,
+        seed=cfg.search.seed,
+        class_weights=cfg.data.class_weights,
     )
     if resume is not None and bundle.fingerprint() != resume.fingerprint:
         raise UserInputError(
@@ -119,7 +118,7 @@ def make_plan(
             f"was {resume.fingerprint}); resume needs the same data"
         )
     check_input_fits(space, bundle.input_shape, bundle.name)
-    for name in cfg.warm_start:  # earlier searches must fit before anything is written
+    for name in cfg.search.warm_start:  # earlier searches must fit before anything is written
         if name not in GROUPS and name not in PRESETS:
             check_compatible(Path(name), bundle.fingerprint(), split_id(bundle))
     check_reachable(cfg.resolved_tracking_uri())
@@ -132,26 +131,30 @@ def make_plan(
 @contextlib.contextmanager
 def _runtime(cfg: SearchConfig) -> Iterator[dict[str, float]]:
     """The resources trials can use: Ray's (local or a cluster), or this process's."""
-    if cfg.executor == "inprocess":
+    if cfg.cluster.executor == "inprocess":
         import torch
 
         yield {"CPU": float(cpu_count()), "GPU": float(torch.cuda.device_count())}
         return
     from automl_cnn.services.ray_runtime import ray_runtime
 
-    with ray_runtime(cfg.ray_address) as resources:
+    with ray_runtime(cfg.cluster.ray_address) as resources:
         yield resources
 
 
 def make_executor(cfg: SearchConfig, resources: Resources) -> Executor:
-    if cfg.executor == "inprocess":
+    if cfg.cluster.executor == "inprocess":
         from automl_cnn.services.inprocess import InProcessExecutor
 
-        return InProcessExecutor(resources.workers, max(1, round(cfg.cpus_per_trial)), cfg.device or "cpu")
+        return InProcessExecutor(
+            resources.workers, max(1, round(cfg.cluster.cpus_per_trial)), cfg.cluster.device or "cpu"
+        )
     from automl_cnn.services.ray_executor import RayExecutor
 
-    wait = cfg.wait_for_resources if cfg.wait_for_resources is not None else DEFAULT_PLACEMENT_WAIT_S
-    return RayExecutor(resources.workers, cfg.cpus_per_trial, resources.gpus_per_trial, cfg.device, wait)
+    wait = cfg.cluster.wait_for_resources if cfg.cluster.wait_for_resources is not None else DEFAULT_PLACEMENT_WAIT_S
+    return RayExecutor(
+        resources.workers, cfg.cluster.cpus_per_trial, resources.gpus_per_trial, cfg.cluster.device, wait
+    )
 
 
 def _new_state(plan: Plan, tracker: MlflowTracker) -> RunState:
@@ -161,7 +164,7 @@ def _new_state(plan: Plan, tracker: MlflowTracker) -> RunState:
         config={**plan.config.to_record(), "progress": None},  # passwords masked
         fingerprint=plan.bundle.fingerprint(),
         tracking_uri=tracker.shown_uri,
-        experiment=plan.config.experiment,
+        experiment=plan.config.tracking.experiment,
         extra={"split": split_id(plan.bundle)},
     )
 
@@ -200,14 +203,14 @@ def open_session(
     try:
         state.study_name = state.study_name or f"automl-cnn-{state.parent_run_id}"
         study = create_study(
-            make_storage(cfg.storage, out / STUDY_FILE),
+            make_storage(cfg.tracking.storage, out / STUDY_FILE),
             state.study_name,
-            make_sampler(cfg.sampler, cfg.seed),
-            make_pruner(cfg.pruner, plan.space.max_epochs()),
-            {name: OBJECTIVES[name] for name in cfg.objectives},
+            make_sampler(cfg.search.sampler, cfg.search.seed),
+            make_pruner(cfg.search.pruner, plan.space.max_epochs()),
+            {name: OBJECTIVES[name] for name in cfg.search.objectives},
         )
         state.save()
-        progress = Progress(cfg.progress, cfg.budget_seconds(), cfg.trials)
+        progress = Progress(cfg.tracking.progress, cfg.budget_seconds(), cfg.budget.trials)
         progress.start = time.monotonic() - state.elapsed
         yield SearchSession(
             cfg,
@@ -285,7 +288,7 @@ def _trials(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord]:
     announce(session, records, resumable)
     deadline = SearchDeadline(session, progress.start)
     records = SearchDriver(session, deadline, known, records, resumable).run()
-    winner = pick_winner(records, cfg.objectives, cfg.pick_rule())
+    winner = pick_winner(records, cfg.search.objectives, cfg.pick_rule())
     assert winner.candidate is not None
     return records, winner
 
@@ -305,13 +308,13 @@ def _plan(
     cfg = session.config
     tie = break_ties(session, records, winner, _time_left(session), reserve_seconds(session, winner))
     winner = tie.winner
-    runners = runners_up(records, winner, cfg.final_top_k - 1)
-    seeds = [cfg.seed + FINAL_SEED_OFFSET + k for k in range(cfg.final_repeats)]
+    runners = runners_up(records, winner, cfg.final.final_top_k - 1)
+    seeds = [cfg.search.seed + FINAL_SEED_OFFSET + k for k in range(cfg.final.final_repeats)]
     others = [winner.number] * (len(seeds) - 1) + [r.number for r in runners for _ in seeds]
     plan = plan_final(session, records, winner, others, _time_left(session))
     plan = dataclasses.replace(plan, notes=(*tie.notes, *plan.notes))
     by_number = {r.number: r for r in records}
-    winner_seeds = [cfg.seed + FINAL_SEED_OFFSET + k for k in range(max(cfg.final_repeats, plan.seeds))]
+    winner_seeds = [cfg.search.seed + FINAL_SEED_OFFSET + k for k in range(max(cfg.final.final_repeats, plan.seeds))]
     jobs = [(winner, seed) for seed in winner_seeds] + [(r, seed) for r in runners for seed in seeds]
     fitted = {winner.number, *(r.number for r in runners)}
     jobs += [(by_number[n], seeds[0]) for n, _ in plan.members if n not in fitted]

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from automl_cnn.engine.config import SearchConfig
+from automl_cnn.engine.settings import TrackingSettings
 from automl_cnn.errors import AutoMLError, UserInputError
-from automl_cnn.options import cli_option, field_default, positive_int
+from automl_cnn.options import cli_option, field_default, help_text, positive_int
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -54,9 +55,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
-def _add_settings(parser: argparse.ArgumentParser, settings: type) -> None:
+def _add_settings(parser: argparse.ArgumentParser | argparse._ArgumentGroup, settings: type) -> None:
     """An option per field of the dataclass ``settings``, as its metadata declares (see
-    :mod:`automl_cnn.options`), its default the field's; the value lands under the field's name."""
+    :mod:`automl_cnn.options`), its default the field's (and said in its help); the value lands
+    under the field's name."""
     for f in dataclasses.fields(settings):
         opt = cli_option(f)
         if opt is None:
@@ -70,30 +72,57 @@ def _add_settings(parser: argparse.ArgumentParser, settings: type) -> None:
                 type=opt.parse or str,  # text unless the setting parses it
                 choices=opt.choices,
                 metavar=opt.metavar,
-                help=opt.help,
+                help=help_text(opt, default),
             )
         group = parser.add_mutually_exclusive_group() if len(opt.switches) > 1 else parser
         for sw in opt.switches:
             group.add_argument(
-                sw.flag, dest=f.name, action="store_const", const=sw.value, default=default, help=sw.help
+                sw.flag,
+                dest=f.name,
+                action="store_const",
+                const=sw.value,
+                default=default,
+                help=help_text(opt, default, sw.help),
             )
+
+
+SEARCH_USAGE = "automl-cnn search --data DATA [--space SPACE] [--time-budget T | --trials N] [options]"
+SEARCH_EXAMPLES = """examples:
+  automl-cnn search --data digits --space tiny --trials 8
+  automl-cnn search --data ./photos --time-budget 1h --image-size 64 --objective accuracy,params
+  automl-cnn search --data cifar10 --download --ray-address auto --gpus-per-trial 0.5 --time-budget 2h
+"""
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``automl-cnn search``: one help section per settings group, budget and search first."""
+    s = sub.add_parser(
+        "search",
+        help="run a search and deliver the best model",
+        description="Search for the best CNN on --data within a budget (default 10 minutes); deliver it.",
+        usage=SEARCH_USAGE,
+        epilog=SEARCH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    groups = {name: s.add_argument_group(name, SearchConfig.about(name)) for name in SearchConfig.groups()}
+    groups["data"].add_argument(
+        "--data",
+        required=True,
+        help="digits | mnist5k | a torchvision name (mnist, fashion-mnist, kmnist, cifar10, cifar100, svhn) | "
+        "a folder with one sub-folder per class | a .csv manifest of path,label | a .npz with x and y (required)",
+    )
+    groups["search"].add_argument(
+        "--space", default="default", help="a search-space YAML file, or a shipped name (default, tiny, residual)"
+    )
+    for name, settings in SearchConfig.groups().items():
+        _add_settings(groups[name], settings)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="automl-cnn", description="Search for a CNN: Optuna proposes, Ray trains, MLflow records.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    s = sub.add_parser("search", help="run a search and deliver the best model")
-    s.add_argument(
-        "--data",
-        required=True,
-        help="digits | mnist5k | a torchvision name (mnist, fashion-mnist, kmnist, cifar10, cifar100, svhn) | "
-        "a folder with one sub-folder per class | a .csv manifest of path,label | a .npz with x and y",
-    )
-    s.add_argument(
-        "--space", default="default", help="a search-space YAML file, or a shipped name (default, tiny, residual)"
-    )
-    _add_settings(s, SearchConfig)
+    _add_search(sub)
 
     r = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, interrupted)")
     r.add_argument("run_dir", type=Path, help="the search's output folder")
@@ -119,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("ui", help="open the MLflow UI on the trials of the searches")
     u.add_argument("--tracking-uri", help="the store (default sqlite:///./mlflow.db), or an MLflow server's URL")
-    experiment = next(f for f in dataclasses.fields(SearchConfig) if f.name == "experiment")
+    experiment = next(f for f in dataclasses.fields(TrackingSettings) if f.name == "experiment")
     u.add_argument("--experiment", default=field_default(experiment), help="the searches' MLflow experiment")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)

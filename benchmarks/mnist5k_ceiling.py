@@ -77,12 +77,12 @@ KAGGLE = Candidate(
         ),
         Head("flatten"),
     ),
-    PRESETS["vgg_small"].training,
+    PRESETS["vgg_small"].value.training,
 )
 
 
 def _preset(epochs: int, width: int, net: str) -> Candidate:
-    c = KAGGLE if net == "kaggle" else PRESETS["vgg_small"]
+    c = KAGGLE if net == "kaggle" else PRESETS["vgg_small"].value
     blocks = tuple(dataclasses.replace(b, filters=b.filters * width) for b in c.architecture.blocks)
     return dataclasses.replace(
         c,

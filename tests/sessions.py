@@ -45,7 +45,7 @@ def plan_for(tmp_path: Path, space: Path = TINY, resume: RunState | None = None,
         "tracking_uri": mlflow_store(_STORE),
         "experiment": "unit",
     }
-    return make_plan("digits", space, SearchConfig(**{**base, **settings}), resume)
+    return make_plan("digits", space, SearchConfig.from_settings(**{**base, **settings}), resume)
 
 
 @contextlib.contextmanager
@@ -53,8 +53,8 @@ def session_for(
     plan: Plan, executor: InProcessExecutor | None = None, pruner: optuna.pruners.BasePruner | None = None
 ) -> Iterator[SearchSession]:
     """An open session on ``plan``; ``pruner`` replaces the configured one."""
-    tracker = MlflowTracker(plan.config.resolved_tracking_uri(), plan.config.experiment)
-    resources = Resources(workers=plan.config.workers or 1, gpus_per_trial=0.0)
+    tracker = MlflowTracker(plan.config.resolved_tracking_uri(), plan.config.tracking.experiment)
+    resources = Resources(workers=plan.config.cluster.workers or 1, gpus_per_trial=0.0)
     with open_session(plan, tracker, resources, executor or InProcessExecutor(resources.workers)) as s:
         if pruner is not None:
             s.study.pruner = pruner

@@ -38,7 +38,7 @@ def _run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int,
         (["--data", "digits", "--space", "nope"], "search space 'nope' not found; give a YAML path or one of:"),
         (
             ["--data", "digits", "--time-budget", "ten minutes"],
-            "time budget 'ten minutes' is not a duration; write e.g. 90s, 10m or 1h",
+            "argument --time-budget: expected a duration like 90s, 10m or 1h, got 'ten minutes'",
         ),
         (["--data", "digits", "--sampler", "bayes"], "argument --sampler: invalid choice: 'bayes'"),
         (["--data", "digits", "--trials", "0"], "argument --trials: expected a positive integer, got '0'"),
@@ -76,6 +76,25 @@ def test_usage_errors_point_to_help(capsys: pytest.CaptureFixture[str]) -> None:
         "error: argument --split: expected three fractions like 0.7,0.15,0.15, got '1,2' "
         "(see 'automl-cnn search --help')\n",
     )
+
+
+def test_search_help_shows_the_groups_every_default_and_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run_main(["search", "--help"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert any("--time-budget" in line for line in lines[:40])  # on the first screen
+    titles = [line[:-1] for line in lines if re.fullmatch(r"[a-z]+:", line)]
+    assert titles == ["options", "budget", "search", "data", "final", "limits", "cluster", "tracking", "examples"]
+    # each option's entry (its flag line to the next flag line) names its default
+    body = out[: out.index("\nexamples:")]
+    entries = re.split(r"\n  (?=-)", body)[1:]
+    flags = [entry.split()[0].rstrip(",") for entry in entries]
+    assert len(flags) > 40 and "--cpus-per-trial" in flags and "--no-progress" in flags
+    for flag, entry in zip(flags, entries, strict=True):
+        if flag not in ("-h", "--data"):
+            assert "default" in " ".join(entry.split()), entry
+    examples = out[out.index("examples:") :].splitlines()[1:]
+    assert len([e for e in examples if e.strip().startswith("automl-cnn search --data")]) == 3
 
 
 def test_ui_without_a_store_names_the_default_one(

@@ -138,15 +138,15 @@ def test_requests_that_can_never_be_placed_are_refused_and_too_many_workers_capp
 
     two_cores = {"CPU": 2.0}
     with pytest.raises(UserInputError, match=r"--cpus-per-trial 8 is more than any node .* \(2 CPUs\)"):
-        plan_resources(SearchConfig(cpus_per_trial=8), two_cores)
+        plan_resources(SearchConfig.from_settings(cpus_per_trial=8), two_cores)
     with pytest.raises(UserInputError, match=r"--gpus-per-trial 1 is more than .* \(no GPU\); drop --gpus"):
-        plan_resources(SearchConfig(gpus_per_trial=1), two_cores)
+        plan_resources(SearchConfig.from_settings(gpus_per_trial=1), two_cores)
     cluster = {"CPU": 8.0, "node_CPU": 4.0, "GPU": 2.0, "node_GPU": 1.0}  # two nodes of 4 CPUs, 1 GPU
     with pytest.raises(UserInputError, match="more than any node"):
-        plan_resources(SearchConfig(cpus_per_trial=6), cluster)
-    assert plan_resources(SearchConfig(gpus_per_trial=0.5), cluster).workers == 4
+        plan_resources(SearchConfig.from_settings(cpus_per_trial=6), cluster)
+    assert plan_resources(SearchConfig.from_settings(gpus_per_trial=0.5), cluster).workers == 4
     with caplog.at_level("WARNING", logger="automl_cnn"):
-        capped = plan_resources(SearchConfig(workers=4), two_cores)
+        capped = plan_resources(SearchConfig.from_settings(workers=4), two_cores)
     assert capped.workers == 2 and "--workers 4 capped to 2" in caplog.text
-    assert plan_resources(SearchConfig(), two_cores) == plan_resources(SearchConfig(workers=2), two_cores)
-    assert plan_resources(SearchConfig(executor="inprocess"), two_cores).workers == 1
+    assert plan_resources(SearchConfig(), two_cores) == plan_resources(SearchConfig.from_settings(workers=2), two_cores)
+    assert plan_resources(SearchConfig.from_settings(executor="inprocess"), two_cores).workers == 1

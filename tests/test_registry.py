@@ -122,22 +122,22 @@ def test_an_unknown_policy_is_refused() -> None:
 
 # -- the setting and the name ------------------------------------------------------------------
 def test_promote_is_a_setting_with_if_better_by_default() -> None:
-    assert SearchConfig().promote == "if-better"
+    assert SearchConfig().tracking.promote == "if-better"
     ns = build_parser().parse_args(["search", "--data", "x", "--promote", "never"])
-    assert SearchConfig.from_cli(ns).promote == "never"
+    assert SearchConfig.from_cli(ns).tracking.promote == "never"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["search", "--data", "x", "--promote", "sometimes"])
     with pytest.raises(UserInputError) as err:
-        SearchConfig(promote="sometimes")
+        SearchConfig.from_settings(promote="sometimes")
     assert str(err.value) == "unknown promotion policy 'sometimes'; use one of: if-better, always, never"
-    assert SearchConfig(promote="always").to_params()["promote"] == "always"
+    assert SearchConfig.from_settings(promote="always").to_params()["promote"] == "always"
 
 
 def test_the_default_model_name_holds_data_name_shape_and_fingerprint() -> None:
     cfg = SearchConfig()
     assert cfg.registered_name("digits", (1, 8, 8), "e370861c01234567") == "automl-cnn-digits-1x8x8-e370861c"
     assert cfg.registered_name("my photos", (3, 32, 48), "0123456789abcdef") == "automl-cnn-my-photos-3x32x48-01234567"
-    assert SearchConfig(model_name="mine").registered_name("digits", (1, 8, 8), "e370861c") == "mine"
+    assert SearchConfig.from_settings(model_name="mine").registered_name("digits", (1, 8, 8), "e370861c") == "mine"
 
 
 # -- registration, resumed ---------------------------------------------------------------------

@@ -94,7 +94,7 @@ def test_projected_training_time_goes_by_the_latest_epochs_not_the_warm_up() -> 
     from automl_cnn.model.measures import EpochResult
     from automl_cnn.space.presets import PRESETS
 
-    rec = TrialRecord(number=0, seed=0, run_id="r", candidate=PRESETS["lenet5"])  # 15 epochs
+    rec = TrialRecord(number=0, seed=0, run_id="r", candidate=PRESETS["lenet5"].value)  # 15 epochs
     assert rec.projected_seconds() is None
 
     def epoch(n: int, seconds: float) -> EpochResult:

@@ -122,11 +122,11 @@ def test_multi_objective_front_is_mutually_non_dominated(ray_session: None, tmp_
 def test_warm_start_presets_are_the_first_trials(ray_session: None, tmp_path: Path, store: str) -> None:
     space = load_space(SPACES / "tiny.yaml")
     result = _search(tmp_path, store, "w", trials=4, warm_start="classics")
-    expected = [n for n in ("lenet5", "vgg_small", "keras_mnist", "resnet_small") if project(PRESETS[n], space)]
+    expected = [n for n in ("lenet5", "vgg_small", "keras_mnist", "resnet_small") if project(PRESETS[n].value, space)]
     assert expected == ["lenet5", "keras_mnist"]
     first = result.trials[: len(expected)]
     assert [r.preset for r in first] == expected
-    assert [r.candidate for r in first] == [project(PRESETS[n], space)[0] for n in expected]  # type: ignore[index]
+    assert [r.candidate for r in first] == [project(PRESETS[n].value, space)[0] for n in expected]  # type: ignore[index]
 
 
 def test_warm_start_from_an_earlier_search_reuses_its_results(ray_session: None, tmp_path: Path, store: str) -> None:

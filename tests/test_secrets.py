@@ -29,7 +29,7 @@ import pytest
 import yaml
 from servers import free_port, process, wait_http
 
-from automl_cnn.engine.config import SearchConfig
+from automl_cnn.engine.config import SearchConfig, flat_settings
 from automl_cnn.errors import UserInputError
 from automl_cnn.services.credentials import mask_password, resume_url, split_credentials, tracking_credentials
 
@@ -61,12 +61,12 @@ def test_one_masking_for_every_url(url: str | None, shown: str | None) -> None:
 
 
 def test_run_json_and_mlflow_params_keep_no_password() -> None:
-    cfg = SearchConfig(
+    cfg = SearchConfig.from_settings(
         tracking_uri="http://admin:ml-secret@mlflow:5000",
         storage="postgresql://automl:pg-secret@db:5432/optuna",
-        warm_start="none",  # type: ignore[arg-type]
+        warm_start="none",
     )
-    for record in (cfg.to_record(), cfg.to_params()):
+    for record in (flat_settings(cfg.to_record()), cfg.to_params()):  # run.json keeps it by group
         text = json.dumps(record, default=str)
         assert "ml-secret" not in text and "pg-secret" not in text
         assert record["tracking_uri"] == "http://admin:***@mlflow:5000"
@@ -387,8 +387,8 @@ def _search_and_scan(tmp: Path, urls: dict[str, str], scan: Scan, pg_port: int, 
         scan.text("command line", str(pid), cmdline)
     state = json.loads((run / "run.json").read_text())
     assert state["state"] == "finished"  # and it kept the URLs masked, not dropped
-    assert state["config"]["storage"] == mask_password(urls["storage"]) != urls["storage"]
-    assert state["config"]["tracking_uri"] == mask_password(urls["tracking"]) != urls["tracking"]
+    assert state["config"]["tracking"]["storage"] == mask_password(urls["storage"]) != urls["storage"]
+    assert state["config"]["tracking"]["tracking_uri"] == mask_password(urls["tracking"]) != urls["tracking"]
     assert f"MLflow              {split_credentials(urls['tracking'])[0]} " in (cwd / "resume.stdout").read_text()
     registered = _mlflow_records(urls["tracking"], scan, "secrets")
     assert registered.startswith("automl-cnn-digits-")

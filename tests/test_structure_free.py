@@ -118,15 +118,15 @@ def test_an_mlp_space_fits_any_input_size() -> None:
 
 
 def test_the_mlp_preset_is_a_strong_structure_free_baseline() -> None:
-    preset = PRESETS["mlp"]
+    preset = PRESETS["mlp"].value
     assert preset.architecture.convolutional is False and preset.architecture.head.type == "flatten"
     assert preset.training.augmentation.enabled is False  # it would destroy data without spatial order
     assert preset.training.label_smoothing > 0
-    assert GROUPS["classics"][0] == "mlp"
+    assert GROUPS["classics"].value[0] == "mlp"
 
 
 def test_the_mlp_preset_projects_onto_default_and_runs_first() -> None:
-    fitted = project(PRESETS["mlp"], load_space("default"))
+    fitted = project(PRESETS["mlp"].value, load_space("default"))
     assert fitted is not None
     cand, params = fitted
     assert cand.architecture.blocks == () and cand.architecture.head.type == "flatten"
@@ -145,13 +145,13 @@ def test_the_mlp_preset_projects_onto_default_and_runs_first() -> None:
 def test_the_mlp_preset_does_not_fit_spaces_without_zero_blocks(space: Path) -> None:
     loaded = load_space(space)
     assert min(int(v) for v in loaded.blocks.count.values()) >= 1  # every such space needs a block
-    assert project(PRESETS["mlp"], loaded) is None
+    assert project(PRESETS["mlp"].value, loaded) is None
     assert "mlp" not in [name for name, _ in warm_start_params(["classics"], loaded)]
 
 
 def test_the_mlp_preset_does_not_fit_a_space_whose_head_cannot_flatten() -> None:
     space = parse_space({"blocks": {"count": {"low": 0, "high": 2}}, "head": {"type": "global_avg"}})
-    assert project(PRESETS["mlp"], space) is None
+    assert project(PRESETS["mlp"].value, space) is None
 
 
 def test_the_gate_refuses_an_mlp_with_a_global_average_head_before_training(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def deliver(
     # the delivered model's test accuracy; with --final-repeats N, also the winner's N fits' (its
     # last weights, each seed alone): the design's spread over seeds
     delivered = scored.delivered_acc
-    design = scored.test_accs[winner.number][: s.config.final_repeats]
+    design = scored.test_accs[winner.number][: s.config.final.final_repeats]
     test_accs = design if len(design) > 1 else [delivered]
     model = scored.model
     val_acc = float(winner.val_acc or 0.0)
@@ -187,7 +187,7 @@ def _register(
     score = Score(b.fingerprint(), s.split_id, accuracies[0])
     name = s.config.registered_name(b.name, b.input_shape, b.fingerprint())
     hold = "the task is far from solved (see the search's warnings)" if far_from_solved(delivery) else None
-    return ModelRegistry(s.tracker).register(s.parent_run, name, entry, score, s.config.promote, hold)
+    return ModelRegistry(s.tracker).register(s.parent_run, name, entry, score, s.config.tracking.promote, hold)
 
 
 def _model_info(s: SearchSession, winner: TrialRecord, delivery: Delivery) -> dict[str, Any]:
@@ -294,12 +294,12 @@ def _summary(
         "counts": {o.value: counts.get(o.value, 0) for o in (Outcome.COMPLETED, Outcome.PRUNED, Outcome.FAILED)},
         "training": {k: v for k, v in winner.candidate.flat_params().items() if k.startswith(("train.", "augment."))},
         "tracking_uri": s.tracker.shown_uri,
-        "experiment": cfg.experiment,
+        "experiment": cfg.tracking.experiment,
         "parent_run_id": s.parent_run,
         "fingerprint": s.bundle.fingerprint(),
         "split_seed": s.bundle.split_seed,
         "best_trial": winner.number,
-        "objectives": list(cfg.objectives),
+        "objectives": list(cfg.search.objectives),
         "pick_rule": cfg.pick_rule().describe(),
         "pareto": pareto_rows(records, s.objectives) if s.multi_objective else [],
         "final_table": final_table,

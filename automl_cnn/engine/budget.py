@@ -72,8 +72,10 @@ def final_jobs_estimate(session: SearchSession, records: list[TrialRecord], memb
     leaders = ranked(records)
     if not leaders:
         return 0.0
-    fitted = leaders[: max(cfg.final_top_k, members)]
-    jobs = [r for r in fitted[: cfg.final_top_k] for _ in range(cfg.final_repeats)] + fitted[cfg.final_top_k :]
+    fitted = leaders[: max(cfg.final.final_top_k, members)]
+    jobs = [r for r in fitted[: cfg.final.final_top_k] for _ in range(cfg.final.final_repeats)] + fitted[
+        cfg.final.final_top_k :
+    ]
     ratio = refit_ratio(session) / session.final_speedup(len(jobs))
     return makespan([fit_estimate(session, r) * ratio for r in jobs], session.resources.workers)
 

@@ -90,11 +90,11 @@ def announce(s: SearchSession, records: list[TrialRecord], resumable: list[Any])
             f"resuming {s.out}: {len(records)} trials finished, {len(resumable)} to continue, "
             f"{s.state.elapsed:.0f} s of the budget spent"
         )
-    limits = [name for name in ("max_params", "max_flops", "max_latency_ms") if getattr(cfg, name)]
-    if limits and cfg.sampler != "tpe":
+    limits = [name for name in ("max_params", "max_flops", "max_latency_ms") if getattr(cfg.limits, name)]
+    if limits and cfg.search.sampler != "tpe":
         progress.message(
             f"note: candidates over --{limits[0].replace('_', '-')} are never trained, but only the tpe "
-            f"sampler learns to avoid them; {cfg.sampler} keeps proposing some"
+            f"sampler learns to avoid them; {cfg.search.sampler} keeps proposing some"
         )
     if s.data_ladder is not None:
         progress.message(
@@ -102,5 +102,5 @@ def announce(s: SearchSession, records: list[TrialRecord], resumable: list[Any])
         )
     progress.message(
         f"searching {s.space.name} on {b.name} {b.input_shape} with {s.resources.workers} worker(s) "
-        f"for {', '.join(cfg.objectives)}; MLflow run {s.parent_run}; output {s.out}"
+        f"for {', '.join(cfg.search.objectives)}; MLflow run {s.parent_run}; output {s.out}"
     )

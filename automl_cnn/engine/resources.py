@@ -23,18 +23,21 @@ def plan_resources(cfg: SearchConfig, cluster: dict[str, float]) -> Resources:
     totals, and ``node_CPU`` / ``node_GPU``: the most one node has, since a trial runs on one)."""
     cpus, gpus = float(cluster.get("CPU", 1)), float(cluster.get("GPU", 0))
     node_cpus, node_gpus = float(cluster.get("node_CPU", cpus)), float(cluster.get("node_GPU", gpus))
-    gpus_per_trial = cfg.gpus_per_trial if cfg.gpus_per_trial is not None else (1.0 if node_gpus >= 1 else 0.0)
-    where = "this machine" if cfg.executor == "inprocess" else "the Ray cluster"
-    if cfg.wait_for_resources is not None and cfg.executor == "ray":  # an autoscaling cluster grows
-        workers = cfg.workers or cfg.default_workers(max(cpus, cfg.cpus_per_trial), gpus)
+    gpus_per_trial = (
+        cfg.cluster.gpus_per_trial if cfg.cluster.gpus_per_trial is not None else (1.0 if node_gpus >= 1 else 0.0)
+    )
+    where = "this machine" if cfg.cluster.executor == "inprocess" else "the Ray cluster"
+    if cfg.cluster.wait_for_resources is not None and cfg.cluster.executor == "ray":  # an autoscaling cluster grows
+        workers = cfg.cluster.workers or cfg.default_workers(max(cpus, cfg.cluster.cpus_per_trial), gpus)
         log.warning(
             "waiting up to %gs for %d worker(s) of %g CPU(s) and %g GPU(s) each (the cluster has %g CPUs, "
-            "%g GPUs now)", cfg.wait_for_resources, workers, cfg.cpus_per_trial, gpus_per_trial, cpus, gpus,
+            "%g GPUs now)",
+            cfg.cluster.wait_for_resources, workers, cfg.cluster.cpus_per_trial, gpus_per_trial, cpus, gpus,
         )  # fmt: skip
         return Resources(workers, gpus_per_trial)
-    if cfg.cpus_per_trial > node_cpus:
+    if cfg.cluster.cpus_per_trial > node_cpus:
         raise UserInputError(
-            f"--cpus-per-trial {cfg.cpus_per_trial:g} is more than any node of {where} has "
+            f"--cpus-per-trial {cfg.cluster.cpus_per_trial:g} is more than any node of {where} has "
             f"({node_cpus:g} CPUs); use --cpus-per-trial {max(1, int(node_cpus))} or add bigger nodes"
         )
     if gpus_per_trial > node_gpus:
@@ -43,16 +46,16 @@ def plan_resources(cfg: SearchConfig, cluster: dict[str, float]) -> Resources:
             f"--gpus-per-trial {gpus_per_trial:g} is more than {where} has ({has}); "
             + ("drop --gpus-per-trial to train on CPUs" if not gpus else f"use at most {node_gpus:g}")
         )
-    if cfg.executor == "inprocess" and cfg.workers is None:
+    if cfg.cluster.executor == "inprocess" and cfg.cluster.workers is None:
         return Resources(1, gpus_per_trial)  # in one process trials take turns: one at a time is simpler
     workers = cfg.default_workers(cpus, gpus if gpus_per_trial > 0 else 0)
-    fit = int(cpus // cfg.cpus_per_trial)
+    fit = int(cpus // cfg.cluster.cpus_per_trial)
     if gpus_per_trial > 0:
         fit = min(fit, int(gpus // gpus_per_trial + 1e-9))
-    if cfg.executor == "ray" and workers > fit:
+    if cfg.cluster.executor == "ray" and workers > fit:
         log.warning(
             "--workers %d capped to %d: %s has %g CPUs and %g GPUs for %g CPU(s) and %g GPU(s) per trial",
-            workers, fit, where, cpus, gpus, cfg.cpus_per_trial, gpus_per_trial,
+            workers, fit, where, cpus, gpus, cfg.cluster.cpus_per_trial, gpus_per_trial,
         )  # fmt: skip
         workers = fit
     return Resources(workers, gpus_per_trial)

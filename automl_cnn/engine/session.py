@@ -85,7 +85,7 @@ class SearchSession:
     @functools.cached_property
     def data_ladder(self) -> DataLadder | None:
         """The shares of the training split the trials' epochs train on (None: all of it)."""
-        return ladder_for(self.config.data_fidelity, self.config.pruner, len(self.bundle.train_idx))
+        return ladder_for(self.config.search.data_fidelity, self.config.search.pruner, len(self.bundle.train_idx))
 
     @property
     def eval_share(self) -> float:
@@ -96,11 +96,11 @@ class SearchSession:
 
     @property
     def objectives(self) -> tuple[str, ...]:
-        return self.config.objectives
+        return self.config.search.objectives
 
     @property
     def multi_objective(self) -> bool:
-        return len(self.config.objectives) > 1
+        return len(self.config.search.objectives) > 1
 
     @property
     def budget(self) -> float | None:
@@ -124,4 +124,4 @@ class SearchSession:
 
     def final_rounds(self) -> int:
         """How many rounds of parallel fits the final fit takes."""
-        return math.ceil(self.config.final_repeats * self.config.final_top_k / self.resources.workers)
+        return math.ceil(self.config.final.final_repeats * self.config.final.final_top_k / self.resources.workers)

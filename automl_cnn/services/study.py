@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,43 +13,71 @@ from optuna.samplers import BaseSampler
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from automl_cnn.options import Entry
 from automl_cnn.services.credentials import mask_password as mask_password  # the one masking, re-exported
 
 STUDY_FILE = "study.journal"  # the study's journal in a run folder
 
 
+def _tpe(seed: int) -> BaseSampler:
+    # group=True: the space is conditional (blocks beyond the sampled count do not exist);
+    # constant_liar: trials still running count as bad, so parallel workers spread out.
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=8)
+
+
+def _cmaes(seed: int) -> BaseSampler:
+    return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, consider_pruned_trials=False)
+
+
+def _gp(seed: int) -> BaseSampler:
+    return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+
+
+def _qmc(seed: int) -> BaseSampler:
+    return optuna.samplers.QMCSampler(
+        seed=seed, scramble=True, warn_independent_sampling=False, warn_asynchronous_seeding=False
+    )
+
+
+# name -> the sampler for a seed, and what it is: --sampler's choices and help come from here
+SAMPLERS: dict[str, Entry[Callable[[int], BaseSampler]]] = {
+    "tpe": Entry(_tpe, "multivariate TPE, learns from every finished trial"),
+    "random": Entry(lambda seed: optuna.samplers.RandomSampler(seed=seed), "uniform random proposals"),
+    "cmaes": Entry(_cmaes, "CMA-ES, one objective only"),
+    "gp": Entry(_gp, "a Gaussian process, for small budgets"),
+    "qmc": Entry(_qmc, "scrambled Sobol points, spread evenly over the space"),
+}
+
+# name -> the pruner for the most epochs a trial trains, and what it does (epochs are the resource)
+PRUNERS: dict[str, Entry[Callable[[int], BasePruner]]] = {
+    "asha": Entry(
+        lambda max_epochs: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+        "asynchronous successive halving: keeps the best third at each rung",
+    ),
+    "hyperband": Entry(
+        lambda max_epochs: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3),
+        "several successive-halving brackets",
+    ),
+    "median": Entry(
+        lambda max_epochs: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
+        "stops a trial below the median of earlier trials at the same epoch",
+    ),
+    "none": Entry(lambda max_epochs: optuna.pruners.NopPruner(), "every trial trains all its epochs"),
+}
+
+
 def make_sampler(name: str, seed: int) -> BaseSampler:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if name == "tpe":
-        # group=True: the space is conditional (blocks beyond the sampled count do not exist);
-        # constant_liar: trials still running count as bad, so parallel workers spread out.
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=8
-        )
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, consider_pruned_trials=False)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(
-            seed=seed, scramble=True, warn_independent_sampling=False, warn_asynchronous_seeding=False
-        )
-    raise ValueError(f"unknown sampler {name!r}")
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}")
+    return SAMPLERS[name].value(seed)
 
 
 def make_pruner(name: str, max_epochs: int) -> BasePruner:
     """Early stopping on epochs as the resource."""
-    if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_epochs, reduction_factor=3)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ValueError(f"unknown pruner {name!r}")
+    if name not in PRUNERS:
+        raise ValueError(f"unknown pruner {name!r}")
+    return PRUNERS[name].value(max_epochs)
 
 
 def make_storage(url: str | None, default_journal: Path) -> Any:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
+from automl_cnn.options import Entry
 from automl_cnn.space.sampling import sample_candidate
 from automl_cnn.space.schema import SearchSpace
 
@@ -42,57 +43,77 @@ _MLP_RECIPE = TrainConfig(
     label_smoothing=0.1,
 )
 
-PRESETS: dict[str, Candidate] = {
-    "mlp": Candidate(Architecture((), Head("flatten", (Dense(2048, 0.5),))), _MLP_RECIPE),
+# name -> the design, and one line on it: --warm-start's help comes from here
+PRESETS: dict[str, Entry[Candidate]] = {
+    "mlp": Entry(
+        Candidate(Architecture((), Head("flatten", (Dense(2048, 0.5),))), _MLP_RECIPE),
+        "an MLP on the flattened image, for data without spatial structure",
+    ),
     # LeCun et al. 1998, with ReLU and max pooling as usually trained today.
-    "lenet5": Candidate(
-        Architecture(
-            (
-                ConvBlock(filters=6, kernel_size=5, padding="same", batch_norm=False, pooling="max"),
-                ConvBlock(filters=16, kernel_size=5, padding="valid", batch_norm=False, pooling="max"),
+    "lenet5": Entry(
+        Candidate(
+            Architecture(
+                (
+                    ConvBlock(filters=6, kernel_size=5, padding="same", batch_norm=False, pooling="max"),
+                    ConvBlock(filters=16, kernel_size=5, padding="valid", batch_norm=False, pooling="max"),
+                ),
+                Head("flatten", (Dense(120), Dense(84))),
             ),
-            Head("flatten", (Dense(120), Dense(84))),
+            _RECIPE,
         ),
-        _RECIPE,
+        "LeNet-5 (LeCun et al. 1998)",
     ),
     # The Keras MNIST example: conv32-conv64 3x3, max-pool, dropout 0.25, dense 128, dropout 0.5.
-    "keras_mnist": Candidate(
-        Architecture(
-            (
-                ConvBlock(filters=32, kernel_size=3, padding="valid", batch_norm=False, pooling="none"),
-                ConvBlock(filters=64, kernel_size=3, padding="valid", batch_norm=False, pooling="max", dropout=0.25),
+    "keras_mnist": Entry(
+        Candidate(
+            Architecture(
+                (
+                    ConvBlock(filters=32, kernel_size=3, padding="valid", batch_norm=False, pooling="none"),
+                    ConvBlock(
+                        filters=64, kernel_size=3, padding="valid", batch_norm=False, pooling="max", dropout=0.25
+                    ),
+                ),
+                Head("flatten", (Dense(128, 0.5),)),
             ),
-            Head("flatten", (Dense(128, 0.5),)),
+            _RECIPE,
         ),
-        _RECIPE,
+        "the Keras MNIST example",
     ),
     # A VGG-style stack: pairs of 3x3 convolutions with batch norm, halving the map each block.
-    "vgg_small": Candidate(
-        Architecture(
-            (
-                ConvBlock(convs=2, filters=32, kernel_size=3, pooling="max"),
-                ConvBlock(convs=2, filters=64, kernel_size=3, pooling="max", dropout=0.25),
-                ConvBlock(convs=2, filters=128, kernel_size=3, pooling="none", dropout=0.25),
+    "vgg_small": Entry(
+        Candidate(
+            Architecture(
+                (
+                    ConvBlock(convs=2, filters=32, kernel_size=3, pooling="max"),
+                    ConvBlock(convs=2, filters=64, kernel_size=3, pooling="max", dropout=0.25),
+                    ConvBlock(convs=2, filters=128, kernel_size=3, pooling="none", dropout=0.25),
+                ),
+                Head("global_avg", (Dense(128, 0.3),)),
             ),
-            Head("global_avg", (Dense(128, 0.3),)),
+            _RECIPE,
         ),
-        _RECIPE,
+        "a small VGG: pairs of 3x3 convolutions",
     ),
     # A small ResNet: three residual stages 16-32-64, stride 2 between them, global pooling.
-    "resnet_small": Candidate(
-        Architecture(
-            (
-                ConvBlock(type="residual", convs=2, filters=16, kernel_size=3, pooling="none"),
-                ConvBlock(type="residual", convs=2, filters=32, kernel_size=3, stride=2, pooling="none"),
-                ConvBlock(type="residual", convs=2, filters=64, kernel_size=3, stride=2, pooling="none"),
+    "resnet_small": Entry(
+        Candidate(
+            Architecture(
+                (
+                    ConvBlock(type="residual", convs=2, filters=16, kernel_size=3, pooling="none"),
+                    ConvBlock(type="residual", convs=2, filters=32, kernel_size=3, stride=2, pooling="none"),
+                    ConvBlock(type="residual", convs=2, filters=64, kernel_size=3, stride=2, pooling="none"),
+                ),
+                Head("global_avg"),
             ),
-            Head("global_avg"),
+            _RECIPE,
         ),
-        _RECIPE,
+        "a small ResNet, stages of 16-32-64 filters",
     ),
 }
 # cheapest first: the first result arrives soon and sets the bar for early stopping
-GROUPS = {"classics": ("mlp", "lenet5", "vgg_small", "keras_mnist", "resnet_small")}
+GROUPS: dict[str, Entry[tuple[str, ...]]] = {
+    "classics": Entry(("mlp", "lenet5", "vgg_small", "keras_mnist", "resnet_small"), "all five presets, cheapest first")
+}
 
 
 def optuna_params(candidate: Candidate) -> dict[str, Any]:
@@ -159,11 +180,11 @@ def warm_start_params(names: Sequence[str], space: SearchSpace) -> list[tuple[st
     seen: set[str] = set()
     out = []
     for name in names:
-        for preset in GROUPS.get(name, (name,)):
+        for preset in GROUPS[name].value if name in GROUPS else (name,):
             if preset not in PRESETS:
                 known = ", ".join([*GROUPS, *PRESETS])
                 raise ValueError(f"unknown warm start {preset!r}; use one of: {known}, or a previous search's folder")
-            fitted = project(PRESETS[preset], space)
+            fitted = project(PRESETS[preset].value, space)
             if fitted is None:
                 continue
             key = fitted[0].key()

@@ -66,7 +66,7 @@ def break_ties(
     if time_left is not None and seconds + reserve > time_left:
         note = f"trials {names} are within noise on validation; no time left for second seeds to tell them apart"
         return TieBreak(winner, (note,), {})
-    seed = session.config.seed + SECOND_SEED_OFFSET
+    seed = session.config.search.seed + SECOND_SEED_OFFSET
     session.progress.set_phase(f"telling trials {names} apart: a second seed each")
     try:
         fits = final_fit(session, [(r, seed) for r in group], kind=SECOND_SEED)

@@ -71,7 +71,7 @@ class SearchDriver:
         self._waiting: str | None = None  # what the executor waits for, as last shown
         self.halving: MultiObjectiveHalving | None = None  # early stopping with several objectives
         if session.multi_objective:
-            self.halving = for_pruner(session.config.pruner, session.space.max_epochs())
+            self.halving = for_pruner(session.config.search.pruner, session.space.max_epochs())
         for rec in self.records:  # results of an earlier driver of this run are known
             if rec.candidate is not None and rec.duplicate_of is None:
                 self.known.finish(rec.candidate.key(), self.endings.known_result(rec))
@@ -130,7 +130,7 @@ class SearchDriver:
 
     # -- launching -----------------------------------------------------------------------------
     def _may_launch(self) -> bool:
-        max_trials = self.s.config.trials
+        max_trials = self.s.config.budget.trials
         if self._exhausted or (max_trials is not None and self._asked >= max_trials):
             return False
         return time.monotonic() < self.deadline(self.records)
@@ -206,7 +206,7 @@ class SearchDriver:
     def _new_record(self, trial: optuna.Trial) -> TrialRecord:
         """Sample the trial's candidate, open its MLflow run and record both in the study."""
         number = trial.number
-        seed = trial_seed(self.s.config.seed, number)
+        seed = trial_seed(self.s.config.search.seed, number)
         TrialAttrs(seed=seed).write(trial)
         candidate = sample_candidate(trial, self.s.space)
         preset = TrialAttrs.read(trial).preset
@@ -321,7 +321,7 @@ class SearchDriver:
             reason = f"stopped at epoch {epoch}/{rec.epochs} by {self.halving.name}: {verdict.describe()}"
             return Ending(Outcome.PRUNED, reason)
         if not self.s.multi_objective and trial.should_prune():
-            reason = f"stopped early at epoch {epoch}/{rec.epochs} by the {self.s.config.pruner} pruner"
+            reason = f"stopped early at epoch {epoch}/{rec.epochs} by the {self.s.config.search.pruner} pruner"
             return Ending(Outcome.PRUNED, reason)
         return None
 

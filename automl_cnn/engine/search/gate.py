@@ -24,7 +24,7 @@ def static_check(session: SearchSession, rec: TrialRecord, cost: CostModel) -> E
     except InfeasibleArchitecture as exc:
         return Ending(Outcome.FAILED, f"not trained: {exc}", TrialState.FAIL)
     tracker.log_metrics(rec.run_id, {"params": rec.profile.params, "flops": rec.profile.flops})
-    limits = session.config.limits()
+    limits = session.config.limits
     broken = limits.check(rec.profile)
     if not broken:
         too_slow = _too_slow(session, rec, cost)

@@ -116,12 +116,12 @@ def apply_warm_starts(session: SearchSession, known: Known) -> None:
     """Enqueue the ``enqueue`` setting's params (Python API) and the presets (they run first), and add earlier searches'
     results to the study and to ``known``."""
     cfg, study = session.config, session.study
-    for params in cfg.enqueue:
+    for params in cfg.search.enqueue:
         study.enqueue_trial(dict(params), skip_if_exists=True)
-    presets = [n for n in cfg.warm_start if n in GROUPS or n in PRESETS]
+    presets = [n for n in cfg.search.warm_start if n in GROUPS or n in PRESETS]
     for preset, params in warm_start_params(presets, session.space):
         study.enqueue_trial(params, user_attrs={"preset": preset}, skip_if_exists=True)
-    for name in cfg.warm_start:
+    for name in cfg.search.warm_start:
         if name not in presets:
             added, reused = warm_start_from(session, Path(name), known)
             session.progress.message(
