@@ -100,7 +100,7 @@ def test_a_trial_that_cannot_afford_all_of_the_data_stays_on_its_share(tmp_path:
     with session_for(plan_for(tmp_path, trials=1, time_budget=300.0)) as s:
         object.__setattr__(s, "data_ladder", LADDER)  # the digits are too few for the ladder: force it
         driver = SearchDriver(s, lambda _records: math.inf)
-        limit = s.max_trial_seconds
+        limit = s.budget.trial_cap
         assert limit == pytest.approx(100.0)
         run = s.tracker.start_run("trial", {}, {}, parent=s.parent_run)
         cheap = _record([1 / 9, 1 / 3, 1 / 3], [0.5, 1.0, 1.0], run_id=run)  # 3 s a full epoch: 12 more take 36 s

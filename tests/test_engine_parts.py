@@ -1,4 +1,4 @@
-"""The smaller parts of the engine, each on its own: the gate before training, the budget's
+"""The smaller parts of the engine, each on its own: the gate before training, the search
 deadline, what an ending tells, the result tables, and the data reading options."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from sessions import plan_for, session_for
 from automl_cnn.data.files import Entry, choose_size, load_entries
 from automl_cnn.data.options import DEFAULT_OPTIONS, DataOptions
 from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
-from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, SearchDeadline, final_seconds_estimate
+from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, Budget
+from automl_cnn.engine.estimates import SearchDeadline, final_jobs_estimate
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.cost import CostModel
@@ -46,15 +47,6 @@ def _run(s: SearchSession, rec: TrialRecord) -> TrialRecord:
     return rec
 
 
-def test_final_seconds_estimate_follows_the_leader() -> None:
-    assert final_seconds_estimate([], 1.2, 1) == 0.0
-    slow = _record(0, SMALL, _epoch(1, 0.9, 10), _epoch(2, 0.95, 10))  # 4 epochs at 10 s: 40 s
-    fast = _record(1, SMALL, _epoch(1, 0.5, 1), _epoch(2, 0.6, 1))
-    assert final_seconds_estimate([slow, fast], 1.5, 2) == pytest.approx(40 * 1.5 * 2)
-    slow.too_slow = True  # a trial judged too slow never leads
-    assert final_seconds_estimate([slow, fast], 1.0, 1) == pytest.approx(4.0)
-
-
 def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_path: Path) -> None:
     with session_for(plan_for(tmp_path, trials=1, max_flops=10**9, time_budget=60.0)) as s:
         cost = CostModel(len(s.bundle.train_idx), len(s.bundle.val_idx))
@@ -76,13 +68,18 @@ def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_pat
 
 def test_the_deadline_leaves_room_for_the_final_fit(tmp_path: Path) -> None:
     with session_for(plan_for(tmp_path, trials=1, time_budget=100.0)) as s:
-        deadline = SearchDeadline(s, t0=1000.0)
-        assert deadline([]) == pytest.approx(1000.0 + 100.0 - EXPORT_RESERVE_SECONDS)
+        deadline = SearchDeadline(s)
+        assert deadline([]) == pytest.approx(100.0 - EXPORT_RESERVE_SECONDS)  # on the budget's clock
         leader = _record(0, SMALL, _epoch(1, 0.9, 5.0))
-        assert deadline([leader]) < deadline([])
-        assert deadline.ratio > 1.0  # train + val is more data than train
+        final = final_jobs_estimate(s, [leader], deadline.members)
+        assert final > 0.0  # its 4 epochs of 5 s, scaled to the final fit's data and threads
+        assert deadline([leader]) == pytest.approx(100.0 - final - EXPORT_RESERVE_SECONDS)
+        slow = _record(1, SMALL, _epoch(1, 0.95, 5.0))
+        slow.too_slow = True  # a trial judged too slow never leads
+        assert final_jobs_estimate(s, [leader, slow], 1) == final_jobs_estimate(s, [leader], 1)
     with session_for(plan_for(tmp_path / "b", trials=1)) as s:
-        assert SearchDeadline(s, t0=0.0)([leader]) == math.inf  # no time budget
+        assert s.budget == Budget(None, 0.0)
+        assert SearchDeadline(s)([leader]) == math.inf  # no time budget
 
 
 def test_an_ending_without_a_finite_score_is_a_failure(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +108,7 @@ def deliver(
     summary = _summary(s, records, winner, test_accs, scored.table({r.number: r for r in records}))
     summary["test_accuracy"] = delivered
     summary.update(_delivery_summary(delivery, {r.number: r for r in records}))
-    summary.update(model_uri=model_uri, model_version=version, wall_seconds=time.monotonic() - s.progress.start)
+    summary.update(model_uri=model_uri, model_version=version, wall_seconds=s.budget.elapsed())
     summary.update(promotion=reg.decision.alias, promotion_reason=reg.decision.reason)
     _write_reports(s, summary, model, records, plots)
     _log_run(s, summary, test_accs)

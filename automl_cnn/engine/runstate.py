@@ -1,6 +1,7 @@
 """The run folder as a durable record, so a search killed at any moment can be resumed.
 
-``run.json``       what was asked (data, settings), the MLflow ids, the time spent so far
+``run.json``       what was asked (data, settings), the MLflow ids, the time spent so far (the
+                   run's :class:`~automl_cnn.engine.budget.Budget`, written with every save)
 ``trials.jsonl``   one line per finished trial (appended as each finishes)
 ``checkpoints/``   the last epoch checkpoint of each running trial and final fit, and the
                    finished final fits' weights (written atomically)
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from automl_cnn.codec import from_jsonable, to_jsonable
+from automl_cnn.engine.budget import Budget, Clock
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.measures import EpochResult
@@ -61,7 +63,7 @@ class RunState:
     study_name: str = ""
     tracking_uri: str = ""
     experiment: str = ""
-    elapsed: float = 0.0  # seconds of the budget spent by earlier drivers
+    elapsed: float = 0.0  # seconds of the budget spent by earlier drivers (as run.json last said)
     state: str = "running"  # running | finished
     phase: str = "trials"  # trials | final_fit | delivering: where a resume continues
     final_jobs: list[list[int]] = field(default_factory=list)  # [trial number, seed, epochs] of each final fit
@@ -72,20 +74,25 @@ class RunState:
     model_uri: str = ""
     model_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    _clock: float = field(default_factory=time.monotonic, repr=False)
+    budget: Budget | None = field(default=None, repr=False, compare=False)  # this driver's, once opened
 
-    __json_skip__: ClassVar[tuple[str, ...]] = ("_clock",)  # this process's own clock
+    __json_skip__: ClassVar[tuple[str, ...]] = ("budget",)  # written as ``elapsed``
 
     # -- the run file --------------------------------------------------------------------------
+    def open_budget(self, seconds: float | None, clock: Clock = time.monotonic) -> Budget:
+        """This driver's time budget, its clock started now: ``seconds`` for the whole run, the
+        time earlier drivers spent (``elapsed``) already counted. From now on every save writes
+        the time spent up to then, which a resume restores."""
+        self.budget = Budget(seconds, spent=self.elapsed, clock=clock)
+        return self.budget
+
     def to_json(self) -> dict[str, Any]:
         """``run.json``'s object: the format, the fields, and ``elapsed`` as the time spent up to now."""
-        d = {"format": FORMAT, **to_jsonable(self), "elapsed": self.spent()}
+        d = {"format": FORMAT, **to_jsonable(self)}
+        if self.budget is not None:
+            d["elapsed"] = self.budget.elapsed()
         del d["folder"]  # the folder is where run.json lies, not something written in it
         return d
-
-    def spent(self) -> float:
-        """Budget seconds used so far, by this driver and the ones before it."""
-        return self.elapsed + (time.monotonic() - self._clock)
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ presets are not pruned: they are known-good designs whose full results calibrate
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import optuna
@@ -42,6 +41,8 @@ SAVE_EVERY_SECONDS = 5.0
 CHEAP_SHARE = 0.03  # with several objectives, a trial this close to done (share of the budget) is not stopped
 KEPT_WEIGHTS = 8  # completed trials whose weights the run folder keeps (the best by validation)
 
+# the elapsed time on the session's budget clock at which the search stops, given the records
+# (automl_cnn.engine.estimates.SearchDeadline; tests pass ``lambda records: math.inf``)
 Deadline = Callable[[list[TrialRecord]], float]
 Running = tuple[TrialRecord, optuna.Trial]
 
@@ -79,16 +80,17 @@ class SearchDriver:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
-        saved = time.monotonic()
+        budget = self.s.budget
+        saved = budget.elapsed()
         try:
             while True:
-                if time.monotonic() - saved > SAVE_EVERY_SECONDS:
+                if budget.elapsed() - saved > SAVE_EVERY_SECONDS:
                     self.s.state.save()  # the time spent, for a resume after a crash
-                    saved = time.monotonic()
+                    saved = budget.elapsed()
                 self._launch()
                 if not self._running and not self._waiting_for_workers():
                     break
-                if time.monotonic() >= self.deadline(self.records):
+                if budget.elapsed() >= self.deadline(self.records):
                     self.stop_all("time budget reached")
                     break
                 for result in self.s.executor.wait(timeout=0.5):
@@ -133,7 +135,7 @@ class SearchDriver:
         max_trials = self.s.config.trials
         if self._exhausted or (max_trials is not None and self._asked >= max_trials):
             return False
-        return time.monotonic() < self.deadline(self.records)
+        return self.s.budget.elapsed() < self.deadline(self.records)
 
     def _launch(self) -> None:
         while self.s.executor.free > 0 and self._resumable:
@@ -297,7 +299,7 @@ class SearchDriver:
     ) -> Ending | None:
         """After an epoch: complete, too slow for its share of the budget, pruned, or go on."""
         epoch = rec.history[-1].epoch
-        limit = self.s.max_trial_seconds
+        limit = self.s.budget.trial_cap
         if not result.done:
             self._fit_ladder(rec)
         # on the data ladder, judged by the cheapest way left to finish: holding its current share
@@ -336,7 +338,7 @@ class SearchDriver:
 
     def _fit_ladder(self, rec: TrialRecord) -> None:
         """At a stage of the data ladder: lower the trial's share to what its time allows."""
-        ladder, limit = self.s.data_ladder, self.s.max_trial_seconds
+        ladder, limit = self.s.data_ladder, self.s.budget.trial_cap
         fitted = fitted_plan(ladder, rec, limit) if ladder is not None and limit is not None else None
         if fitted is None:
             return
@@ -353,7 +355,7 @@ class SearchDriver:
         :data:`CHEAP_SHARE` of the time budget is not stopped: stopping it saves next to nothing,
         and cheap trials are where the front's low-cost end comes from (measured on mnist5k:
         one-epoch MLPs stopped at the first rung that would have completed in 2 s)."""
-        budget = self.s.budget
+        budget = self.s.budget.seconds
         projected = rec.projected_seconds()
         if budget is None or projected is None:
             return False

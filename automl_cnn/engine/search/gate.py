@@ -42,7 +42,7 @@ def static_check(session: SearchSession, rec: TrialRecord, cost: CostModel) -> E
 
 
 def _too_slow(session: SearchSession, rec: TrialRecord, cost: CostModel) -> Ending | None:
-    limit = session.max_trial_seconds
+    limit = session.budget.trial_cap
     if limit is None or rec.profile is None:
         return None
     # with the data-size fidelity, the cheapest run it may make: every epoch at the ladder's lowest share
