@@ -4,6 +4,7 @@ deadline, what an ending tells, the result tables, and the data reading options.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from automl_cnn.engine.search.cost import CostModel
 from automl_cnn.engine.search.dedupe import Known
 from automl_cnn.engine.search.endings import Endings
 from automl_cnn.engine.search.gate import static_check
+from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
 from automl_cnn.model.measures import EpochResult, Profile
@@ -39,12 +41,12 @@ def _epoch(n: int, acc: float, seconds: float = 1.0) -> EpochResult:
 def _record(
     number: int, candidate: Candidate = SMALL, *history: EpochResult, outcome: str = "completed"
 ) -> TrialRecord:
-    return TrialRecord(number, seed=number, run_id="", candidate=candidate, outcome=outcome, history=list(history))
+    return TrialRecord(number, seed=number, run_id="", candidate=candidate, outcome=outcome, history=history)
 
 
-def _run(s: SearchSession, rec: TrialRecord) -> TrialRecord:
-    rec.run_id = s.tracker.start_run(f"t{rec.number}", {}, {}, parent=s.parent_run)
-    return rec
+def _run(s: SearchSession, rec: TrialRecord) -> RunningTrial:
+    run_id = s.tracker.start_run(f"t{rec.number}", {}, {}, parent=s.parent_run)
+    return RunningTrial(dataclasses.replace(rec, run_id=run_id))
 
 
 def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_path: Path) -> None:
@@ -55,9 +57,10 @@ def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_pat
         assert "below 1x1" in infeasible.reason
         fine = _run(s, _record(1))
         assert static_check(s, fine, cost) is None
-        assert fine.profile is not None and fine.latency_ms is not None and fine.latency_ms > 0
+        profiled = fine.record  # the gate profiled it: a new record
+        assert profiled.profile is not None and profiled.latency_ms is not None and profiled.latency_ms > 0
         for _ in range(3):  # this machine trains a FLOP at most this fast
-            cost.observe(fine.profile.flops, 1000.0)
+            cost.observe(profiled.profile.flops, 1000.0)
         slow = static_check(s, _run(s, _record(2)), cost)
         assert slow is not None and slow.outcome == Outcome.FAILED and slow.study_state == TrialState.PRUNED
         assert "a trial may take in this time budget" in slow.reason and slow.constraints["trial_seconds"] > 0
@@ -74,8 +77,7 @@ def test_the_deadline_leaves_room_for_the_final_fit(tmp_path: Path) -> None:
         final = final_jobs_estimate(s, [leader], deadline.members)
         assert final > 0.0  # its 4 epochs of 5 s, scaled to the final fit's data and threads
         assert deadline([leader]) == pytest.approx(100.0 - final - EXPORT_RESERVE_SECONDS)
-        slow = _record(1, SMALL, _epoch(1, 0.95, 5.0))
-        slow.too_slow = True  # a trial judged too slow never leads
+        slow = dataclasses.replace(_record(1, SMALL, _epoch(1, 0.95, 5.0)), too_slow=True)  # never leads
         assert final_jobs_estimate(s, [leader, slow], 1) == final_jobs_estimate(s, [leader], 1)
     with session_for(plan_for(tmp_path / "b", trials=1)) as s:
         assert s.budget == Budget(None, 0.0)
@@ -91,12 +93,9 @@ def test_an_ending_without_a_finite_score_is_a_failure(tmp_path: Path) -> None:
 
 
 def test_tables_list_every_trial_and_the_front(tmp_path: Path) -> None:
-    a = _record(0, SMALL, _epoch(1, 0.9))
-    a.profile = Profile(100, 1000, ())
-    b = _record(1, SMALL, _epoch(1, 0.8))
-    b.profile = Profile(50, 500, ())
-    dominated = _record(2, SMALL, _epoch(1, 0.7))
-    dominated.profile = Profile(200, 2000, ())
+    a = dataclasses.replace(_record(0, SMALL, _epoch(1, 0.9)), profile=Profile(100, 1000, ()))
+    b = dataclasses.replace(_record(1, SMALL, _epoch(1, 0.8)), profile=Profile(50, 500, ()))
+    dominated = dataclasses.replace(_record(2, SMALL, _epoch(1, 0.7)), profile=Profile(200, 2000, ()))
     failed = _record(3, SMALL, outcome="failed")
     rows = trial_rows([a, b, dominated, failed])
     assert [r["outcome"] for r in rows] == ["completed", "completed", "completed", "failed"]

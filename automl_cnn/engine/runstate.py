@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -151,6 +152,8 @@ class RunState:
                 if i == len(lines) - 1:  # the driver died while appending it: the study still has that trial
                     break
                 raise UserInputError(f"{path}: line {i + 1} is damaged; the run folder cannot be resumed") from None
+            except KeyError:  # an older driver's line for a trial that never started: no trial
+                continue
             out[rec.number] = rec
         return [out[k] for k in sorted(out)]
 
@@ -158,7 +161,7 @@ class RunState:
         """A trial's checkpoint (``key`` its number) or a final fit's (``key`` its job name)."""
         return self.folder / CHECKPOINTS / (f"trial-{key}.pt" if isinstance(key, int) else f"{key}.pt")
 
-    def save_checkpoint(self, key: int | str, blob: bytes, history: list[EpochResult]) -> None:
+    def save_checkpoint(self, key: int | str, blob: bytes, history: Sequence[EpochResult]) -> None:
         path = self.checkpoint_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, blob)
