@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from automl_cnn.data import ImageSet, prepare_data
 from automl_cnn.deliver.result import SearchResult
-from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, SearchDeadline
 from automl_cnn.engine.config import SearchConfig, flat_settings
+from automl_cnn.engine.estimates import SearchDeadline
 from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner, runners_up
 from automl_cnn.engine.final.plan import FinalPlan, plan_final
 from automl_cnn.engine.final.tiebreak import break_ties, reserve_seconds
@@ -189,6 +188,7 @@ def open_session(
     cfg, out = plan.config, plan.out
     state = plan.resume_state or _new_state(plan, tracker)
     state.folder = out
+    budget = state.open_budget(cfg.budget_seconds())  # the run's clock starts; earlier drivers' time counts
     state.acquire()
     out.mkdir(parents=True, exist_ok=True)
     (out / "space.yaml").write_text(plan.space.to_yaml(), encoding="utf-8")
@@ -210,8 +210,7 @@ def open_session(
             {name: OBJECTIVES[name] for name in cfg.search.objectives},
         )
         state.save()
-        progress = Progress(cfg.tracking.progress, cfg.budget_seconds(), cfg.budget.trials)
-        progress.start = time.monotonic() - state.elapsed
+        progress = Progress(cfg.tracking.progress, budget, cfg.budget.trials)
         yield SearchSession(
             cfg,
             plan.space,
@@ -222,6 +221,7 @@ def open_session(
             executor,
             tracker,
             progress,
+            budget,
             state.parent_run_id,
             resources,
             resumed,
@@ -280,23 +280,15 @@ def _recorded_plan(state: RunState) -> tuple[list[tuple[TrialRecord, int]], Fina
 
 def _trials(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord]:
     """Warm starts and the search loop; the records and the winner."""
-    cfg, progress = session.config, session.progress
+    cfg = session.config
     known = Known()
     if not session.resumed:
         apply_warm_starts(session, known)
     records, resumable = recover(session) if session.resumed else ([], [])
     announce(session, records, resumable)
-    deadline = SearchDeadline(session, progress.start)
-    records = SearchDriver(session, deadline, known, records, resumable).run()
+    records = SearchDriver(session, SearchDeadline(session), known, records, resumable).run()
     winner = pick_winner(records, cfg.search.objectives, cfg.pick_rule())
-    assert winner.candidate is not None
     return records, winner
-
-
-def _time_left(session: SearchSession) -> float | None:
-    """Seconds of the budget left for fitting (None: no time budget)."""
-    budget = session.budget
-    return None if budget is None else max(0.0, budget - session.state.spent() - EXPORT_RESERVE_SECONDS)
 
 
 def _plan(
@@ -306,12 +298,12 @@ def _plan(
     plan and its fits: the winner and the ``--final-top-k`` runners-up with every seed of
     ``--final-repeats``, and each other ensemble member with the first seed."""
     cfg = session.config
-    tie = break_ties(session, records, winner, _time_left(session), reserve_seconds(session, winner))
+    tie = break_ties(session, records, winner, session.budget.fit_time_left(), reserve_seconds(session, winner))
     winner = tie.winner
     runners = runners_up(records, winner, cfg.final.final_top_k - 1)
     seeds = [cfg.search.seed + FINAL_SEED_OFFSET + k for k in range(cfg.final.final_repeats)]
     others = [winner.number] * (len(seeds) - 1) + [r.number for r in runners for _ in seeds]
-    plan = plan_final(session, records, winner, others, _time_left(session))
+    plan = plan_final(session, records, winner, others, session.budget.fit_time_left())
     plan = dataclasses.replace(plan, notes=(*tie.notes, *plan.notes))
     by_number = {r.number: r for r in records}
     winner_seeds = [cfg.search.seed + FINAL_SEED_OFFSET + k for k in range(max(cfg.final.final_repeats, plan.seeds))]

@@ -5,8 +5,10 @@ thresholds that keep small data off the ladder are lowered where the digits must
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,11 +16,12 @@ from sessions import plan_for, session_for
 
 from automl_cnn.data import load_images, split_data
 from automl_cnn.engine import fidelity
-from automl_cnn.engine.fidelity import DataLadder, ladder_for
+from automl_cnn.engine.fidelity import DataLadder, held_plan, ladder_for
 from automl_cnn.engine.final.plan import plan_final
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.driver import SearchDriver
+from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
 from automl_cnn.model.measures import EpochResult
 from automl_cnn.training.messages import JobResult
@@ -77,11 +80,10 @@ def _record(
     shares: list[float], seconds: list[float], epochs: int = 15, eval_share: float = 0.0, run_id: str = "run"
 ) -> TrialRecord:
     cand = Candidate(Architecture((ConvBlock(),), Head()), TrainConfig(epochs=epochs))
-    rec = TrialRecord(0, 0, run_id, candidate=cand, fractions=LADDER.plan(epochs), eval_share=eval_share)
     nan = math.nan
     pairs = enumerate(zip(shares, seconds, strict=True))
-    rec.history = [EpochResult(i + 1, nan, nan, nan, 0.5, s, 0.001, fraction=f) for i, (f, s) in pairs]
-    return rec
+    history = tuple(EpochResult(i + 1, nan, nan, nan, 0.5, s, 0.001, fraction=f) for i, (f, s) in pairs)
+    return TrialRecord(0, 0, run_id, cand, fractions=tuple(LADDER.plan(epochs)), eval_share=eval_share, history=history)
 
 
 def test_projections_scale_subset_epochs_to_all_of_the_data() -> None:
@@ -100,36 +102,35 @@ def test_a_trial_that_cannot_afford_all_of_the_data_stays_on_its_share(tmp_path:
     with session_for(plan_for(tmp_path, trials=1, time_budget=300.0)) as s:
         object.__setattr__(s, "data_ladder", LADDER)  # the digits are too few for the ladder: force it
         driver = SearchDriver(s, lambda _records: math.inf)
-        limit = s.max_trial_seconds
+        limit = s.budget.trial_cap
         assert limit == pytest.approx(100.0)
-        run = s.tracker.start_run("trial", {}, {}, parent=s.parent_run)
-        cheap = _record([1 / 9, 1 / 3, 1 / 3], [0.5, 1.0, 1.0], run_id=run)  # 3 s a full epoch: 12 more take 36 s
-        driver._fit_ladder(cheap)
-        assert cheap.fractions == LADDER.plan(15)
-        dear = _record([1 / 9, 1 / 3, 1 / 3], [2.0, 3.0, 3.0], run_id=run)  # 9 s a full epoch: 12 more take 108 s
-        driver._fit_ladder(dear)
-        assert dear.fractions == LADDER.plan(15, 1 / 3)
-        assert (dear.projected_seconds() or 0) <= limit
-        mid = _record([1 / 9, 1 / 3], [2.0, 3.0], run_id=run)  # not the start of a stage: nothing changes
-        driver._fit_ladder(mid)
-        assert mid.fractions == LADDER.plan(15)
+        run_id = s.tracker.start_run("trial", {}, {}, parent=s.parent_run)
+
+        def running(shares: list[float], seconds: list[float], **changes: Any) -> RunningTrial:
+            return RunningTrial(dataclasses.replace(_record(shares, seconds, run_id=run_id), **changes))
+
+        cheap = running([1 / 9, 1 / 3, 1 / 3], [0.5, 1.0, 1.0])  # 3 s a full epoch: 12 more take 36 s
+        assert driver._fit_ladder(cheap).fractions == tuple(LADDER.plan(15))
+        dear = running([1 / 9, 1 / 3, 1 / 3], [2.0, 3.0, 3.0])  # 9 s a full epoch: 12 more take 108 s
+        assert driver._fit_ladder(dear).fractions == tuple(LADDER.plan(15, 1 / 3)) == dear.record.fractions
+        assert (dear.record.projected_seconds() or 0) <= limit
+        mid = running([1 / 9, 1 / 3], [2.0, 3.0], preset="held")  # not the start of a stage: nothing changes
+        assert driver._fit_ladder(mid).fractions == tuple(LADDER.plan(15))
         # all of the data would be over its time, but it may still hold 1/3 at the next stage: not stopped
-        assert (mid.projected_seconds() or 0) > limit and (mid.projected_seconds(driver._held_plan(mid)) or 0) < limit
-        mid.preset = "held"  # no pruner asked: only the time rule decides
-        epoch = JobResult("trial-0", epoch=mid.history[-1])
+        rec = mid.record
+        assert (rec.projected_seconds() or 0) > limit and (rec.projected_seconds(held_plan(LADDER, rec)) or 0) < limit
+        epoch = JobResult("trial-0", epoch=rec.history[-1])  # a preset: no pruner asked, only the time rule decides
         assert driver._decide(mid, None, epoch) is None  # type: ignore[arg-type]
-        slow = _record([1 / 9, 1 / 3], [2.0, 9.0], run_id=run)  # 27 s a full epoch: even 1/3 is over
-        slow.preset = "slow"
-        ending = driver._decide(slow, None, JobResult("trial-0", epoch=slow.history[-1]))  # type: ignore[arg-type]
-        assert ending is not None and slow.too_slow and "even on 33% of the data" in ending.reason
+        slow = running([1 / 9, 1 / 3], [2.0, 9.0], preset="slow")  # 27 s a full epoch: even 1/3 is over
+        ending = driver._decide(slow, None, JobResult("trial-0", epoch=slow.record.history[-1]))  # type: ignore[arg-type]
+        assert ending is not None and slow.record.too_slow and "even on 33% of the data" in ending.reason
         # a resume rebuilds the plan from the shares its epochs trained on (the study keeps no plan)
-        held = _record([1 / 9, 1 / 3, 1 / 3, 1 / 3], [2.0, 3.0, 3.0, 3.0], run_id=run)
-        held.fractions = []
+        held = running([1 / 9, 1 / 3, 1 / 3, 1 / 3], [2.0, 3.0, 3.0, 3.0], fractions=())
         driver._restore_ladder(held)
-        assert held.fractions == LADDER.plan(15, 1 / 3) and held.eval_share == s.eval_share
-        mid.fractions = []
+        assert held.record.fractions == tuple(LADDER.plan(15, 1 / 3)) and held.record.eval_share == s.eval_share
+        mid.update(fractions=())
         driver._restore_ladder(mid)
-        assert mid.fractions == LADDER.plan(15)
+        assert mid.record.fractions == tuple(LADDER.plan(15))
 
 
 def test_a_search_on_the_ladder_trains_its_rungs_on_subsets_and_its_final_fit_on_everything(

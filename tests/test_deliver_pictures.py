@@ -351,7 +351,7 @@ def test_html_report_links_the_pictures_and_lists_the_trials(tmp_path: Path) -> 
             reason="stopped by <asha> at epoch 1",
             history=epochs(1),
         ),
-        TrialRecord(number=2, seed=3, run_id="r2", outcome="failed", reason="feature map below 1x1"),
+        TrialRecord(number=2, seed=3, run_id="r2", candidate=cand, outcome="failed", reason="feature map below 1x1"),
     ]
     curves = learning_curves(epochs(3), tmp_path / "plots" / "learning_curves.png", "t")
     page = html_report(

@@ -14,7 +14,9 @@ from sessions import FAILURES, SINGLE, plan_for, session_for
 
 from automl_cnn.engine.outcome import Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.runstate import RunState
 from automl_cnn.engine.search.driver import SearchDriver
+from automl_cnn.engine.search.recovery import recover
 from automl_cnn.services.inprocess import InProcessExecutor
 from automl_cnn.training.messages import JobResult
 
@@ -41,7 +43,7 @@ def test_each_outcome_reaches_the_study_mlflow_and_the_run_folder(tmp_path: Path
     by = {r.number: r for r in records}
     assert [by[n].outcome for n in range(3)] == [Outcome.FAILED, Outcome.FAILED, Outcome.COMPLETED]
     assert states == {0: TrialState.FAIL, 1: TrialState.FAIL, 2: TrialState.COMPLETE}
-    assert by[0].history == [] and "below 1x1" in by[0].reason  # refused before training
+    assert by[0].history == () and "below 1x1" in by[0].reason  # refused before training
     assert "NaN/inf loss" in by[1].reason
     assert len(by[2].history) == 2 and by[2].val_acc is not None and by[2].val_acc > 0.3
     assert attrs[2].outcome == "completed" and attrs[1].reason == by[1].reason
@@ -59,7 +61,7 @@ def test_limits_refuse_before_training_and_tell_the_sampler_a_constraint(tmp_pat
     with session_for(plan_for(tmp_path, trials=2, max_params=10)) as s:
         records = SearchDriver(s, never).run()
         trials = s.study.get_trials(deepcopy=False)
-    assert all(r.outcome == Outcome.FAILED and r.history == [] for r in records)
+    assert all(r.outcome == Outcome.FAILED and r.history == () for r in records)
     assert all("exceed --max-params 10" in r.reason for r in records)
     assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.PRUNED]  # infeasible, not broken
     assert all(t.constraints["max_params"] > 0 for t in trials)
@@ -182,3 +184,16 @@ class LosingExecutor(InProcessExecutor):
         if getattr(self, "_pending_loss", None) == job:
             self._pending_loss = None
             self.lose_worker(job)
+
+
+def test_a_trial_asked_but_never_sampled_counts_against_the_trial_limit(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, trials=2, pruner="none")
+    with session_for(plan) as s:
+        s.study.ask()  # the driver died right after asking: no candidate, so no trial record
+    with session_for(plan_for(tmp_path, trials=2, pruner="none", resume=RunState.load(plan.out))) as s:
+        records, resumable = recover(s)
+        final = SearchDriver(s, never, records=records, resumable=resumable).run()
+        states = _states(s.study)
+    assert records == [] and [r.number for r in final] == [1]  # one more: two trials were asked
+    assert states[0] == TrialState.FAIL and Outcome(final[0].outcome).finished
+    assert all(r.candidate.key() for r in final)  # every record has its candidate

@@ -1,9 +1,10 @@
-"""The smaller parts of the engine, each on its own: the gate before training, the budget's
+"""The smaller parts of the engine, each on its own: the gate before training, the search
 deadline, what an ending tells, the result tables, and the data reading options."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
@@ -16,13 +17,15 @@ from sessions import plan_for, session_for
 from automl_cnn.data.files import Entry, choose_size, load_entries
 from automl_cnn.data.options import DEFAULT_OPTIONS, DataOptions
 from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
-from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, SearchDeadline, final_seconds_estimate
+from automl_cnn.engine.budget import EXPORT_RESERVE_SECONDS, Budget
+from automl_cnn.engine.estimates import SearchDeadline, final_jobs_estimate
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.cost import CostModel
 from automl_cnn.engine.search.dedupe import Known
 from automl_cnn.engine.search.endings import Endings
 from automl_cnn.engine.search.gate import static_check
+from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
 from automl_cnn.model.measures import EpochResult, Profile
@@ -38,21 +41,12 @@ def _epoch(n: int, acc: float, seconds: float = 1.0) -> EpochResult:
 def _record(
     number: int, candidate: Candidate = SMALL, *history: EpochResult, outcome: str = "completed"
 ) -> TrialRecord:
-    return TrialRecord(number, seed=number, run_id="", candidate=candidate, outcome=outcome, history=list(history))
+    return TrialRecord(number, seed=number, run_id="", candidate=candidate, outcome=outcome, history=history)
 
 
-def _run(s: SearchSession, rec: TrialRecord) -> TrialRecord:
-    rec.run_id = s.tracker.start_run(f"t{rec.number}", {}, {}, parent=s.parent_run)
-    return rec
-
-
-def test_final_seconds_estimate_follows_the_leader() -> None:
-    assert final_seconds_estimate([], 1.2, 1) == 0.0
-    slow = _record(0, SMALL, _epoch(1, 0.9, 10), _epoch(2, 0.95, 10))  # 4 epochs at 10 s: 40 s
-    fast = _record(1, SMALL, _epoch(1, 0.5, 1), _epoch(2, 0.6, 1))
-    assert final_seconds_estimate([slow, fast], 1.5, 2) == pytest.approx(40 * 1.5 * 2)
-    slow.too_slow = True  # a trial judged too slow never leads
-    assert final_seconds_estimate([slow, fast], 1.0, 1) == pytest.approx(4.0)
+def _run(s: SearchSession, rec: TrialRecord) -> RunningTrial:
+    run_id = s.tracker.start_run(f"t{rec.number}", {}, {}, parent=s.parent_run)
+    return RunningTrial(dataclasses.replace(rec, run_id=run_id))
 
 
 def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_path: Path) -> None:
@@ -63,9 +57,10 @@ def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_pat
         assert "below 1x1" in infeasible.reason
         fine = _run(s, _record(1))
         assert static_check(s, fine, cost) is None
-        assert fine.profile is not None and fine.latency_ms is not None and fine.latency_ms > 0
+        profiled = fine.record  # the gate profiled it: a new record
+        assert profiled.profile is not None and profiled.latency_ms is not None and profiled.latency_ms > 0
         for _ in range(3):  # this machine trains a FLOP at most this fast
-            cost.observe(fine.profile.flops, 1000.0)
+            cost.observe(profiled.profile.flops, 1000.0)
         slow = static_check(s, _run(s, _record(2)), cost)
         assert slow is not None and slow.outcome == Outcome.FAILED and slow.study_state == TrialState.PRUNED
         assert "a trial may take in this time budget" in slow.reason and slow.constraints["trial_seconds"] > 0
@@ -76,13 +71,17 @@ def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_pat
 
 def test_the_deadline_leaves_room_for_the_final_fit(tmp_path: Path) -> None:
     with session_for(plan_for(tmp_path, trials=1, time_budget=100.0)) as s:
-        deadline = SearchDeadline(s, t0=1000.0)
-        assert deadline([]) == pytest.approx(1000.0 + 100.0 - EXPORT_RESERVE_SECONDS)
+        deadline = SearchDeadline(s)
+        assert deadline([]) == pytest.approx(100.0 - EXPORT_RESERVE_SECONDS)  # on the budget's clock
         leader = _record(0, SMALL, _epoch(1, 0.9, 5.0))
-        assert deadline([leader]) < deadline([])
-        assert deadline.ratio > 1.0  # train + val is more data than train
+        final = final_jobs_estimate(s, [leader], deadline.members)
+        assert final > 0.0  # its 4 epochs of 5 s, scaled to the final fit's data and threads
+        assert deadline([leader]) == pytest.approx(100.0 - final - EXPORT_RESERVE_SECONDS)
+        slow = dataclasses.replace(_record(1, SMALL, _epoch(1, 0.95, 5.0)), too_slow=True)  # never leads
+        assert final_jobs_estimate(s, [leader, slow], 1) == final_jobs_estimate(s, [leader], 1)
     with session_for(plan_for(tmp_path / "b", trials=1)) as s:
-        assert SearchDeadline(s, t0=0.0)([leader]) == math.inf  # no time budget
+        assert s.budget == Budget(None, 0.0)
+        assert SearchDeadline(s)([leader]) == math.inf  # no time budget
 
 
 def test_an_ending_without_a_finite_score_is_a_failure(tmp_path: Path) -> None:
@@ -94,12 +93,9 @@ def test_an_ending_without_a_finite_score_is_a_failure(tmp_path: Path) -> None:
 
 
 def test_tables_list_every_trial_and_the_front(tmp_path: Path) -> None:
-    a = _record(0, SMALL, _epoch(1, 0.9))
-    a.profile = Profile(100, 1000, ())
-    b = _record(1, SMALL, _epoch(1, 0.8))
-    b.profile = Profile(50, 500, ())
-    dominated = _record(2, SMALL, _epoch(1, 0.7))
-    dominated.profile = Profile(200, 2000, ())
+    a = dataclasses.replace(_record(0, SMALL, _epoch(1, 0.9)), profile=Profile(100, 1000, ()))
+    b = dataclasses.replace(_record(1, SMALL, _epoch(1, 0.8)), profile=Profile(50, 500, ()))
+    dominated = dataclasses.replace(_record(2, SMALL, _epoch(1, 0.7)), profile=Profile(200, 2000, ()))
     failed = _record(3, SMALL, outcome="failed")
     rows = trial_rows([a, b, dominated, failed])
     assert [r["outcome"] for r in rows] == ["completed", "completed", "completed", "failed"]

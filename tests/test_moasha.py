@@ -196,7 +196,6 @@ def test_trials_nearly_done_for_the_budget_are_not_stopped(tmp_path: Path) -> No
     assert stopped, [r.reason for r in free]
     first = stopped[0]
     again = next(r for r in hour if r.number == first.number)
-    assert again.candidate is not None and first.candidate is not None
     assert again.candidate.key() == first.candidate.key()  # the same proposal, now trained to the end
     assert again.outcome == Outcome.COMPLETED and len(again.history) == again.epochs
     assert all(r.outcome != Outcome.PRUNED for r in hour), [r.reason for r in hour]

@@ -6,15 +6,17 @@ import io
 
 from rich.console import Console
 
+from automl_cnn.engine.budget import Budget
 from automl_cnn.engine.progress import Progress
 
 
 def test_live_panel_shows_counts_running_trials_best_score_and_budget() -> None:
-    progress = Progress(live=True, budget=600.0, trials=20)
+    now = [0.0]
+    progress = Progress(live=True, budget=Budget(600.0, clock=lambda: now[0]), trials=20)
     screen = io.StringIO()
     progress.console = Console(file=screen, force_terminal=True, width=100, record=True)
     with progress:
-        progress.start -= 75  # 1:15 into a 10-minute budget
+        now[0] = 75.5  # 1:15 into a 10-minute budget
         progress.trial_running("trial-3", "epoch 2/15  val 0.9613")
         progress.trial_running("trial-4", "starting: conv32k3-max2 | gap")
         progress.trial_done("trial-0", "completed", "completed val 0.9787", 0.9787)

@@ -90,6 +90,8 @@ def test_study_in_a_database_storage(ray_session: None, tmp_path: Path, store: s
 
 def test_projected_training_time_goes_by_the_latest_epochs_not_the_warm_up() -> None:
     """The time a trial would take, which decides whether it may go on under a time budget."""
+    import dataclasses
+
     from automl_cnn.engine.records import TrialRecord
     from automl_cnn.model.measures import EpochResult
     from automl_cnn.space.presets import PRESETS
@@ -100,12 +102,12 @@ def test_projected_training_time_goes_by_the_latest_epochs_not_the_warm_up() -> 
     def epoch(n: int, seconds: float) -> EpochResult:
         return EpochResult(n, 1.0, 0.5, 1.0, 0.5, seconds, 1e-3)
 
-    rec.history.append(epoch(1, 12.0))  # warm-up and a busy start
-    assert rec.projected_seconds() == 12.0 * 15
-    rec.history.append(epoch(2, 6.0))
-    assert rec.projected_seconds() == 18.0 + 13 * 6.0  # the pace of the latest epochs from here on
-    rec.history += [epoch(3, 6.5), epoch(4, 5.5)]
-    assert rec.projected_seconds() == 30.0 + 11 * 6.0  # median of the last three
+    def after(*seconds: float) -> TrialRecord:
+        return dataclasses.replace(rec, history=tuple(epoch(n, s) for n, s in enumerate(seconds, 1)))
+
+    assert after(12.0).projected_seconds() == 12.0 * 15  # warm-up and a busy start
+    assert after(12.0, 6.0).projected_seconds() == 18.0 + 13 * 6.0  # the pace of the latest epochs from here on
+    assert after(12.0, 6.0, 6.5, 5.5).projected_seconds() == 30.0 + 11 * 6.0  # median of the last three
 
 
 def test_cpus_per_trial_sets_the_workers_and_their_threads(ray_session: None, tmp_path: Path, store: str) -> None:

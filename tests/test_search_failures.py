@@ -38,7 +38,7 @@ def test_impossible_and_nan_trials_are_recorded_and_the_search_completes(
     impossible, divergent = by_number[0], by_number[1]
     assert impossible.outcome == "failed"
     assert "not trained: block 4: max pooling by 2 would shrink the 1x1 feature map below 1x1" in impossible.reason
-    assert impossible.history == []  # never trained
+    assert impossible.history == ()  # never trained
     assert divergent.outcome == "failed"
     assert "NaN/inf loss" in divergent.reason
     assert result.counts["completed"] >= 1

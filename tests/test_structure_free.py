@@ -17,6 +17,7 @@ from automl_cnn.data import load_images, split_data
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.cost import CostModel
 from automl_cnn.engine.search.gate import static_check
+from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.errors import InfeasibleArchitecture, SpaceError
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Dense, Head, TrainConfig
 from automl_cnn.model.builder import build_model
@@ -157,15 +158,16 @@ def test_the_mlp_preset_does_not_fit_a_space_whose_head_cannot_flatten() -> None
 def test_the_gate_refuses_an_mlp_with_a_global_average_head_before_training(tmp_path: Path) -> None:
     with session_for(plan_for(tmp_path, trials=1)) as s:
         cost = CostModel(len(s.bundle.train_idx), len(s.bundle.val_idx))
-        bad = TrialRecord(0, seed=0, run_id="", candidate=Candidate(MLP_GAP, TrainConfig(epochs=2)))
-        bad.run_id = s.tracker.start_run("t0", {}, {}, parent=s.parent_run)
+        run_id = s.tracker.start_run("t0", {}, {}, parent=s.parent_run)
+        bad = RunningTrial(TrialRecord(0, seed=0, run_id=run_id, candidate=Candidate(MLP_GAP, TrainConfig(epochs=2))))
         ending = static_check(s, bad, cost)
         assert ending is not None and ending.study_state == TrialState.FAIL
         assert "not trained" in ending.reason and "flatten head" in ending.reason
-        good = TrialRecord(1, seed=1, run_id="", candidate=Candidate(MLP, TrainConfig(epochs=2)))
-        good.run_id = s.tracker.start_run("t1", {}, {}, parent=s.parent_run)
+        run_id = s.tracker.start_run("t1", {}, {}, parent=s.parent_run)
+        good = RunningTrial(TrialRecord(1, seed=1, run_id=run_id, candidate=Candidate(MLP, TrainConfig(epochs=2))))
         assert static_check(s, good, cost) is None
-        assert good.profile is not None and good.profile.params == profile(MLP, (1, 8, 8), 10).params
+        measured = good.record.profile
+        assert measured is not None and measured.params == profile(MLP, (1, 8, 8), 10).params
 
 
 def test_the_summary_points_out_a_model_carried_by_networks_without_convolutions() -> None:
@@ -176,9 +178,8 @@ def test_the_summary_points_out_a_model_carried_by_networks_without_convolutions
     from automl_cnn.model.measures import EpochResult
 
     def rec(number: int, blocks: tuple[ConvBlock, ...], val: float) -> TrialRecord:
-        r = TrialRecord(number, 0, "run", candidate=Candidate(Architecture(blocks, Head())))
-        r.history = [EpochResult(1, 0.0, 0.0, 0.0, val, 1.0, 0.001)]
-        return r
+        history = (EpochResult(1, 0.0, 0.0, 0.0, val, 1.0, 0.001),)
+        return TrialRecord(number, 0, "run", candidate=Candidate(Architecture(blocks, Head())), history=history)
 
     by_number = {0: rec(0, (ConvBlock(),), 0.95), 1: rec(1, (), 0.90)}  # trial 1: an MLP
     session = SimpleNamespace(bundle=SimpleNamespace(num_classes=10))

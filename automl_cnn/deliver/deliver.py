@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +48,6 @@ class Scored:
         rows = []
         for n, accs in self.test_accs.items():
             rec = by_number[n]
-            assert rec.candidate is not None
             rows.append(
                 {
                     "trial": n,
@@ -71,7 +69,6 @@ def score_fits(s: SearchSession, records: list[TrialRecord], fits: list[FinalFit
     scored: dict[int, list[float]] = {}
     for f in fits:
         candidate = by_number[f.trial].candidate
-        assert candidate is not None
         m = TrainedModel.from_weights(candidate, f.weights, b.input_shape, b.class_names, b.mean, b.std)
         scored.setdefault(f.trial, []).append(m.accuracy(x_test, y_test))
     probs = delivered.predict_proba(x_test)
@@ -86,7 +83,7 @@ def deliver(
     plan: FinalPlan | None = None,
 ) -> SearchResult:
     """Deliver ``plan`` (default: the winner alone) from its final ``fits``."""
-    assert winner.candidate is not None and winner.profile is not None
+    assert winner.profile is not None
     plan = plan or FinalPlan(((winner.number, 1.0),), {}, (), {})
     delivery = build_delivery(s, records, plan, fits)
     scored = score_fits(s, records, fits, delivery.model)
@@ -109,7 +106,7 @@ def deliver(
     summary = _summary(s, records, winner, test_accs, scored.table({r.number: r for r in records}))
     summary["test_accuracy"] = delivered
     summary.update(_delivery_summary(delivery, {r.number: r for r in records}))
-    summary.update(model_uri=model_uri, model_version=version, wall_seconds=time.monotonic() - s.progress.start)
+    summary.update(model_uri=model_uri, model_version=version, wall_seconds=s.budget.elapsed())
     summary.update(promotion=reg.decision.alias, promotion_reason=reg.decision.reason)
     _write_reports(s, summary, model, records, plots)
     _log_run(s, summary, test_accs)
@@ -120,7 +117,6 @@ def _result(
     s: SearchSession, summary: dict[str, Any], model: TrainedModel, records: list[TrialRecord], test_accs: list[float]
 ) -> SearchResult:
     winner = next(r for r in records if r.number == summary["best_trial"])
-    assert winner.candidate is not None
     return SearchResult(
         model=model,
         candidate=winner.candidate,
@@ -223,7 +219,7 @@ def _plots(
 ) -> dict[str, Path]:
     b = s.bundle
     plots = viz.study_plots(s.study, folder, multi_objective=s.multi_objective)
-    title = f"trial {winner.number}: {winner.candidate.architecture.describe() if winner.candidate else ''}"
+    title = f"trial {winner.number}: {winner.candidate.architecture.describe()}"
     if winner.history:
         plots["learning_curves"] = viz.learning_curves(winner.history, folder / "learning_curves.png", title)
     _, y_test = b.test_split()
@@ -250,7 +246,7 @@ def _description(
     s: SearchSession, winner: TrialRecord, accuracies: tuple[float, list[float]], delivery: Delivery
 ) -> str:
     """The registered model version's description (Markdown)."""
-    assert winner.candidate is not None and winner.profile is not None
+    assert winner.profile is not None
     b = s.bundle
     what = ""
     if delivery.model.is_ensemble:
@@ -277,7 +273,7 @@ def _summary(
     test_accs: list[float],
     final_table: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    assert winner.candidate is not None and winner.profile is not None
+    assert winner.profile is not None
     counts = Counter(str(r.outcome) for r in records)
     cfg = s.config
     return {

@@ -198,7 +198,7 @@ def html_report(
             "" if r.val_acc is None else f"{r.val_acc:.4f}",
             len(r.history),
             f"{r.profile.params:,}" if r.profile else "",
-            r.candidate.architecture.describe() if r.candidate else "",
+            r.candidate.architecture.describe(),
             r.reason,
         ]
         for r in records

@@ -22,7 +22,7 @@ def trial_rows(records: list[TrialRecord]) -> list[dict[str, Any]]:
             "flops": r.profile.flops if r.profile else "",
             "latency_ms": "" if r.latency_ms is None else f"{r.latency_ms:.3f}",
             "seconds": f"{r.seconds:.1f}",
-            "architecture": r.candidate.architecture.describe() if r.candidate else "",
+            "architecture": r.candidate.architecture.describe(),
             "reason": r.reason,
         }
         for r in records
@@ -36,7 +36,7 @@ def pareto_rows(records: list[TrialRecord], objectives: tuple[str, ...]) -> list
         {
             "trial": r.number,
             **{o: r.objective(o) for o in objectives},
-            "architecture": r.candidate.architecture.describe() if r.candidate else "",
+            "architecture": r.candidate.architecture.describe(),
         }
         for r in members
     ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -63,12 +64,12 @@ def _short(name: str, width: int) -> str:
     return f"{name[:head]}…{name[len(name) - (width - 1 - head) :]}"
 
 
-def learning_curves(history: list[EpochResult], path: Path, title: str) -> Path:
+def learning_curves(history: Sequence[EpochResult], path: Path, title: str) -> Path:
     """Train versus validation loss and accuracy per epoch: the overfitting view."""
     return _save(draw_learning_curves(history, title), path)
 
 
-def draw_learning_curves(history: list[EpochResult], title: str) -> Figure:
+def draw_learning_curves(history: Sequence[EpochResult], title: str) -> Figure:
     epochs = [e.epoch for e in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     a.plot(epochs, [e.train_loss for e in history], "o-", label="train")

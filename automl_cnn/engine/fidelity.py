@@ -87,7 +87,7 @@ def held_plan(ladder: DataLadder, rec: TrialRecord) -> list[float]:
     """``rec``'s shares if it held the share it trains on now for the rest: the cheapest way the
     ladder leaves it to finish (what the too-slow rule judges it by)."""
     done = len(rec.history)
-    return rec.fractions[:done] + ladder.plan(rec.epochs, rec.fraction(done))[done:]
+    return [*rec.fractions[:done], *ladder.plan(rec.epochs, rec.fraction(done))[done:]]
 
 
 def fitted_plan(ladder: DataLadder, rec: TrialRecord, limit: float) -> tuple[list[float], float] | None:
@@ -103,9 +103,10 @@ def fitted_plan(ladder: DataLadder, rec: TrialRecord, limit: float) -> tuple[lis
     if rec.fraction(done + 1) <= now:
         return None  # not the start of a stage
     slack = 2.0 if done == 1 else 1.0
-    plan, cap = rec.fractions, top
+    current = list(rec.fractions)
+    plan, cap = current, top
     for cap in [share for share in reversed(ladder.shares) if now <= share <= top]:
-        plan = rec.fractions[:done] + ladder.plan(rec.epochs, cap)[done:]
+        plan = current[:done] + ladder.plan(rec.epochs, cap)[done:]
         if (rec.projected_seconds(plan) or 0.0) <= limit * slack:
             break
-    return None if plan == rec.fractions else (plan, cap)
+    return None if plan == current else (plan, cap)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections import Counter
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+from automl_cnn.engine.budget import Budget
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -20,15 +21,15 @@ def _fmt_seconds(s: float | None) -> str:
 
 
 class Progress:
-    """Counts trials by outcome, tracks the best score and the budget, and shows them."""
+    """Counts trials by outcome, tracks the best score, and shows them with the time elapsed and
+    left, read from the run's :class:`Budget`."""
 
-    def __init__(self, live: bool | None, budget: float | None, trials: int | None, quiet: bool = False) -> None:
+    def __init__(self, live: bool | None, budget: Budget, trials: int | None, quiet: bool = False) -> None:
         self.console = Console(stderr=False)
         self.live_mode = self.console.is_terminal if live is None else live
         self.quiet = quiet
         self.budget = budget
         self.trials = trials
-        self.start = time.monotonic()
         self.counts: Counter[str] = Counter()
         self.running: dict[str, str] = {}  # job -> status text
         self.best: float | None = None
@@ -83,11 +84,11 @@ class Progress:
     # -- state ---------------------------------------------------------------------------------
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.start
+        return self.budget.elapsed()
 
     @property
     def remaining(self) -> float | None:
-        return None if self.budget is None else max(0.0, self.budget - self.elapsed)
+        return self.budget.left()
 
     def _render(self) -> Table:
         table = Table(title=f"automl-cnn: {self.phase}", show_header=False, expand=False, min_width=64)

@@ -1,8 +1,16 @@
-"""One trial's record: what was trained, how it went, where it ran; it writes and reads itself as JSON."""
+"""One trial's record: what was trained, how it went, where it ran; it writes and reads itself as JSON.
+
+A record is frozen: a trial still training is a :class:`automl_cnn.engine.search.running.RunningTrial`,
+which holds its record so far and replaces it (``dataclasses.replace``) as epochs come in; the
+record of an ended trial never changes. Every record has a candidate: a trial asked of the study
+but never sampled (its driver died first) is no trial here (:mod:`automl_cnn.engine.search.recovery`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -16,17 +24,17 @@ def trial_seed(seed: int, number: int) -> int:
     return (seed * 1_000_003 + number * 7919 + 17) % (2**31 - 1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrialRecord:
     number: int
     seed: int
     run_id: str
-    candidate: Candidate | None = None
+    candidate: Candidate
     profile: Profile | None = None
     outcome: Outcome = Outcome.RUNNING
     reason: str = ""
-    history: list[EpochResult] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
+    history: tuple[EpochResult, ...] = ()
+    started: float = field(default_factory=time.monotonic)  # this process's clock: when it started here
     seconds: float = 0.0
     where: dict[str, Any] = field(default_factory=dict)
     too_slow: bool = False  # stopped because it could not finish inside its share of the budget
@@ -37,10 +45,10 @@ class TrialRecord:
     reused_from: str = ""  # for a repeat of an earlier search's trial: that search's folder
     # the data-size fidelity (engine/fidelity.py): the share of the training split each epoch
     # trains on (empty: all of it), and the cost of scoring validation as a share of a full epoch
-    fractions: list[float] = field(default_factory=list)
+    fractions: tuple[float, ...] = ()
     eval_share: float = 0.0
 
-    # the clock is this process's own; ``where`` (the worker's host and devices) is live state
+    # the clock is this process's own; ``where`` (the worker's host and devices) is this run's
     __json_skip__: ClassVar[tuple[str, ...]] = ("started", "where")
 
     def to_json(self) -> dict[str, Any]:
@@ -49,13 +57,15 @@ class TrialRecord:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrialRecord:
-        """A record from :meth:`to_json`'s object; keys it lacks take their defaults, unknown keys are ignored."""
-        rec = from_jsonable(cls, {**d, "candidate": None})
+        """A record from :meth:`to_json`'s object; keys it lacks take their defaults, unknown keys are
+        ignored. A line without a candidate (written by an older driver for a trial that never
+        started) is no record: :class:`KeyError`."""
+        if not d.get("candidate"):
+            raise KeyError(f"trial {d.get('number')} has no candidate: it never started")
         # the candidate is read by its own reader, as everywhere else (Optuna's user attrs): the codec
         # would turn an int in a float field into a float, which changes ``Candidate.key()``
-        if d.get("candidate"):
-            rec.candidate = Candidate.from_dict(d["candidate"])
-        return rec
+        rec = from_jsonable(cls, {**d, "candidate": None})
+        return dataclasses.replace(rec, candidate=Candidate.from_dict(d["candidate"]))
 
     @property
     def job(self) -> str:
@@ -71,7 +81,7 @@ class TrialRecord:
 
     @property
     def epochs(self) -> int:
-        return self.candidate.training.epochs if self.candidate else 0
+        return self.candidate.training.epochs
 
     def fraction(self, epoch: int) -> float:
         """The share of the training split epoch ``epoch`` (1-based) trains on."""
@@ -90,7 +100,7 @@ class TrialRecord:
         recent = sorted(paces[1:][-3:]) or paces[:1]
         return recent[(len(recent) - 1) // 2]
 
-    def projected_seconds(self, plan: list[float] | None = None) -> float | None:
+    def projected_seconds(self, plan: Sequence[float] | None = None) -> float | None:
         """Training time for all epochs: the epochs run so far plus the rest at the pace of the
         latest ones, each on the share of the data it is planned to train on (``plan``: those
         shares instead of :attr:`fractions`)."""

@@ -1,6 +1,7 @@
 """The run folder as a durable record, so a search killed at any moment can be resumed.
 
-``run.json``       what was asked (data, settings), the MLflow ids, the time spent so far
+``run.json``       what was asked (data, settings), the MLflow ids, the time spent so far (the
+                   run's :class:`~automl_cnn.engine.budget.Budget`, written with every save)
 ``trials.jsonl``   one line per finished trial (appended as each finishes)
 ``checkpoints/``   the last epoch checkpoint of each running trial and final fit, and the
                    finished final fits' weights (written atomically)
@@ -14,11 +15,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from automl_cnn.codec import from_jsonable, to_jsonable
+from automl_cnn.engine.budget import Budget, Clock
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.measures import EpochResult
@@ -61,7 +64,7 @@ class RunState:
     study_name: str = ""
     tracking_uri: str = ""
     experiment: str = ""
-    elapsed: float = 0.0  # seconds of the budget spent by earlier drivers
+    elapsed: float = 0.0  # seconds of the budget spent by earlier drivers (as run.json last said)
     state: str = "running"  # running | finished
     phase: str = "trials"  # trials | final_fit | delivering: where a resume continues
     final_jobs: list[list[int]] = field(default_factory=list)  # [trial number, seed, epochs] of each final fit
@@ -72,20 +75,25 @@ class RunState:
     model_uri: str = ""
     model_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-    _clock: float = field(default_factory=time.monotonic, repr=False)
+    budget: Budget | None = field(default=None, repr=False, compare=False)  # this driver's, once opened
 
-    __json_skip__: ClassVar[tuple[str, ...]] = ("_clock",)  # this process's own clock
+    __json_skip__: ClassVar[tuple[str, ...]] = ("budget",)  # written as ``elapsed``
 
     # -- the run file --------------------------------------------------------------------------
+    def open_budget(self, seconds: float | None, clock: Clock = time.monotonic) -> Budget:
+        """This driver's time budget, its clock started now: ``seconds`` for the whole run, the
+        time earlier drivers spent (``elapsed``) already counted. From now on every save writes
+        the time spent up to then, which a resume restores."""
+        self.budget = Budget(seconds, spent=self.elapsed, clock=clock)
+        return self.budget
+
     def to_json(self) -> dict[str, Any]:
         """``run.json``'s object: the format, the fields, and ``elapsed`` as the time spent up to now."""
-        d = {"format": FORMAT, **to_jsonable(self), "elapsed": self.spent()}
+        d = {"format": FORMAT, **to_jsonable(self)}
+        if self.budget is not None:
+            d["elapsed"] = self.budget.elapsed()
         del d["folder"]  # the folder is where run.json lies, not something written in it
         return d
-
-    def spent(self) -> float:
-        """Budget seconds used so far, by this driver and the ones before it."""
-        return self.elapsed + (time.monotonic() - self._clock)
 
     def save(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -144,6 +152,8 @@ class RunState:
                 if i == len(lines) - 1:  # the driver died while appending it: the study still has that trial
                     break
                 raise UserInputError(f"{path}: line {i + 1} is damaged; the run folder cannot be resumed") from None
+            except KeyError:  # an older driver's line for a trial that never started: no trial
+                continue
             out[rec.number] = rec
         return [out[k] for k in sorted(out)]
 
@@ -151,7 +161,7 @@ class RunState:
         """A trial's checkpoint (``key`` its number) or a final fit's (``key`` its job name)."""
         return self.folder / CHECKPOINTS / (f"trial-{key}.pt" if isinstance(key, int) else f"{key}.pt")
 
-    def save_checkpoint(self, key: int | str, blob: bytes, history: list[EpochResult]) -> None:
+    def save_checkpoint(self, key: int | str, blob: bytes, history: Sequence[EpochResult]) -> None:
         path = self.checkpoint_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, blob)

@@ -10,7 +10,6 @@ sampler, the pruner and the storage through its study.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import optuna
 
 from automl_cnn.data.bundle import DataBundle
+from automl_cnn.engine.budget import Budget
 from automl_cnn.engine.config import SearchConfig
 from automl_cnn.engine.fidelity import DataLadder, ladder_for
 from automl_cnn.engine.progress import Progress
@@ -25,8 +25,6 @@ from automl_cnn.engine.runstate import RunState
 from automl_cnn.services.executor import Executor
 from automl_cnn.services.tracking import MlflowTracker
 from automl_cnn.space.schema import SearchSpace
-
-MAX_TRIAL_SHARE = 1 / 3  # with a time budget, no trial may take more than this share of it
 
 
 def split_id(b: DataBundle) -> str:
@@ -66,6 +64,7 @@ class SearchSession:
     executor: Executor
     tracker: MlflowTracker
     progress: Progress
+    budget: Budget  # the run's clock and time budget: every time question asks it
     parent_run: str
     resources: Resources
     resumed: bool = False
@@ -103,14 +102,6 @@ class SearchSession:
         return len(self.config.search.objectives) > 1
 
     @property
-    def budget(self) -> float | None:
-        return self.config.budget_seconds()
-
-    @property
-    def max_trial_seconds(self) -> float | None:
-        return None if self.budget is None else MAX_TRIAL_SHARE * self.budget
-
-    @property
     def split_id(self) -> str:
         return split_id(self.bundle)
 
@@ -121,7 +112,3 @@ class SearchSession:
         if self.resources.gpus_per_trial > 0:
             return 1.0
         return float(min(1.5, self.executor.threads_for(n_fits) ** 0.6))
-
-    def final_rounds(self) -> int:
-        """How many rounds of parallel fits the final fit takes."""
-        return math.ceil(self.config.final.final_repeats * self.config.final.final_top_k / self.resources.workers)

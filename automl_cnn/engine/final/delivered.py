@@ -36,7 +36,6 @@ class Delivery:
         out = []
         for c in self.choices:
             rec = by_number[c.trial]
-            assert rec.candidate is not None
             out.append(
                 {
                     "trial": c.trial,
@@ -68,7 +67,6 @@ def build_delivery(s: SearchSession, records: list[TrialRecord], plan: FinalPlan
     members = []
     for c in choices:
         candidate = by_number[c.trial].candidate
-        assert candidate is not None
         members.append((candidate, c.weights, c.weight))
     model = TrainedModel.from_members(members, b.input_shape, b.class_names, b.mean, b.std)
     notes += [f"trial {c.trial}{_seed(c, choices)}: {c.reason}" for c in choices]

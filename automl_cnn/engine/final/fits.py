@@ -147,8 +147,6 @@ class FinalFits:
         self.runs.clear()
 
     def _start(self, job: str, rec: TrialRecord, seed: int) -> None:
-        cand = rec.candidate
-        assert cand is not None
         finished = self.s.state.load_weights(job)  # an earlier driver of this run trained it
         if finished is not None:
             self.done[job] = FinalFit(rec.number, seed, finished[0], finished[1], finished[2])
@@ -172,7 +170,6 @@ class FinalFits:
         self.s.progress.trial_running(job, f"{self.what} of trial {rec.number}: starting")
 
     def _candidate(self, rec: TrialRecord) -> Candidate:
-        assert rec.candidate is not None
         return with_epochs(rec.candidate, self.epochs.get(rec.number))
 
     def _submit(self, job: str, rec: TrialRecord, seed: int, checkpoint: bytes | None = None) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automl_cnn.engine.budget import makespan, refit_ratio
+from automl_cnn.engine.estimates import makespan, refit_ratio
 from automl_cnn.engine.final.ensemble import blend, score, select_ensemble
 from automl_cnn.engine.final.fits import eligible
 from automl_cnn.engine.records import TrialRecord

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automl_cnn.engine.budget import fit_estimate, makespan, refit_ratio
+from automl_cnn.engine.estimates import fit_estimate, makespan, refit_ratio
 from automl_cnn.engine.final.ensemble import accuracy, significantly_better
 from automl_cnn.engine.final.fits import SECOND_SEED, final_fit
 from automl_cnn.engine.final.plan import pool_of

@@ -8,7 +8,6 @@ A completed trial without a finite validation accuracy is recorded as failed.
 from __future__ import annotations
 
 import math
-import time
 
 import optuna
 from optuna.trial import TrialState
@@ -16,13 +15,14 @@ from optuna.trial import TrialState
 from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.dedupe import Known, KnownResult
+from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.profile import profile
 
 
 class Endings:
     def __init__(self, session: SearchSession, known: Known) -> None:
-        self.s = session
+        self.session = session
         self.known = known
 
     def values(self, rec: TrialRecord) -> tuple[float, ...] | None:
@@ -30,7 +30,7 @@ class Endings:
         value = rec.val_acc
         if value is None or not math.isfinite(value):
             return None
-        return tuple(rec.objective(name) for name in self.s.objectives)
+        return tuple(rec.objective(name) for name in self.session.objectives)
 
     def known_result(self, rec: TrialRecord, ending: Ending | None = None) -> KnownResult:
         """What a repeat of ``rec``'s candidate reuses."""
@@ -47,58 +47,64 @@ class Endings:
             latency_ms=rec.latency_ms,
         )
 
-    def finish(self, rec: TrialRecord, trial: optuna.Trial, ending: Ending) -> None:
-        """Record how a trained (or refused) trial ended, and settle the repeats waiting for it."""
-        values = self.values(rec) if ending.outcome == Outcome.COMPLETED else None
+    def finish(self, run: RunningTrial, trial: optuna.Trial, ending: Ending) -> TrialRecord:
+        """Record how a trained (or refused) trial ended, and settle the repeats waiting for it;
+        its final record."""
+        values = self.values(run.record) if ending.outcome == Outcome.COMPLETED else None
         if ending.outcome == Outcome.COMPLETED and values is None:
             ending = Ending(Outcome.FAILED, "no finite validation accuracy")
-        rec.outcome, rec.reason = ending.outcome, ending.reason
-        rec.seconds = time.monotonic() - rec.started
+        rec = run.ended(ending.outcome, ending.reason)
         self._tell(trial, ending, values)
         self._log_end(rec, ending)
-        self.s.state.append_record(rec)
-        self.s.state.save()
-        if rec.candidate is not None and rec.duplicate_of is None:
+        self.session.state.append_record(rec)
+        self.session.state.save()
+        if rec.duplicate_of is None:
             result = self.known_result(rec, ending)
             for repeat, repeat_trial in self.known.finish(rec.candidate.key(), result):
                 self.finish_repeat(repeat, repeat_trial, result)
+        return rec
 
-    def finish_repeat(self, rec: TrialRecord, trial: optuna.Trial, earlier: KnownResult) -> None:
+    def finish_repeat(self, run: RunningTrial, trial: optuna.Trial, earlier: KnownResult) -> TrialRecord:
         """A candidate already seen: reuse the earlier result instead of training again."""
-        rec.duplicate_of = earlier.number
-        rec.reused_from = earlier.source
-        rec.history = list(earlier.history)
-        rec.profile, rec.latency_ms = earlier.profile, earlier.latency_ms
-        if rec.profile is None and rec.candidate is not None and earlier.outcome != Outcome.FAILED:
-            b = self.s.bundle
-            rec.profile = profile(rec.candidate.architecture, b.input_shape, b.num_classes)
-        rec.outcome = earlier.outcome
-        rec.seconds = time.monotonic() - rec.started
+        measured = earlier.profile
+        if measured is None and earlier.outcome != Outcome.FAILED:
+            bundle = self.session.bundle
+            measured = profile(run.record.candidate.architecture, bundle.input_shape, bundle.num_classes)
         where = f"trial {earlier.number}" + (f" of {earlier.source}" if earlier.source else "")
-        rec.reason = f"a repeat of {where} (the same network and training): its result is reused, not retrained"
+        reason = f"a repeat of {where} (the same network and training): its result is reused, not retrained"
+        rec = run.ended(
+            earlier.outcome,
+            reason,
+            duplicate_of=earlier.number,
+            reused_from=earlier.source,
+            history=tuple(earlier.history),
+            profile=measured,
+            latency_ms=earlier.latency_ms,
+        )
         for e in rec.history:
-            self.s.tracker.log_epoch(rec.run_id, e)
-        if earlier.outcome == Outcome.PRUNED and not self.s.multi_objective:
+            self.session.tracker.log_epoch(rec.run_id, e)
+        if earlier.outcome == Outcome.PRUNED and not self.session.multi_objective:
             for step, value in sorted(earlier.intermediate.items()):
                 trial.report(value, step)
         infeasible = earlier.outcome == Outcome.FAILED and earlier.constraints
         ending = Ending(earlier.outcome, rec.reason, TrialState.PRUNED if infeasible else None, earlier.constraints)
         self._tell(trial, ending, earlier.values)
         self._log_end(rec, ending)
-        self.s.state.append_record(rec)
+        self.session.state.append_record(rec)
+        return rec
 
     def _tell(self, trial: optuna.Trial, ending: Ending, values: tuple[float, ...] | None) -> None:
         TrialAttrs(outcome=ending.outcome.value, reason=ending.reason or None).write(trial)
         for name, excess in ending.constraints.items():
             trial.set_constraint(name, max(excess, 1e-9))
-        study = self.s.study
+        study = self.session.study
         if ending.outcome == Outcome.COMPLETED and values is not None:
             study.tell(trial, values[0] if len(values) == 1 else list(values))
         else:
             study.tell(trial, state=ending.study_state)
 
     def _log_end(self, rec: TrialRecord, ending: Ending) -> None:
-        tracker = self.s.tracker
+        tracker = self.session.tracker
         metrics: dict[str, float] = {"duration_seconds": rec.seconds, "epochs_run": len(rec.history)}
         value = rec.val_acc
         if value is not None:
@@ -113,6 +119,8 @@ class Endings:
         tracker.set_tags(rec.run_id, tags)
         tracker.end_run(rec.run_id, ending.outcome.run_status)
         score = f"val {value:.4f} " if value is not None else ""
-        arch = rec.candidate.architecture.describe() if rec.candidate else ""
-        text = f"{ending.outcome.value} {score}{rec.seconds:.0f}s  {ending.reason or arch}"
-        self.s.progress.trial_done(rec.job, ending.outcome.value, text, value if rec.duplicate_of is None else None)
+        said = ending.reason or rec.candidate.architecture.describe()
+        best = value if rec.duplicate_of is None else None
+        self.session.progress.trial_done(
+            rec.job, ending.outcome.value, f"{ending.outcome.value} {score}{rec.seconds:.0f}s  {said}", best
+        )

@@ -9,32 +9,36 @@ from optuna.trial import TrialState
 from automl_cnn.engine.outcome import Ending, Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import InfeasibleArchitecture
 from automl_cnn.model.builder import build_model
 from automl_cnn.model.profile import measure_latency_ms, profile
 
 
-def static_check(session: SearchSession, rec: TrialRecord, cost: CostModel) -> Ending | None:
-    """Why ``rec`` must not be trained, or None; fills in its profile and latency."""
-    assert rec.candidate is not None
+def static_check(session: SearchSession, run: RunningTrial, cost: CostModel) -> Ending | None:
+    """Why ``run`` must not be trained, or None; its record gains its profile and latency."""
     bundle, tracker = session.bundle, session.tracker
+    architecture, run_id = run.record.candidate.architecture, run.record.run_id
     try:
-        rec.profile = profile(rec.candidate.architecture, bundle.input_shape, bundle.num_classes)
+        measured = profile(architecture, bundle.input_shape, bundle.num_classes)
     except InfeasibleArchitecture as exc:
         return Ending(Outcome.FAILED, f"not trained: {exc}", TrialState.FAIL)
-    tracker.log_metrics(rec.run_id, {"params": rec.profile.params, "flops": rec.profile.flops})
+    run.update(profile=measured)
+    tracker.log_metrics(run_id, {"params": measured.params, "flops": measured.flops})
     limits = session.config.limits
-    broken = limits.check(rec.profile)
+    broken = limits.check(measured)
     if not broken:
-        too_slow = _too_slow(session, rec, cost)
+        too_slow = _too_slow(session, run.record, cost)
         if too_slow is not None:
             return too_slow
         # worth timing: it may be trained
-        model = build_model(rec.candidate.architecture, bundle.input_shape, bundle.num_classes)
-        rec.latency_ms = measure_latency_ms(model, bundle.input_shape)
-        tracker.log_metrics(rec.run_id, {"latency_ms": rec.latency_ms})
-        broken = limits.check(rec.profile, rec.latency_ms)
+        latency = measure_latency_ms(
+            build_model(architecture, bundle.input_shape, bundle.num_classes), bundle.input_shape
+        )
+        run.update(latency_ms=latency)
+        tracker.log_metrics(run_id, {"latency_ms": latency})
+        broken = limits.check(measured, latency)
     if broken:
         reason = "not trained: " + "; ".join(r for r, _ in broken.values())
         return Ending(Outcome.FAILED, reason, TrialState.PRUNED, {k: v for k, (_, v) in broken.items()})
@@ -42,7 +46,7 @@ def static_check(session: SearchSession, rec: TrialRecord, cost: CostModel) -> E
 
 
 def _too_slow(session: SearchSession, rec: TrialRecord, cost: CostModel) -> Ending | None:
-    limit = session.max_trial_seconds
+    limit = session.budget.trial_cap
     if limit is None or rec.profile is None:
         return None
     # with the data-size fidelity, the cheapest run it may make: every epoch at the ladder's lowest share
