@@ -83,8 +83,32 @@ def _worker_pids(ray_tmp: str) -> list[int]:
 
 
 def _records(run: Path) -> list[dict]:  # type: ignore[type-arg]
+    """The finished trials' records; a last line the driver is still writing is not one yet."""
     path = run / "trials.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    records = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+def _mid_trials(run: Path, epochs: int) -> list[int]:
+    """Trials part-way with two epochs or more still to train: each has a checkpoint and no
+    record yet, so none can finish in the moment it takes to kill a process after this returns
+    (a trial whose checkpoint is still on disk may have just finished: its record comes first)."""
+    done = {r["number"] for r in _records(run)}
+    found = []
+    for meta in sorted((run / "checkpoints").glob("trial-*.json")):
+        number = int(meta.stem.split("-")[1])
+        try:
+            trained = len(json.loads(meta.read_text()))
+        except (OSError, json.JSONDecodeError):  # being replaced, or just dropped
+            continue
+        if number not in done and trained <= epochs - 2 and meta.with_suffix(".pt").is_file():
+            found.append(number)
+    return found
 
 
 def _no_running_runs(store: str) -> None:
@@ -101,12 +125,13 @@ def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path: Path, 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
     def busy_worker_with_checkpoint() -> int | None:
-        """The pid of a worker whose trial has saved a checkpoint (so it is mid-trial)."""
-        for ckpt in (run / "checkpoints").glob("trial-*.pt"):
-            number = ckpt.stem.split("-")[1]
+        """The pid of a worker whose trial has saved a checkpoint and has epochs left (so it is
+        mid-trial, and still will be when killed: the trial is checked again after the slow
+        look-ups, right before the kill)."""
+        for number in _mid_trials(run, 25):
             found = client.search_runs(["1"], filter_string=f"tags.`automl_cnn.trial` = '{number}'")
             pid = found[0].data.tags.get("automl_cnn.worker.pid") if found else None
-            if pid and int(pid) in _worker_pids(ray_tmp):
+            if pid and int(pid) in _worker_pids(ray_tmp) and number in _mid_trials(run, 25):
                 return int(pid)
         return None
 
@@ -141,15 +166,15 @@ def test_driver_killed_then_resumed_finishes_the_same_search(tmp_path: Path, ray
     args = _search_args(run, 4, "--model-name", "faults", "--max-epochs", "15")
     proc = _cli(args, tmp_path, ray_tmp)
     try:
-        # wait until one trial finished and another is part-way (it has a checkpoint)
-        _wait_for(lambda: len(_records(run)) >= 1 and any((run / "checkpoints").glob("trial-*.pt")))
+        # wait until one trial finished and another is part-way, with epochs left to train
+        _wait_for(lambda: len(_records(run)) >= 1 and bool(_mid_trials(run, 15)))
         os.kill(proc.pid, signal.SIGKILL)  # the driver only: no clean-up of any kind
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     before = {r["number"]: r for r in _records(run)}
-    interrupted = [int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("trial-*.pt")]
+    interrupted = _mid_trials(run, 15 + 2)  # every unfinished trial with a checkpoint
     assert before and interrupted
     _wait_for(lambda: not _worker_pids(ray_tmp), timeout=60)  # Ray ends the dead driver's workers
 
@@ -194,7 +219,7 @@ def test_interrupted_search_closes_its_runs_and_resumes(tmp_path: Path, ray_tmp:
     args = _search_args(run, 3)
     proc = _cli(args, tmp_path, ray_tmp)
     try:
-        _wait_for(lambda: any((run / "checkpoints").glob("trial-*.pt")))
+        _wait_for(lambda: bool(_mid_trials(run, 25)))
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=120) == 130
     finally:

@@ -20,10 +20,10 @@ LAYERS: list[set[str]] = [
     {"space", "training"},
     {"model"},
     {"data"},
-    {"codec", "errors", "options"},
+    {"codec", "errors", "options", "stats"},
 ]
 THIRD_PARTY_SERVICES = {"ray", "mlflow"}  # never imported by the pure core
-CORE = {"space", "training", "model", "data", "codec", "errors", "options"}
+CORE = {"space", "training", "model", "data", "codec", "errors", "options", "stats"}
 
 
 def _modules() -> dict[str, Path]:

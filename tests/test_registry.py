@@ -32,6 +32,8 @@ from automl_cnn.services.registry import (
     ModelRegistry,
     Score,
     decide,
+    decode_correct,
+    encode_correct,
 )
 from automl_cnn.services.tracking import MlflowTracker
 
@@ -45,28 +47,86 @@ def _champion(accuracy: float, fingerprint: str = NEW.fingerprint, split: str = 
     return Incumbent("2", Score(fingerprint, split, accuracy))
 
 
+def _scored(right: int, wrong_first: int = 0, n: int = 270) -> Score:
+    """A score on the 270 test images of SPLIT: ``right`` of them right, after the first
+    ``wrong_first`` images, which it gets wrong."""
+    assert wrong_first + right <= n
+    correct = tuple(wrong_first <= i < wrong_first + right for i in range(n))
+    return Score(NEW.fingerprint, SPLIT, right / n, correct)
+
+
 def _decide(policy: str, champion: Incumbent | None) -> Decision:
     """The decision for a new version scoring NEW."""
     return decide(policy, NEW, champion)
 
 
 # -- the decision ------------------------------------------------------------------------------
-def test_a_better_score_on_the_same_yardstick_is_promoted() -> None:
+def test_a_one_image_gain_on_the_same_test_images_is_noise() -> None:
+    champion = Incumbent("2", _scored(250, wrong_first=1))  # wrong on image 0, and on 251..269
+    new = _scored(251)  # right on image 0 too: one image more
+    assert new.test_accuracy > champion.score.test_accuracy  # type: ignore[union-attr]
+    assert decide("if-better", new, champion) == Decision(
+        CHALLENGER,
+        "2",
+        "not promoted: test 92.96% vs champion version 2's 92.59% on the same 270 test images is not "
+        "significantly better (McNemar p=0.5; of the images only one model gets right, 1 are this model's "
+        "and 0 the champion's)",
+    )
+
+
+def test_a_gain_well_beyond_noise_on_the_same_test_images_is_promoted() -> None:
+    champion = Incumbent("2", _scored(240, wrong_first=10))
+    d = decide("if-better", _scored(250), champion)  # right on 0..249: 10 images more, none fewer
+    assert (d.alias, d.compared_with) == (CHAMPION, "2")
+    assert d.reason == (
+        "promoted: test 92.59% vs champion version 2's 88.89% on the same 270 test images, significantly "
+        "better (McNemar p=0.00098; of the images only one model gets right, 10 are this model's and 0 the "
+        "champion's)"
+    )
+    # the same net gain of 10 images among more disagreements: 20 against 10 is p=0.049, below 5%;
+    # 30 against 20 is p=0.10, noise
+    assert decide("if-better", _scored(250), Incumbent("2", _scored(240, wrong_first=20))).promoted
+    assert not decide("if-better", _scored(250), Incumbent("2", _scored(240, wrong_first=30))).promoted
+
+
+def test_a_worse_or_equal_score_on_the_same_test_images_is_a_challenger() -> None:
+    worse = decide("if-better", _scored(240), Incumbent("2", _scored(250)))
+    assert (worse.alias, worse.compared_with) == (CHALLENGER, "2")
+    assert worse.reason.startswith("not promoted: test 88.89% vs champion version 2's 92.59% on the same 270 ")
+    assert "test images is not better (McNemar p=1; " in worse.reason
+    tie = decide("if-better", _scored(250, wrong_first=5), Incumbent("2", _scored(250)))  # 5 each way
+    assert tie.alias == CHALLENGER and "is not better (McNemar p=0.62; " in tie.reason
+
+
+def test_a_champion_without_per_image_results_is_compared_by_accuracy_alone() -> None:
+    """A champion registered before versions kept their per-image test results: the rule before
+    (strictly higher test accuracy promotes), and the reason says so."""
     assert _decide("if-better", _champion(0.90)) == Decision(
-        CHAMPION, "2", "promoted, test 0.9500 vs champion version 2 0.9000 on the same test split"
+        CHAMPION,
+        "2",
+        "promoted: test 95.00% vs champion version 2's 90.00% by accuracy alone (champion version 2 kept "
+        "no per-image test results to pair)",
     )
-
-
-def test_a_worse_score_on_the_same_yardstick_is_a_challenger() -> None:
-    assert _decide("if-better", _champion(0.961)) == Decision(
-        CHALLENGER, "2", "not promoted, test 0.9500 vs champion version 2 0.9610 on the same test split"
+    paired = _scored(251)
+    assert decide("if-better", paired, _champion(0.92)).promoted  # one image more: by accuracy alone, promoted
+    worse = _decide("if-better", _champion(0.961))
+    assert worse.alias == CHALLENGER and worse.reason.startswith(
+        "not promoted: test 95.00% vs champion version 2's 96.10%"
     )
-
-
-def test_an_equal_score_keeps_the_champion() -> None:
     d = _decide("if-better", _champion(0.95))
     assert (d.alias, d.compared_with) == (CHALLENGER, "2") and not d.promoted
-    assert d.reason.endswith("on the same test split (a tie keeps the champion)")
+    assert d.reason.endswith("to pair); a tie keeps the champion")
+
+
+def test_per_image_results_round_trip_through_a_tag_value() -> None:
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 8, 270, 10_000):
+        correct = tuple(bool(c) for c in rng.random(n) < 0.97)
+        text = encode_correct(correct)
+        assert text is not None and text.startswith(f"{n}:") and decode_correct(text) == correct
+    assert len(encode_correct(tuple(rng.random(10_000) < 0.97)) or "") < 2_000  # a compact tag
+    assert encode_correct(None) is None
+    assert decode_correct(None) is None and decode_correct("12:not base64!") is None and decode_correct("x") is None
 
 
 def test_a_champion_on_other_data_is_not_comparable() -> None:
@@ -160,6 +220,29 @@ def test_a_resumed_registration_reuses_its_version_and_its_alias(tmp_path: Path)
     assert description.startswith("a test model\n") and description.count("registered as **challenger**") == 1
 
 
+def test_in_the_store_a_one_image_gain_stays_challenger_and_a_large_gain_takes_champion(tmp_path: Path) -> None:
+    tracker = MlflowTracker(mlflow_store(tmp_path / "mlflow.db"), "reg")
+    registry, client = ModelRegistry(tracker), MlflowClient(tracker.uri)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10), torch.nn.Softmax(dim=1))
+    entry = ModelEntry(module.eval(), np.zeros((2, 1, 8, 8), np.float32), "a test model")
+    runs = [tracker.start_run(name, {}, {}) for name in ("first", "one more image", "far better", "old")]
+    first = registry.register(runs[0], "m", entry, _scored(240, wrong_first=1), "if-better")
+    assert first.decision.promoted
+    assert decode_correct(client.get_model_version("m", "1").tags["automl_cnn.test_correct"]) == _scored(240, 1).correct
+    one_more = registry.register(runs[1], "m", entry, _scored(241), "if-better")  # read back from the tags
+    assert (one_more.version, one_more.uri) == ("2", "models:/m@challenger")
+    assert "is not significantly better (McNemar p=0.5; " in one_more.decision.reason
+    assert client.get_registered_model("m").aliases == {"champion": 1, "challenger": 2}
+    far_better = registry.register(runs[2], "m", entry, _scored(262), "if-better")  # 22 images more, none fewer
+    assert (far_better.version, far_better.uri) == ("3", "models:/m@champion")
+    assert ", significantly better (McNemar p=2.4e-07; " in far_better.decision.reason
+    assert client.get_registered_model("m").aliases == {"champion": 3, "challenger": 2}
+    # a champion registered before versions kept per-image results: by accuracy alone, and said so
+    client.delete_model_version_tag("m", "3", "automl_cnn.test_correct")
+    old = registry.register(runs[3], "m", entry, _scored(263), "if-better")
+    assert old.decision.promoted and "by accuracy alone (champion version 3 kept no per-image" in old.decision.reason
+
+
 # -- through the engine ------------------------------------------------------------------------
 def never_stop(_records: list[TrialRecord]) -> float:
     return math.inf
@@ -200,20 +283,25 @@ def test_a_better_model_takes_the_champion_alias(weak_strong_weak: tuple[str, li
     assert (weak.model_version, weak.promotion, weak.model_uri) == ("1", "champion", f"models:/{name}@champion")
     assert weak.promotion_reason == "promoted: there was no champion yet"
     assert (strong.model_version, strong.promotion, strong.model_uri) == ("2", "champion", f"models:/{name}@champion")
-    scores = f"test {strong.test_accuracy:.4f} vs champion version 1 {weak.test_accuracy:.4f}"
-    expected = f"promoted, {scores} on the same test split"
-    assert strong.promotion_reason == expected
+    n = strong.test_images
+    scores = f"test {strong.test_accuracy:.2%} vs champion version 1's {weak.test_accuracy:.2%}"
+    expected = f"promoted: {scores} on the same {n} test images, significantly better (McNemar p="
+    assert strong.promotion_reason.startswith(expected)
+    expected = strong.promotion_reason
     assert f"registered model    models:/{name}@champion (version 2): {expected}" in strong.summary().splitlines()
     version = MlflowClient(store).get_model_version(name, "2")
     assert version.tags == {
         "automl_cnn.fingerprint": strong.data.fingerprint(),
         "automl_cnn.split": split_id(strong.data),
         "automl_cnn.test_accuracy": repr(strong.test_accuracy),
+        "automl_cnn.test_correct": version.tags["automl_cnn.test_correct"],
         "automl_cnn.promotion": "champion",
         "automl_cnn.compared_with": "1",
         "automl_cnn.promotion_reason": expected,
     }
     assert version.description.endswith(f"\n- registered as **champion**: {expected}")
+    correct = decode_correct(version.tags["automl_cnn.test_correct"])  # which test images it gets right
+    assert correct is not None and len(correct) == n and sum(correct) == round(strong.test_accuracy * n)
 
 
 def test_a_worse_model_is_a_challenger_and_the_champion_stays(weak_strong_weak: tuple[str, list[SearchResult]]) -> None:
@@ -222,10 +310,11 @@ def test_a_worse_model_is_a_challenger_and_the_champion_stays(weak_strong_weak: 
     assert weak.test_accuracy < strong.test_accuracy
     assert (weak.model_version, weak.promotion, weak.model_uri) == ("3", "challenger", f"models:/{name}@challenger")
     expected = (
-        f"not promoted, test {weak.test_accuracy:.4f} vs champion version 2 {strong.test_accuracy:.4f} "
-        "on the same test split"
+        f"not promoted: test {weak.test_accuracy:.2%} vs champion version 2's {strong.test_accuracy:.2%} "
+        f"on the same {weak.test_images} test images is not better (McNemar p="
     )
-    assert weak.promotion_reason == expected
+    assert weak.promotion_reason.startswith(expected)
+    expected = weak.promotion_reason
     assert f"registered model    models:/{name}@challenger (version 3): {expected}" in weak.summary().splitlines()
     client = MlflowClient(store)
     assert client.get_registered_model(name).aliases == {"champion": 2, "challenger": 3}  # moved once, 1 -> 2

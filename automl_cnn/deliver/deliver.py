@@ -99,7 +99,7 @@ def deliver(
         model.metrics["check_accuracy"] = delivery.check_accuracy
     model.info = _model_info(s, winner, delivery)
     plots = _write_folder(s, records, winner, scored)
-    reg = _register(s, model, winner, (delivered, test_accs), delivery)
+    reg = _register(s, model, winner, (delivered, test_accs), delivery, scored.probs)
     model_uri, version = reg.uri, reg.version
     s.state.model_uri, s.state.model_version = model_uri, version
     s.state.save()
@@ -169,10 +169,12 @@ def _register(
     winner: TrialRecord,
     accuracies: tuple[float, list[float]],
     delivery: Delivery,
+    test_probs: np.ndarray,
 ) -> Registration:
     """Log and register the delivered model (once, even when resumed after a crash); it becomes
     ``champion`` by the ``--promote`` policy, scored by its test accuracy on this data and split
-    (never under ``if-better`` when the task is far from solved)."""
+    and which test images it gets right (``test_probs``: its test probabilities), for a paired
+    test against the champion (never under ``if-better`` when the task is far from solved)."""
     b = s.bundle
     entry = ModelEntry(
         model.inference_module(),
@@ -180,7 +182,8 @@ def _register(
         _description(s, winner, accuracies, delivery),
         (s.out / "model.json", s.out / "model.safetensors"),
     )
-    score = Score(b.fingerprint(), s.split_id, accuracies[0])
+    correct = tuple(bool(c) for c in test_probs.argmax(1) == b.images.y[b.test_idx])  # the test labels
+    score = Score(b.fingerprint(), s.split_id, accuracies[0], correct)
     name = s.config.registered_name(b.name, b.input_shape, b.fingerprint())
     hold = "the task is far from solved (see the search's warnings)" if far_from_solved(delivery) else None
     return ModelRegistry(s.tracker).register(s.parent_run, name, entry, score, s.config.tracking.promote, hold)

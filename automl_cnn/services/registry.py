@@ -3,29 +3,44 @@ by a promotion.
 
 A new version becomes ``champion`` according to the promotion policy (``--promote``):
 
-- ``if-better`` (the default): only when its test accuracy is strictly higher than the current
-  champion's on the same yardstick, the same data (fingerprint) and the same test split. A tie,
+- ``if-better`` (the default): only when it is better than the current champion by more than
+  noise on the same yardstick, the same data (fingerprint) and the same test split: on the same
+  test images, McNemar's exact test (:mod:`automl_cnn.stats`) on the images only one of the two
+  gets right says it is right more often at the 5% level. A one-image gain does not promote, and
+  repeated searches do not turn the test split into a selection set. A gain within noise, a tie,
   a worse score or a champion scored on another yardstick (not comparable) leaves the champion
-  where it is, and the new version takes alias ``challenger``. With no champion yet, the new
-  version becomes champion.
+  where it is, and the new version takes alias ``challenger``. A champion registered before
+  versions kept their per-image test results (tag ``automl_cnn.test_correct``) cannot be paired:
+  it is compared by test accuracy alone, strictly higher promotes (the rule before), and the
+  reason says so; the new champion keeps its results, so the paired test applies from the next
+  search on. With no champion yet, the new version becomes champion.
 - ``always``: the new version becomes champion.
 - ``never``: the champion never moves, and none is created: the new version is ``challenger``
   even when the model has no champion yet (promote it by hand, or with a run under ``always``).
   A smoke run under ``never`` can then never end up behind ``models:/NAME@champion``.
 
 Every version records its yardstick and the decision as tags (``automl_cnn.fingerprint``,
-``automl_cnn.split``, ``automl_cnn.test_accuracy``, ``automl_cnn.promotion``,
-``automl_cnn.compared_with``, ``automl_cnn.promotion_reason``) and a line of its description; a
-later search reads the champion's yardstick from these tags. :func:`decide` is the pure rule.
+``automl_cnn.split``, ``automl_cnn.test_accuracy``, ``automl_cnn.test_correct``,
+``automl_cnn.promotion``, ``automl_cnn.compared_with``, ``automl_cnn.promotion_reason``) and a
+line of its description; a later search reads the champion's yardstick from these tags.
+``automl_cnn.test_correct`` is which test images the model gets right, in the split's order:
+``N:`` and the bits, packed, zlib-compressed and base64-encoded (about 1.7 kB for 10,000 images;
+see :func:`encode_correct`). :func:`decide` is the pure rule.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from automl_cnn.stats import LEVEL, mcnemar
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -35,6 +50,7 @@ if TYPE_CHECKING:
 POLICIES = ("if-better", "always", "never")
 CHAMPION, CHALLENGER = "champion", "challenger"
 TAG = "automl_cnn."
+MAX_CORRECT_CHARS = 90_000  # a model version's tag holds 100,000 characters in MLflow's stores
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,8 @@ class Score:
     fingerprint: str  # the data's
     split: str  # the split's identity (engine.session.split_id)
     test_accuracy: float
+    # per test image, in the split's order: whether the model gets it right (None: not recorded)
+    correct: tuple[bool, ...] | None = None
 
     def same_yardstick(self, other: Score) -> bool:
         return (self.fingerprint, self.split) == (other.fingerprint, other.split)
@@ -112,10 +130,30 @@ def decide(policy: str, score: Score, champion: Incumbent | None, hold: str | No
     if not comparable:
         return Decision(CHALLENGER, champion.version, f"not promoted, not comparable: {against}")
     assert champion.score is not None
-    if score.test_accuracy > champion.score.test_accuracy:
-        return Decision(CHAMPION, champion.version, f"promoted, {against}")
-    tie = " (a tie keeps the champion)" if score.test_accuracy == champion.score.test_accuracy else ""
-    return Decision(CHALLENGER, champion.version, f"not promoted, {against}{tie}")
+    return _if_better(score, champion.score, champion.version)
+
+
+def _if_better(score: Score, theirs: Score, version: str) -> Decision:
+    """``if-better`` against a champion on the same yardstick: McNemar's test on the same test
+    images, or (a champion that kept no per-image results) test accuracy alone."""
+    ours, name = f"test {score.test_accuracy:.2%}", f"champion version {version}'s {theirs.test_accuracy:.2%}"
+    if score.correct is None or theirs.correct is None or len(score.correct) != len(theirs.correct):
+        who = f"champion version {version}" if theirs.correct is None else "this model"
+        against = f"{ours} vs {name} by accuracy alone ({who} kept no per-image test results to pair)"
+        if score.test_accuracy > theirs.test_accuracy:
+            return Decision(CHAMPION, version, f"promoted: {against}")
+        tie = "; a tie keeps the champion" if score.test_accuracy == theirs.test_accuracy else ""
+        return Decision(CHALLENGER, version, f"not promoted: {against}{tie}")
+    test = mcnemar(np.array(score.correct), np.array(theirs.correct))
+    against = f"{ours} vs {name} on the same {len(score.correct)} test images"
+    why = (
+        f"McNemar p={test.p_value:.2g}; of the images only one model gets right, {test.only_a} are "
+        f"this model's and {test.only_b} the champion's"
+    )
+    if test.a_better(LEVEL):
+        return Decision(CHAMPION, version, f"promoted: {against}, significantly better ({why})")
+    verdict = "is not significantly better" if test.only_a > test.only_b else "is not better"
+    return Decision(CHALLENGER, version, f"not promoted: {against} {verdict} ({why})")
 
 
 def _comparison(score: Score, champion: Incumbent) -> tuple[str, bool]:
@@ -127,7 +165,7 @@ def _comparison(score: Score, champion: Incumbent) -> tuple[str, bool]:
         return f"{name} was tested on other data (fingerprint {theirs.fingerprint}, this {score.fingerprint})", False
     if theirs.split != score.split:
         return f"{name} was tested on another split ({theirs.split}; this {score.split})", False
-    text = f"test {score.test_accuracy:.4f} vs {name} {theirs.test_accuracy:.4f} on the same test split"
+    text = f"test {score.test_accuracy:.2%} vs {name}'s {theirs.test_accuracy:.2%} on the same test split"
     return text, True
 
 
@@ -219,6 +257,7 @@ class ModelRegistry:
             "fingerprint": score.fingerprint,
             "split": score.split,
             "test_accuracy": repr(score.test_accuracy),
+            **({"test_correct": encoded} if (encoded := encode_correct(score.correct)) else {}),
             "promotion": decision.alias,
             "compared_with": decision.compared_with or "none",
             "promotion_reason": decision.reason,
@@ -235,9 +274,35 @@ class ModelRegistry:
 
 
 def _recorded_score(tags: dict[str, str]) -> Score | None:
-    """The score a version's tags record; None where they do not (e.g. registered by hand)."""
+    """The score a version's tags record; None where they do not (e.g. registered by hand).
+    Its per-image results are None where it kept none (registered before they were kept)."""
     try:
         accuracy = float(tags[f"{TAG}test_accuracy"])
-        return Score(tags[f"{TAG}fingerprint"], tags[f"{TAG}split"], accuracy)
+        return Score(
+            tags[f"{TAG}fingerprint"], tags[f"{TAG}split"], accuracy, decode_correct(tags.get(f"{TAG}test_correct"))
+        )
     except (KeyError, ValueError):
         return None
+
+
+def encode_correct(correct: tuple[bool, ...] | None) -> str | None:
+    """Per-image correctness as a tag value: ``N:`` then the bits packed, zlib-compressed and
+    base64-encoded. None where there is nothing to record or it would not fit in a tag."""
+    if correct is None:
+        return None
+    packed = zlib.compress(np.packbits(np.array(correct, dtype=bool)).tobytes(), 9)
+    text = f"{len(correct)}:{base64.b64encode(packed).decode('ascii')}"
+    return text if len(text) <= MAX_CORRECT_CHARS else None
+
+
+def decode_correct(text: str | None) -> tuple[bool, ...] | None:
+    """The inverse of :func:`encode_correct`; None for no value or a damaged one."""
+    if not text:
+        return None
+    try:
+        count, data = text.split(":", 1)
+        bits = np.unpackbits(np.frombuffer(zlib.decompress(base64.b64decode(data, validate=True)), np.uint8))
+        n = int(count)
+    except (ValueError, zlib.error):
+        return None
+    return tuple(bool(b) for b in bits[:n]) if 0 <= n <= len(bits) else None

@@ -5,7 +5,8 @@
   then greedily add (with replacement) the trial whose predictions most improve the averaged
   predictions, and keep the best prefix. The weights are the counts. Accuracy decides each step,
   the log loss breaks ties (on a few hundred images accuracy alone ties often).
-* :func:`significantly_better` is McNemar's exact test on the images where two models disagree.
+* :func:`significantly_better` is McNemar's exact test on the images where two models disagree
+  (:mod:`automl_cnn.stats`, shared with the registry; re-exported here).
 
 Pure numpy and scipy: probabilities in, indices and weights out.
 """
@@ -17,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from automl_cnn.stats import significantly_better as significantly_better
 
 EPS = 1e-7
 ROUNDS = 25  # greedy steps of ensemble selection
@@ -80,15 +83,3 @@ def select_ensemble(
     counts = Counter(best_bag)
     members = tuple(sorted(counts, key=lambda i: (-counts[i], best_bag.index(i))))
     return Selection(members, tuple(counts[i] / len(best_bag) for i in members))
-
-
-def significantly_better(a_right: np.ndarray, b_right: np.ndarray, level: float = 0.05) -> bool:
-    """Whether model a is right significantly more often than model b on the same images
-    (McNemar's exact one-sided test on the images only one of them gets right)."""
-    from scipy.stats import binomtest
-
-    only_a = int(np.sum(a_right & ~b_right))
-    only_b = int(np.sum(b_right & ~a_right))
-    if only_a <= only_b:
-        return False
-    return bool(binomtest(only_a, only_a + only_b, 0.5, alternative="greater").pvalue < level)
