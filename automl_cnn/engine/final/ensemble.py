@@ -82,13 +82,19 @@ def select_ensemble(
     return Selection(members, tuple(counts[i] / len(best_bag) for i in members))
 
 
-def significantly_better(a_right: np.ndarray, b_right: np.ndarray, level: float = 0.05) -> bool:
-    """Whether model a is right significantly more often than model b on the same images
-    (McNemar's exact one-sided test on the images only one of them gets right)."""
+def mcnemar_p(a_right: np.ndarray, b_right: np.ndarray) -> float:
+    """McNemar's exact one-sided p-value that model a is right more often than model b on the
+    same images (from the images only one of them gets right); 1.0 where a is not ahead."""
     from scipy.stats import binomtest
 
     only_a = int(np.sum(a_right & ~b_right))
     only_b = int(np.sum(b_right & ~a_right))
     if only_a <= only_b:
-        return False
-    return bool(binomtest(only_a, only_a + only_b, 0.5, alternative="greater").pvalue < level)
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5, alternative="greater").pvalue)
+
+
+def significantly_better(a_right: np.ndarray, b_right: np.ndarray, level: float = 0.05) -> bool:
+    """Whether model a is right significantly more often than model b on the same images
+    (McNemar's exact one-sided test on the images only one of them gets right)."""
+    return mcnemar_p(a_right, b_right) < level
