@@ -260,7 +260,7 @@ def search_and_fit(session: SearchSession) -> tuple[list[TrialRecord], TrialReco
         progress.message(f"resuming at the {state.phase.replace('_', ' ')} (the trials are over; none is started)")
     winner = jobs[0][0]
     what = f"ensemble of {len(plan.members)}" if plan.ensemble else f"trial {winner.number}"
-    progress.set_phase(f"final fit of {what} on train+val ({len(jobs)} fit(s))")
+    progress.set_phase(f"final fit of {what} on train + half of validation ({len(jobs)} fit(s))")
     fits = final_fit(session, jobs, plan.epochs)
     state.phase = "delivering"
     state.save()

@@ -81,6 +81,8 @@ def _own(fitted: np.ndarray, own: np.ndarray, y: np.ndarray) -> Decision:
     versus = f"{own_acc:.2%} against {fit_acc:.2%} for the final fit on {n} held-out images"
     if p < 0.05:
         answer, reason = "trial's own weights", f"significantly better (McNemar p={p:.2g}): {versus}"
+    elif own_acc == fit_acc:
+        answer, reason = "final fit", f"a tie keeps the final fit: the trial's own weights scored {versus}"
     elif own_acc > fit_acc:
         answer, reason = (
             "final fit",

@@ -86,7 +86,8 @@ def build_delivery(
         assert candidate is not None
         members.append((candidate, c.weights, c.weight))
     model = TrainedModel.from_members(members, b.input_shape, b.class_names, b.mean, b.std)
-    labels = [f"trial {c.trial}{_seed(c, choices)}" for c in choices]
+    one_trial = len({c.trial for c in choices}) == 1
+    labels = [f"seed {c.seed}" if one_trial else f"trial {c.trial}{_seed(c, choices)}" for c in choices]
     own = merged(FINAL_FIT, [(label, c.own) for label, c in zip(labels, choices, strict=True)])
     own = _with_epochs(own, plan, by_number)
     ema = merged(EMA, [(label, c.ema) for label, c in zip(labels, choices, strict=True) if c.source != TRIAL])
@@ -121,7 +122,7 @@ def _with_seeds(planned: Decision, seeds: Decision) -> Decision:
         candidates=planned.candidates + seeds.candidates,
         scores=planned.scores + seeds.scores,
         images=seeds.images or planned.images,
-        reason=f"no ensemble of trials ({planned.reason}); {seeds.reason}",
+        reason=f"an ensemble of trials: no, {planned.reason}; a seed ensemble: {seeds.reason}",
     )
 
 

@@ -75,7 +75,10 @@ def merged(topic: str, parts: list[tuple[str, Decision]]) -> Decision:
     if len(answers) == 1:
         reason = "; ".join(f"{label}: {d.reason}" for label, d in parts)
         return Decision(topic, first.question, first.candidates, (), first.images, first.rule, first.answer, reason)
-    answer = "; ".join(f"{label}: {d.answer}" for label, d in parts)
+    by_answer: dict[str, list[str]] = {}
+    for label, d in parts:
+        by_answer.setdefault(d.answer, []).append(label)
+    answer = ", ".join(f"{ans} ({', '.join(labels)})" for ans, labels in by_answer.items())
     reason = "; ".join(f"{label}: {d.reason}" for label, d in parts)
     return Decision(topic, first.question, first.candidates, (), first.images, first.rule, answer, reason)
 

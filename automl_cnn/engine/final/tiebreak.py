@@ -66,8 +66,9 @@ def winner_decision(session: SearchSession, records: list[TrialRecord], winner: 
     (_, best), (second, probs) = pool[0], pool[1]
     p = mcnemar_p(best.argmax(1) == y, probs.argmax(1) == y)
     mine, theirs = accuracy(best, y), accuracy(probs, y)
-    lead = "significantly" if p < 0.05 else "but not significantly"
-    reason = f"{mine:.2%} against {theirs:.2%} for trial {second.number}: better, {lead} (McNemar p={p:.2g})"
+    lead = "significantly better" if p < 0.05 else "better, but not significantly"
+    versus = f"{mine:.2%} on {n} validation images against {theirs:.2%} for the runner-up, trial {second.number}"
+    reason = f"{versus}: {lead} (McNemar p={p:.2g})"
     candidates = (answer, f"trial {second.number}")
     return Decision(WINNER, question, candidates, (mine, theirs), n, rule, answer, reason)
 
