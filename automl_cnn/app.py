@@ -20,6 +20,7 @@ from automl_cnn.deliver.result import SearchResult
 from automl_cnn.engine.config import SearchConfig, flat_settings
 from automl_cnn.engine.estimates import SearchDeadline
 from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner, runners_up
+from automl_cnn.engine.final.outcome import decisions_from_json
 from automl_cnn.engine.final.plan import FinalPlan, plan_final
 from automl_cnn.engine.final.tiebreak import break_ties, reserve_seconds
 from automl_cnn.engine.objectives import OBJECTIVES
@@ -251,17 +252,18 @@ def search_and_fit(session: SearchSession) -> tuple[list[TrialRecord], TrialReco
         state.phase = "final_fit"
         state.final_jobs = [[r.number, seed, plan.epochs.get(r.number, r.epochs)] for r, seed in jobs]
         state.ensemble = [[n, w] for n, w in plan.members]
-        state.final_notes, state.final_check, state.final_seeds = list(plan.notes), dict(plan.check), plan.seeds
+        state.final_notes = [d.to_json() for d in plan.decisions]
+        state.final_check, state.final_seeds = dict(plan.check), plan.seeds
         state.save()
-        for note in plan.notes:
-            progress.message(note)
+        for decision in plan.decisions:
+            progress.message(decision.line())
     else:  # killed during the final fit or delivery: the trials are over
         jobs, plan = _recorded_plan(state)
         records = state.finished_records()
         progress.message(f"resuming at the {state.phase.replace('_', ' ')} (the trials are over; none is started)")
     winner = jobs[0][0]
     what = f"ensemble of {len(plan.members)}" if plan.ensemble else f"trial {winner.number}"
-    progress.set_phase(f"final fit of {what} on train+val ({len(jobs)} fit(s))")
+    progress.set_phase(f"final fit of {what} on train + half of validation ({len(jobs)} fit(s))")
     fits = final_fit(session, jobs, plan.epochs)
     state.phase = "delivering"
     state.save()
@@ -275,7 +277,8 @@ def _recorded_plan(state: RunState) -> tuple[list[tuple[TrialRecord, int]], Fina
     jobs = [(by_number[job[0]], job[1]) for job in state.final_jobs]
     epochs = {job[0]: job[2] for job in state.final_jobs if len(job) > 2 and job[2] != by_number[job[0]].epochs}
     members = tuple((int(n), float(w)) for n, w in state.ensemble) or ((jobs[0][0].number, 1.0),)
-    return jobs, FinalPlan(members, epochs, tuple(state.final_notes), dict(state.final_check), state.final_seeds)
+    decisions = decisions_from_json(state.final_notes)
+    return jobs, FinalPlan(members, epochs, decisions, dict(state.final_check), state.final_seeds)
 
 
 def _trials(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord]:
@@ -304,7 +307,7 @@ def _plan(
     seeds = [cfg.search.seed + FINAL_SEED_OFFSET + k for k in range(cfg.final.final_repeats)]
     others = [winner.number] * (len(seeds) - 1) + [r.number for r in runners for _ in seeds]
     plan = plan_final(session, records, winner, others, session.budget.fit_time_left())
-    plan = dataclasses.replace(plan, notes=(*tie.notes, *plan.notes))
+    plan = dataclasses.replace(plan, decisions=(*tie.decisions, *plan.decisions))
     by_number = {r.number: r for r in records}
     winner_seeds = [cfg.search.seed + FINAL_SEED_OFFSET + k for k in range(max(cfg.final.final_repeats, plan.seeds))]
     jobs = [(winner, seed) for seed in winner_seeds] + [(r, seed) for r in runners for seed in seeds]

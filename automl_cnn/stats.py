@@ -48,3 +48,10 @@ def significantly_better(a_right: np.ndarray, b_right: np.ndarray, level: float 
     """Whether model a is right significantly more often than model b on the same images
     (McNemar's exact one-sided test on the images only one of them gets right)."""
     return mcnemar(a_right, b_right).a_better(level)
+
+
+def mcnemar_p(a_right: np.ndarray, b_right: np.ndarray) -> float:
+    """The one-sided p-value that model a is right more often than model b on the same images;
+    1.0 where a is not ahead (what a verdict prints beside "not significantly better")."""
+    test = mcnemar(a_right, b_right)
+    return test.p_value if test.only_a > test.only_b else 1.0

@@ -309,7 +309,7 @@ def test_report_tables_for_a_pareto_front_and_several_finalists() -> None:
         "Metrics",
         "Training settings",
         "Pareto front (delivered: best accuracy)",
-        "Final evaluation (retrained on train+val)",
+        "Final evaluation (retrained on train + half of validation)",
         "Architecture",
     ]
     text = search_report(summary, net, (1, 8, 8))
@@ -449,7 +449,7 @@ def test_summary_with_several_seeds_a_front_and_finalists(tmp_path: Path) -> Non
     front = [line for line in text.splitlines() if line.rstrip().endswith(("big", "small")) and "trial" not in line]
     assert front[0].startswith("*") and "0.9800" in front[0] and "123,456" in front[0]
     assert front[1].startswith(" ") and "2,048" in front[1]
-    assert "final evaluation (retrained on train+val, scored on test):" in text
+    assert "final evaluation (retrained on train + half of validation, scored on test):" in text
     assert "* trial    6  val 0.9800  test 0.9700  big" in text
     assert "  trial    2  val 0.9100  test 0.9000  small" in text
 

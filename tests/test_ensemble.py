@@ -23,6 +23,7 @@ from automl_cnn.data import load_images, split_data
 from automl_cnn.engine.final.check import AVERAGE, FINAL, TRIAL, choose
 from automl_cnn.engine.final.ensemble import accuracy, blend, select_ensemble, significantly_better
 from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner
+from automl_cnn.engine.final.outcome import ENSEMBLE
 from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Dense, Head, TrainConfig
 from automl_cnn.model.export import export_onnx
@@ -164,11 +165,11 @@ def test_a_final_fit_that_went_wrong_is_replaced_by_the_trials_own_weights(tmp_p
         assert winner.candidate is not None
         [good] = final_fit(s, [(winner, 7)])
         fine = choose(s, good)
-        assert fine.source in (FINAL, AVERAGE) and "on the check half" in fine.reason
+        assert fine.source in (FINAL, AVERAGE) and "held-out images" in fine.reason
         untrained = Trainer(winner.candidate, s.bundle.refit_data(), seed=3, device="cpu", average=True).outputs()
         broken = FinalFit(winner.number, 7, untrained.weights, [], untrained)
         replaced = choose(s, broken)
-        assert replaced.source == TRIAL and "significantly worse" in replaced.reason
+        assert replaced.source == TRIAL and "significantly better (McNemar p=" in replaced.reason
         stored = s.state.load_trial_weights(winner.number)
         assert stored is not None and all(torch.equal(replaced.weights[k], stored[k]) for k in stored)
         s.state.keep_trial_weights(set())  # not kept: the final fit stays, and the note says why
@@ -183,9 +184,10 @@ def test_a_search_delivers_an_ensemble_that_loads_everywhere(ensemble_search, tm
     assert r.delivered[0]["trial"] == r.best_trial and sum(d["weight"] for d in r.delivered) == pytest.approx(
         1, abs=1e-3
     )
-    assert any(n.startswith(f"ensemble of {len(r.delivered)} trials") for n in r.notes)
+    assert any(n.startswith("ensemble: yes, trials ") for n in r.notes)
     summary = r.summary()
-    assert f"delivered           an ensemble of {len(r.delivered)}" in summary and "check half" in summary
+    assert f"delivered           an ensemble of {len(r.delivered)}" in summary
+    assert "held-out half of validation" in summary and "check half" not in summary
     report = (r.out_dir / "report.md").read_text()
     assert f"## Delivered: an ensemble of {len(r.delivered)} trials" in report
     x, y = r.data.test_split()
@@ -210,7 +212,7 @@ def test_spare_time_fits_the_winner_with_more_seeds_and_the_check_half_decides(t
         if plan.ensemble:  # selection found members: one fit each, no seed ensemble
             assert plan.seeds == 1
         else:
-            assert plan.seeds == min(3, SEED_ENSEMBLE) and any(n.startswith("a seed ensemble") for n in plan.notes)
+            assert plan.seeds == min(3, SEED_ENSEMBLE) and [d.topic for d in plan.decisions] == [ENSEMBLE]
             assert plan.epochs and max(plan.epochs.values()) == 2 * winner.epochs  # the rest stretches epochs
         assert plan_final(s, records, winner, [], time_left=0.0).seeds == 1  # no time: one fit
         assert plan_final(s, records, winner, [], time_left=None).seeds == 1  # no budget: nothing spare
@@ -223,12 +225,12 @@ def test_a_seed_ensemble_is_delivered_only_where_the_check_half_prefers_it(tmp_p
         "digits", "tiny", trials=2, final_repeats=2, pruner="none", warm_start="none", executor="inprocess",
         seed=0, progress=False, out=tmp_path / "out", tracking_uri=mlflow_store(tmp_path / "m.db"),
     )  # fmt: skip
-    [note] = [n for n in r.notes if "seed ensemble" in n]
-    if note.startswith("a seed ensemble of 2 fits"):
+    [verdict] = [d for d in r.decisions if d.topic == ENSEMBLE]
+    if verdict.answer.startswith("yes, 2 seeds"):
         assert r.is_ensemble and [d["trial"] for d in r.delivered] == [r.best_trial] * 2
         assert len({d["seed"] for d in r.delivered}) == 2 and " seed " in r.summary()
     else:
-        assert note.startswith("no seed ensemble: 2 seeds") and not r.is_ensemble
+        assert verdict.answer == "no" and "2 seeds together scored" in verdict.reason and not r.is_ensemble
     x, y = r.data.test_split()
     assert r.test_accuracy == pytest.approx(float((r.model.predict(x) == y).mean()))
 
@@ -237,8 +239,7 @@ def test_members_cut_to_fit_the_time_left_never_drop_the_winner() -> None:
     from automl_cnn.engine.final.plan import cut_to_fit
 
     members = ((7, 0.5), (0, 0.3), (16, 0.2))  # trial 7 outweighs the winner, trial 0
-    kept, notes = cut_to_fit(members, 0, lambda ms: len(ms) <= 2)
+    kept = cut_to_fit(members, 0, lambda ms: len(ms) <= 2)
     assert [n for n, _ in kept] == [0, 7] and sum(w for _, w in kept) == pytest.approx(1.0)
-    alone, notes = cut_to_fit(members, 0, lambda ms: len(ms) == 1)
-    assert alone == ((0, 1.0),) and notes[-1] == "no ensemble: the time left fits the winner's final fit only"
-    assert cut_to_fit(members, 0, lambda ms: True) == (members, [])
+    assert cut_to_fit(members, 0, lambda ms: len(ms) == 1) == ((0, 1.0),)
+    assert cut_to_fit(members, 0, lambda ms: True) == members

@@ -12,6 +12,7 @@ from sessions import plan_for, session_for
 
 from automl_cnn.engine.final.ensemble import significantly_better
 from automl_cnn.engine.final.fits import pick_winner
+from automl_cnn.engine.final.outcome import SECOND_SEEDS, WINNER
 from automl_cnn.engine.final.tiebreak import MAX_CONTENDERS, break_ties, contenders
 from automl_cnn.engine.search.driver import SearchDriver
 
@@ -32,20 +33,20 @@ def test_trials_within_noise_get_a_second_seed_and_the_best_mean_wins(tmp_path: 
         for rec in group[1:]:  # none of them is significantly worse than the winner
             assert not significantly_better(best, s.state.load_val_probs(rec.number).argmax(1) == y)
 
-        assert (
-            break_ties(s, records, winner, time_left=0.0, reserve=0.0)
-            .notes[0]
-            .endswith("no time left for second seeds to tell them apart")
-        )
+        short = break_ties(s, records, winner, time_left=0.0, reserve=0.0).decisions
+        assert [d.topic for d in short] == [WINNER, SECOND_SEEDS] and short[1].answer == "none"
+        assert short[1].reason.endswith("no time is left for second seeds")
         assert break_ties(s, records, winner, time_left=None, reserve=0.0).winner is winner  # no budget to spend
         tie = break_ties(s, records, winner, time_left=1e6, reserve=0.0)
         assert set(tie.means) == {r.number for r in group} and tie.winner in group
         top = max(tie.means.values())
         assert tie.means[tie.winner.number] >= top - 1 / len(y)
         within = [r for r in group if tie.means[r.number] >= top - 1 / len(y)]
-        params = [r.profile.params for r in within if r.profile]
-        assert tie.winner.profile is not None and tie.winner.profile.params == min(params)  # ties go to the cheapest
-        assert f"trial {tie.winner.number} (" in tie.notes[0] and "over two seeds" in tie.notes[0]
+        flops = [r.profile.flops for r in within if r.profile]
+        assert tie.winner.profile is not None and tie.winner.profile.flops == min(flops)  # ties go to the simplest
+        seeds = tie.decisions[1]
+        assert seeds.topic == SECOND_SEEDS and seeds.answer == f"trial {tie.winner.number}" and seeds.images == len(y)
+        assert "over two seeds" in seeds.reason or "a tie goes to the simpler model" in seeds.reason
         runs = MlflowClient(plan.config.resolved_tracking_uri()).search_runs(
             [s.tracker.experiment_id],
             f"tags.`automl_cnn.second_seed` = 'true' and tags.`mlflow.parentRunId` = '{s.parent_run}'",

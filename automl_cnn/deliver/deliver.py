@@ -1,7 +1,7 @@
 """After the final fit: check it, score on test, write the output folder, log and register.
 
 ``deliver(session, records, winner, fits, plan)`` runs five steps: check each final fit on the
-check half of validation and build the delivered model, the winner or an ensemble
+held-out half of validation and build the delivered model, the winner or an ensemble
 (:mod:`automl_cnn.engine.final.delivered`); score it and every final fit once on the untouched test
 split (:func:`score_fits`); write the output folder (model, TorchScript, tables, pictures); log
 and register the model in MLflow; write the reports and the summary.
@@ -24,6 +24,7 @@ from automl_cnn.deliver.result import SearchResult, accuracy_text
 from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
 from automl_cnn.engine.final.delivered import Delivery, build_delivery, far_from_solved
 from automl_cnn.engine.final.fits import FinalFit
+from automl_cnn.engine.final.outcome import Decision, FinalOutcome
 from automl_cnn.engine.final.plan import FinalPlan
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
@@ -48,6 +49,7 @@ class Scored:
         rows = []
         for n, accs in self.test_accs.items():
             rec = by_number[n]
+            assert rec.candidate is not None
             rows.append(
                 {
                     "trial": n,
@@ -61,14 +63,17 @@ class Scored:
         return rows
 
 
-def score_fits(s: SearchSession, records: list[TrialRecord], fits: list[FinalFit], delivered: TrainedModel) -> Scored:
+def score_fits(
+    session: SearchSession, records: list[TrialRecord], fits: list[FinalFit], delivered: TrainedModel
+) -> Scored:
     """The delivered model and each final fit (its last weights), scored once on test."""
-    b = s.bundle
+    b = session.bundle
     x_test, y_test = b.test_split()
     by_number = {r.number: r for r in records}
     scored: dict[int, list[float]] = {}
     for f in fits:
         candidate = by_number[f.trial].candidate
+        assert candidate is not None
         m = TrainedModel.from_weights(candidate, f.weights, b.input_shape, b.class_names, b.mean, b.std)
         scored.setdefault(f.trial, []).append(m.accuracy(x_test, y_test))
     probs = delivered.predict_proba(x_test)
@@ -76,7 +81,7 @@ def score_fits(s: SearchSession, records: list[TrialRecord], fits: list[FinalFit
 
 
 def deliver(
-    s: SearchSession,
+    session: SearchSession,
     records: list[TrialRecord],
     winner: TrialRecord,
     fits: list[FinalFit],
@@ -85,86 +90,72 @@ def deliver(
     """Deliver ``plan`` (default: the winner alone) from its final ``fits``."""
     assert winner.profile is not None
     plan = plan or FinalPlan(((winner.number, 1.0),), {}, (), {})
-    delivery = build_delivery(s, records, plan, fits)
-    scored = score_fits(s, records, fits, delivery.model)
+    delivery = build_delivery(session, records, plan, fits)
+    scored = score_fits(session, records, fits, delivery.model)
     # the delivered model's test accuracy; with --final-repeats N, also the winner's N fits' (its
     # last weights, each seed alone): the design's spread over seeds
     delivered = scored.delivered_acc
-    design = scored.test_accs[winner.number][: s.config.final.final_repeats]
+    design = scored.test_accs[winner.number][: session.config.final.final_repeats]
     test_accs = design if len(design) > 1 else [delivered]
     model = scored.model
-    val_acc = float(winner.val_acc or 0.0)
-    model.metrics = {"val_accuracy": val_acc, "test_accuracy": delivered}
-    if delivery.check_accuracy is not None:
-        model.metrics["check_accuracy"] = delivery.check_accuracy
-    model.info = _model_info(s, winner, delivery)
-    plots = _write_folder(s, records, winner, scored)
-    reg = _register(s, model, winner, (delivered, test_accs), delivery, scored.probs)
-    model_uri, version = reg.uri, reg.version
-    s.state.model_uri, s.state.model_version = model_uri, version
-    s.state.save()
-    summary = _summary(s, records, winner, test_accs, scored.table({r.number: r for r in records}))
-    summary["test_accuracy"] = delivered
-    summary.update(_delivery_summary(delivery, {r.number: r for r in records}))
-    summary.update(model_uri=model_uri, model_version=version, wall_seconds=s.budget.elapsed())
-    summary.update(promotion=reg.decision.alias, promotion_reason=reg.decision.reason)
-    _write_reports(s, summary, model, records, plots)
-    _log_run(s, summary, test_accs)
-    return _result(s, summary, model, records, test_accs)
+    model.metrics = {"val_accuracy": float(winner.val_acc or 0.0), "test_accuracy": delivered}
+    if delivery.outcome.check_accuracy is not None:
+        model.metrics["check_accuracy"] = delivery.outcome.check_accuracy
+    model.info = _model_info(session, winner, delivery)
+    plots = _write_folder(session, records, winner, scored)
+    reg = _register(session, model, winner, (delivered, test_accs), delivery, scored.probs)
+    session.state.model_uri, session.state.model_version = reg.uri, reg.version
+    session.state.save()
+    result = _result(session, records, winner, delivery.outcome, scored, reg, test_accs)
+    summary = _summary(session, result, winner)
+    _write_reports(session, summary, model, records, plots)
+    _log_run(session, summary, result)
+    return result
 
 
 def _result(
-    s: SearchSession, summary: dict[str, Any], model: TrainedModel, records: list[TrialRecord], test_accs: list[float]
+    session: SearchSession,
+    records: list[TrialRecord],
+    winner: TrialRecord,
+    outcome: FinalOutcome,
+    scored: Scored,
+    reg: Registration,
+    test_accs: list[float],
 ) -> SearchResult:
-    winner = next(r for r in records if r.number == summary["best_trial"])
+    """The search's result, from its typed parts: the winner, the final outcome, the test scores
+    and the registration."""
+    counts = Counter(str(r.outcome) for r in records)
     return SearchResult(
-        model=model,
+        model=scored.model,
         candidate=winner.candidate,
         best_trial=winner.number,
-        val_accuracy=summary["val_accuracy"],
-        test_accuracy=summary["test_accuracy"],
+        val_accuracy=float(winner.val_acc or 0.0),
+        test_accuracy=scored.delivered_acc,
         test_accuracy_std=statistics.stdev(test_accs) if len(test_accs) > 1 else None,
         test_accuracies=test_accs,
-        counts=summary["counts"],
-        wall_seconds=summary["wall_seconds"],
-        out_dir=s.out,
-        tracking_uri=s.tracker.shown_uri,
-        experiment_id=s.tracker.experiment_id,
-        parent_run_id=s.parent_run,
-        model_uri=summary["model_uri"],
-        model_version=summary["model_version"],
+        counts={o.value: counts.get(o.value, 0) for o in (Outcome.COMPLETED, Outcome.PRUNED, Outcome.FAILED)},
+        wall_seconds=session.budget.elapsed(),
+        out_dir=session.out,
+        tracking_uri=session.tracker.shown_uri,
+        experiment_id=session.tracker.experiment_id,
+        parent_run_id=session.parent_run,
+        model_uri=reg.uri,
+        model_version=reg.version,
         trials=records,
-        data=s.bundle,
-        pareto=summary["pareto"],
-        final_table=summary["final_table"],
-        pick_rule=summary["pick_rule"],
-        promotion=summary["promotion"],
-        promotion_reason=summary["promotion_reason"],
-        val_images=summary["val_images"],
-        test_images=summary["test_images"],
-        delivered=summary["delivered"],
-        notes=summary["notes"],
-        warnings=summary["warnings"],
-        check_accuracy=summary["check_accuracy"],
-        check_images=summary["check_images"],
+        data=session.bundle,
+        pareto=pareto_rows(records, session.objectives) if session.multi_objective else [],
+        final_table=scored.table({r.number: r for r in records}),
+        pick_rule=session.config.pick_rule().describe(),
+        promotion=reg.decision.alias,
+        promotion_reason=reg.decision.reason,
+        val_images=len(session.bundle.val_idx),
+        test_images=len(session.bundle.test_idx),
+        final=outcome,
     )
 
 
-def _delivery_summary(delivery: Delivery, by_number: dict[int, TrialRecord]) -> dict[str, Any]:
-    rows = delivery.rows(by_number)
-    return {
-        "delivered": rows,
-        "ensemble": delivery.model.is_ensemble,
-        "notes": delivery.notes,
-        "warnings": delivery.warnings,
-        "check_accuracy": delivery.check_accuracy,
-        "check_images": delivery.check_images,
-        "delivered_params": sum(r["params"] or 0 for r in rows),
-    }
-
-
 def _register(
-    s: SearchSession,
+    session: SearchSession,
     model: TrainedModel,
     winner: TrialRecord,
     accuracies: tuple[float, list[float]],
@@ -175,26 +166,28 @@ def _register(
     ``champion`` by the ``--promote`` policy, scored by its test accuracy on this data and split
     and which test images it gets right (``test_probs``: its test probabilities), for a paired
     test against the champion (never under ``if-better`` when the task is far from solved)."""
-    b = s.bundle
+    b = session.bundle
     entry = ModelEntry(
         model.inference_module(),
-        _input_example(s),
-        _description(s, winner, accuracies, delivery),
-        (s.out / "model.json", s.out / "model.safetensors"),
+        _input_example(session),
+        _description(session, winner, accuracies, delivery),
+        (session.out / "model.json", session.out / "model.safetensors"),
     )
     correct = tuple(bool(c) for c in test_probs.argmax(1) == b.images.y[b.test_idx])  # the test labels
-    score = Score(b.fingerprint(), s.split_id, accuracies[0], correct)
-    name = s.config.registered_name(b.name, b.input_shape, b.fingerprint())
+    score = Score(b.fingerprint(), session.split_id, accuracies[0], correct)
+    name = session.config.registered_name(b.name, b.input_shape, b.fingerprint())
     hold = "the task is far from solved (see the search's warnings)" if far_from_solved(delivery) else None
-    return ModelRegistry(s.tracker).register(s.parent_run, name, entry, score, s.config.tracking.promote, hold)
+    return ModelRegistry(session.tracker).register(
+        session.parent_run, name, entry, score, session.config.tracking.promote, hold
+    )
 
 
-def _model_info(s: SearchSession, winner: TrialRecord, delivery: Delivery) -> dict[str, Any]:
+def _model_info(session: SearchSession, winner: TrialRecord, delivery: Delivery) -> dict[str, Any]:
     assert winner.profile is not None
     return {
-        "data": s.bundle.name,
-        "fingerprint": s.bundle.fingerprint(),
-        "split_seed": s.bundle.split_seed,
+        "data": session.bundle.name,
+        "fingerprint": session.bundle.fingerprint(),
+        "split_seed": session.bundle.split_seed,
         "params": sum(p.numel() for p in delivery.model.network.parameters()),
         "flops": winner.profile.flops,
         "latency_ms": winner.latency_ms,
@@ -202,26 +195,28 @@ def _model_info(s: SearchSession, winner: TrialRecord, delivery: Delivery) -> di
         "members": [
             {"trial": c.trial, "seed": c.seed, "weight": c.weight, "weights": c.source} for c in delivery.choices
         ],
-        "mlflow_run_id": s.parent_run,
-        "tracking_uri": s.tracker.shown_uri,
+        "mlflow_run_id": session.parent_run,
+        "tracking_uri": session.tracker.shown_uri,
     }
 
 
-def _write_folder(s: SearchSession, records: list[TrialRecord], winner: TrialRecord, scored: Scored) -> dict[str, Path]:
+def _write_folder(
+    session: SearchSession, records: list[TrialRecord], winner: TrialRecord, scored: Scored
+) -> dict[str, Path]:
     """The model (weights, record, TorchScript), the tables and the pictures; returns the plots."""
-    scored.model.save(s.out)
-    scored.model.save_torchscript(s.out / "model.torchscript.pt")
-    write_rows(s.out / "trials.csv", trial_rows(records))
-    if s.multi_objective:
-        write_rows(s.out / "pareto.csv", pareto_rows(records, s.objectives))
-    return _plots(s, winner, scored.model, scored.probs.argmax(1), s.out / PLOTS)
+    scored.model.save(session.out)
+    scored.model.save_torchscript(session.out / "model.torchscript.pt")
+    write_rows(session.out / "trials.csv", trial_rows(records))
+    if session.multi_objective:
+        write_rows(session.out / "pareto.csv", pareto_rows(records, session.objectives))
+    return _plots(session, winner, scored.model, scored.probs.argmax(1), session.out / PLOTS)
 
 
 def _plots(
-    s: SearchSession, winner: TrialRecord, model: TrainedModel, y_pred: np.ndarray, folder: Path
+    session: SearchSession, winner: TrialRecord, model: TrainedModel, y_pred: np.ndarray, folder: Path
 ) -> dict[str, Path]:
-    b = s.bundle
-    plots = viz.study_plots(s.study, folder, multi_objective=s.multi_objective)
+    b = session.bundle
+    plots = viz.study_plots(session.study, folder, multi_objective=session.multi_objective)
     title = f"trial {winner.number}: {winner.candidate.architecture.describe()}"
     if winner.history:
         plots["learning_curves"] = viz.learning_curves(winner.history, folder / "learning_curves.png", title)
@@ -235,8 +230,8 @@ def _plots(
     return plots
 
 
-def _input_example(s: SearchSession) -> np.ndarray:
-    raw = s.bundle.test_split()[0][:4]
+def _input_example(session: SearchSession) -> np.ndarray:
+    raw = session.bundle.test_split()[0][:4]
     return np.ascontiguousarray(raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw)
 
 
@@ -246,11 +241,11 @@ def _test_words(delivered: float, design: list[float]) -> str:
 
 
 def _description(
-    s: SearchSession, winner: TrialRecord, accuracies: tuple[float, list[float]], delivery: Delivery
+    session: SearchSession, winner: TrialRecord, accuracies: tuple[float, list[float]], delivery: Delivery
 ) -> str:
     """The registered model version's description (Markdown)."""
     assert winner.profile is not None
-    b = s.bundle
+    b = session.bundle
     what = ""
     if delivery.model.is_ensemble:
         members = ", ".join(f"trial {c.trial} (weight {c.weight:.2f}, {c.source})" for c in delivery.choices)
@@ -264,59 +259,67 @@ def _description(
         f"{winner.latency_ms or 0:.2f} ms per image on one CPU thread\n"
         f"- input {'x'.join(map(str, b.input_shape))} in [0, 1], output probabilities over "
         f"{b.num_classes} classes\n"
-        f"- found by automl-cnn search run `{s.parent_run}` (trial {winner.number}) on {b.name} "
+        f"- found by automl-cnn search run `{session.parent_run}` (trial {winner.number}) on {b.name} "
         f"(fingerprint `{b.fingerprint()}`, split seed {b.split_seed})"
     )
 
 
-def _summary(
-    s: SearchSession,
-    records: list[TrialRecord],
-    winner: TrialRecord,
-    test_accs: list[float],
-    final_table: list[dict[str, Any]],
-) -> dict[str, Any]:
-    assert winner.profile is not None
-    counts = Counter(str(r.outcome) for r in records)
-    cfg = s.config
+def _summary(session: SearchSession, result: SearchResult, winner: TrialRecord) -> dict[str, Any]:
+    """The search's record for the reports and ``search.json``, from its result."""
+    assert winner.profile is not None and result.final is not None
+    cfg, bundle = session.config, session.bundle
+    final = result.final.to_record()
     return {
-        "data": s.bundle.name,
+        "data": bundle.name,
         "architecture": winner.candidate.architecture.describe(),
-        "val_accuracy": float(winner.val_acc or 0.0),
-        "test_accuracy_text": accuracy_text(test_accs),
-        "test_accuracy": test_accs[0],
-        "val_images": len(s.bundle.val_idx),
-        "test_images": len(s.bundle.test_idx),
+        "val_accuracy": result.val_accuracy,
+        "test_accuracy_text": accuracy_text(result.test_accuracies),
+        "test_accuracy": result.test_accuracy,
+        "val_images": result.val_images,
+        "test_images": result.test_images,
         "params": winner.profile.params,
         "flops": winner.profile.flops,
         "latency_ms": winner.latency_ms,
-        "counts": {o.value: counts.get(o.value, 0) for o in (Outcome.COMPLETED, Outcome.PRUNED, Outcome.FAILED)},
+        "counts": result.counts,
         "training": {k: v for k, v in winner.candidate.flat_params().items() if k.startswith(("train.", "augment."))},
-        "tracking_uri": s.tracker.shown_uri,
+        "tracking_uri": result.tracking_uri,
         "experiment": cfg.tracking.experiment,
-        "parent_run_id": s.parent_run,
-        "fingerprint": s.bundle.fingerprint(),
-        "split_seed": s.bundle.split_seed,
+        "parent_run_id": result.parent_run_id,
+        "fingerprint": bundle.fingerprint(),
+        "split_seed": bundle.split_seed,
         "best_trial": winner.number,
         "objectives": list(cfg.search.objectives),
-        "pick_rule": cfg.pick_rule().describe(),
-        "pareto": pareto_rows(records, s.objectives) if s.multi_objective else [],
-        "final_table": final_table,
+        "pick_rule": result.pick_rule,
+        "pareto": result.pareto,
+        "final_table": result.final_table,
+        "model_uri": result.model_uri,
+        "model_version": result.model_version,
+        "wall_seconds": result.wall_seconds,
+        "promotion": result.promotion,
+        "promotion_reason": result.promotion_reason,
+        "ensemble": result.is_ensemble,
+        "delivered_params": sum(m.params or 0 for m in result.final.members),
+        **{("delivered" if k == "members" else k): v for k, v in final.items()},
     }
 
 
 def _write_reports(
-    s: SearchSession, summary: dict[str, Any], model: TrainedModel, records: list[TrialRecord], plots: dict[str, Path]
+    session: SearchSession,
+    summary: dict[str, Any],
+    model: TrainedModel,
+    records: list[TrialRecord],
+    plots: dict[str, Path],
 ) -> None:
-    network, shape = model.lead_network, s.bundle.input_shape
-    (s.out / "report.md").write_text(search_report(summary, network, shape), encoding="utf-8")
-    page = html_report(summary, network, shape, records, plots, s.out)
-    (s.out / "report.html").write_text(page, encoding="utf-8")
+    network, shape = model.lead_network, session.bundle.input_shape
+    (session.out / "report.md").write_text(search_report(summary, network, shape), encoding="utf-8")
+    page = html_report(summary, network, shape, records, plots, session.out)
+    (session.out / "report.html").write_text(page, encoding="utf-8")
 
 
-def _log_run(s: SearchSession, summary: dict[str, Any], test_accs: list[float]) -> None:
+def _log_run(session: SearchSession, summary: dict[str, Any], result: SearchResult) -> None:
     """The parent run's pictures, reports, tables, metrics and tags; ``search.json`` beside them."""
-    tracker, parent, out = s.tracker, s.parent_run, s.out
+    tracker, parent, out = session.tracker, session.parent_run, session.out
+    test_accs = result.test_accuracies
     for path in sorted((out / PLOTS).glob("*.png")):
         tracker.log_artifact(parent, path, PLOTS)
     tracker.log_text(parent, (out / "report.md").read_text(encoding="utf-8"), "report.md")
@@ -344,7 +347,17 @@ def _log_run(s: SearchSession, summary: dict[str, Any], test_accs: list[float]) 
             "automl_cnn.best_trial": summary["best_trial"],
             "automl_cnn.model_uri": summary["model_uri"],
             "automl_cnn.promotion": summary["promotion"],
+            **decision_tags(result.decisions),
         },
     )
-    record = {**summary, "test_accuracies": test_accs, "config": s.config.to_params()}
+    record = {**summary, "test_accuracies": test_accs, "config": session.config.to_params()}
     (out / "search.json").write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+
+
+def decision_tags(decisions: list[Decision]) -> dict[str, str]:
+    """The parent run's tags for the final phase's decisions, numbered in their fixed order:
+    ``automl_cnn.decision.3.ensemble`` = ``no: a tie goes to the simpler model: ...``."""
+    return {
+        f"automl_cnn.decision.{k}.{d.topic.replace(' ', '_')}": f"{d.answer}: {d.reason}"[:5000]
+        for k, d in enumerate(decisions, 1)
+    }

@@ -113,7 +113,13 @@ def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, 
         rows = [
             [r["trial"], f"{r['val_accuracy']:.4f}", r["test_accuracy"], r["architecture"]] for r in m["final_table"]
         ]
-        out.append(Table("Final evaluation (retrained on train+val)", ["trial", "val", "test", "architecture"], rows))
+        out.append(
+            Table(
+                "Final evaluation (retrained on train + half of validation)",
+                ["trial", "val", "test", "architecture"],
+                rows,
+            )
+        )
     layers = [
         [r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}"] for r in layer_table(network, input_shape)
     ]
@@ -122,12 +128,11 @@ def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, 
 
 
 def _delivered_tables(m: dict[str, Any]) -> list[Table]:
-    """What was delivered (the members of an ensemble, or the winner), which weights and why;
-    the final phase's notes and the warnings."""
+    """What was delivered (the members of an ensemble, or the winner) and which weights; then how
+    it was chosen: one row per decision, in a fixed order, with its reason; and the warnings."""
     rows = m.get("delivered", [])
     if not rows:
         return []
-    kind = f"an ensemble of {len(rows)} trials" if len(rows) > 1 else "one network"
     members = [
         [
             r["trial"],
@@ -136,19 +141,31 @@ def _delivered_tables(m: dict[str, Any]) -> list[Table]:
             f"{r['val_accuracy'] or 0:.4f}",
             f"{r['params'] or 0:,}",
             r["architecture"],
-            r["why"],
         ]
         for r in rows
     ]
-    header = ["trial", "weight", "weights delivered", "val", "parameters", "architecture", "why"]
-    out = [Table(f"Delivered: {kind}", header, members)]
-    notes = [["note", n] for n in m.get("notes", [])] + [["warning", w] for w in m.get("warnings", [])]
+    header = ["trial", "weight", "weights delivered", "val", "parameters", "architecture"]
+    out = [Table(f"Delivered: {m.get('kind', 'one network')}", header, members)]
+    chosen = [[d["topic"], d["answer"], d["reason"], _compared(d)] for d in m.get("decisions", [])]
     if m.get("check_accuracy") is not None:
         check = _with_interval(m["check_accuracy"], m.get("check_images", 0))
-        notes.insert(0, ["check half of validation (not trained on by the final fit)", check])
-    if notes:
-        out.append(Table("How the delivered model was chosen", ["", ""], notes))
+        chosen.insert(0, ["held-out score", check, HELD_OUT_TEXT, ""])
+    chosen += [["warning", "", w, ""] for w in m.get("warnings", [])]
+    if chosen:
+        out.append(Table("How the delivered model was chosen", ["question", "answer", "why", "compared"], chosen))
     return out
+
+
+HELD_OUT_TEXT = "the delivered model on the held-out half of validation (images the final fit did not train on)"
+
+
+def _compared(d: dict[str, Any]) -> str:
+    """``trials 3, 5 0.9712, trial 3 alone 0.9680 on 312 images``"""
+    pairs = list(zip(d.get("candidates", []), d.get("scores", []), strict=False))
+    if not pairs:
+        return ""
+    images = f" on {d['images']} images" if d.get("images") else ""
+    return ", ".join(f"{c} {s:.4f}" for c, s in pairs) + images
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from automl_cnn.data import DataBundle
+from automl_cnn.engine.final.outcome import Decision, FinalOutcome, Member
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.model.architecture import Candidate
 from automl_cnn.model.trained import TrainedModel
@@ -40,34 +41,44 @@ class SearchResult:
     promotion_reason: str = ""  # why, e.g. "not promoted, test 0.9520 vs champion version 2 0.9610 on ..."
     val_images: int = 0  # the sizes the accuracies were measured on (for their intervals)
     test_images: int = 0
-    delivered: list[dict[str, Any]] = field(default_factory=list)  # per member: trial, weight, weights, why
-    notes: list[str] = field(default_factory=list)  # what the final phase decided, and why
-    warnings: list[str] = field(default_factory=list)  # a task far from solved; a winner without convolutions
-    check_accuracy: float | None = None  # the delivered model on the check half of validation
-    check_images: int = 0
+    final: FinalOutcome | None = None  # what the final phase delivered, and its decisions
+
+    @property
+    def delivered(self) -> list[dict[str, Any]]:
+        """Per member: trial, seed, weight, which weights, validation accuracy, parameters, architecture."""
+        return [asdict(m) for m in self.final.members] if self.final else []
+
+    @property
+    def decisions(self) -> list[Decision]:
+        """One verdict per topic, in a fixed order (the winner, second seeds, ensemble, final fit, EMA)."""
+        return self.final.verdicts() if self.final else []
+
+    @property
+    def notes(self) -> list[str]:
+        """The decisions, one line each: topic, answer and reason."""
+        return [d.line() for d in self.decisions]
+
+    @property
+    def warnings(self) -> list[str]:  # a task far from solved; a winner without convolutions
+        return list(self.final.warnings) if self.final else []
+
+    @property
+    def check_accuracy(self) -> float | None:  # the delivered model on the held-out half of validation
+        return self.final.check_accuracy if self.final else None
+
+    @property
+    def check_images(self) -> int:
+        return self.final.check_images if self.final else 0
 
     @property
     def is_ensemble(self) -> bool:
         return len(self.delivered) > 1
 
     def delivered_lines(self) -> list[str]:
-        """What was delivered and why, for the summary."""
-        if not self.delivered:
+        """What was delivered and why, for the summary: one line per decision, in a fixed order."""
+        if not self.final:
             return []
-        if self.is_ensemble:
-            seeds = len({d["trial"] for d in self.delivered}) < len(self.delivered)  # a seed ensemble
-            parts = ", ".join(_member(d, seeds) for d in self.delivered)
-            lines = [f"delivered           an ensemble of {len(self.delivered)}: {parts}"]
-        else:
-            lines = [f"delivered           trial {self.delivered[0]['trial']}, {self.delivered[0]['weights']}"]
-        if self.check_accuracy is not None:
-            lines.append(
-                f"check half          {with_interval(self.check_accuracy, self.check_images)} "
-                f"({self.check_images} validation images the final fit did not train on)"
-            )
-        lines += [f"                    {note}" for note in self.notes]
-        lines += [f"warning             {w}" for w in self.warnings]
-        return lines
+        return delivered_lines(self.final)
 
     def summary(self) -> str:
         test = f"{self.test_accuracy:.4f}"
@@ -86,7 +97,7 @@ class SearchResult:
                 lines.append(f"{mark} {row['trial']:>5}  {cells}  {row['architecture']}")
             lines.append("")
         if len(self.final_table) > 1:
-            lines.append("final evaluation (retrained on train+val, scored on test):")
+            lines.append("final evaluation (retrained on train + half of validation, scored on test):")
             for row in self.final_table:
                 mark = "*" if row["trial"] == self.best_trial else " "
                 lines.append(
@@ -118,10 +129,30 @@ class SearchResult:
         )
 
 
-def _member(d: dict[str, Any], seeds: bool) -> str:
+def delivered_lines(final: FinalOutcome) -> list[str]:
+    """``delivered``, the held-out score, then one line per decision and the warnings."""
+    members = final.members
+    if len(members) > 1:
+        seeds = len({m.trial for m in members}) < len(members)  # a seed ensemble
+        parts = ", ".join(_member(m, seeds) for m in members)
+        lines = [f"delivered           {final.kind}: {parts}"]
+    else:
+        lines = [f"delivered           trial {members[0].trial}, {members[0].weights}"]
+    if final.check_accuracy is not None:
+        lines.append(
+            f"held-out score      {with_interval(final.check_accuracy, final.check_images)} on the held-out half "
+            f"of validation ({final.check_images} images the final fit did not train on)"
+        )
+    lines.append("how it was chosen:")
+    lines += [f"  {d.topic:<28}{d.answer}: {d.reason}" for d in final.verdicts()]
+    lines += [f"warning             {w}" for w in final.warnings]
+    return lines
+
+
+def _member(m: Member, seeds: bool) -> str:
     """``trial 3 ×0.50 (final fit)``; with the seed where one trial is fitted several times."""
-    seed = f" seed {d.get('seed')}" if seeds else ""
-    return f"trial {d['trial']}{seed} ×{d['weight']:.2f} ({d['weights']})"
+    seed = f" seed {m.seed}" if seeds else ""
+    return f"trial {m.trial}{seed} ×{m.weight:.2f} ({m.weights})"
 
 
 def _fmt(v: Any) -> str:

@@ -19,11 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from automl_cnn.engine.final.ensemble import accuracy, blend, significantly_better
+from automl_cnn.engine.final.ensemble import accuracy, blend, mcnemar_p
 from automl_cnn.engine.final.fits import FinalFit
+from automl_cnn.engine.final.outcome import EMA, FINAL_FIT, HELD_OUT, Decision
 from automl_cnn.engine.session import SearchSession
+from automl_cnn.training.messages import Outputs
 
 FINAL, AVERAGE, TRIAL = "final fit", "final fit, weight average", "trial weights"
+
+
+OWN_QUESTION = "the final fit, or the trial's own weights?"
+OWN_RULE = f"the trial's own weights only if significantly better on {HELD_OUT} (McNemar, one-sided, 5%)"
+EMA_QUESTION = "the final fit's last weights, or their average along training (EMA)?"
+EMA_RULE = f"the weight average only if its accuracy on {HELD_OUT} is strictly higher"
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,12 @@ class Choice:
     source: str  # FINAL | AVERAGE | TRIAL
     weights: dict[str, Any]
     check_probs: np.ndarray | None  # on the check half (None where there is none)
-    reason: str
+    own: Decision  # the final fit against the trial's own weights
+    ema: Decision  # the last weights against their average
+
+    @property
+    def reason(self) -> str:
+        return self.own.reason if self.source == TRIAL else f"{self.own.reason}; {self.ema.reason}"
 
 
 def check_labels(session: SearchSession) -> np.ndarray:
@@ -44,44 +57,67 @@ def check_labels(session: SearchSession) -> np.ndarray:
     return b.images.y[b.val_idx][b.check_positions()]
 
 
+def _ema(out: Outputs, y: np.ndarray) -> Decision:
+    """The last weights against their average, on the check half."""
+    raw = accuracy(out.eval_probs, y)
+    candidates, n = ("last weights", "weight average"), len(y)
+    if out.ema_eval_probs is None or out.ema_weights is None:
+        return Decision(EMA, EMA_QUESTION, candidates[:1], (raw,), n, EMA_RULE, "last weights", "no average was kept")
+    ema = accuracy(out.ema_eval_probs, y)
+    versus = f"{ema:.2%} against {raw:.2%} for the last weights on {n} held-out images"
+    if ema > raw:
+        answer, reason = "weight average", f"higher accuracy: {versus}"
+    elif ema == raw:
+        answer, reason = "last weights", f"a tie keeps the last weights: the average scored {versus}"
+    else:
+        answer, reason = "last weights", f"the average scored lower: {versus}"
+    return Decision(EMA, EMA_QUESTION, candidates, (raw, ema), n, EMA_RULE, answer, reason)
+
+
+def _own(fitted: np.ndarray, own: np.ndarray, y: np.ndarray) -> Decision:
+    """The final fit (``fitted`` probabilities) against the trial's own weights, on the check half."""
+    p = mcnemar_p(own.argmax(1) == y, fitted.argmax(1) == y)
+    fit_acc, own_acc, n = accuracy(fitted, y), accuracy(own, y), len(y)
+    versus = f"{own_acc:.2%} against {fit_acc:.2%} for the final fit on {n} held-out images"
+    if p < 0.05:
+        answer, reason = "trial's own weights", f"significantly better (McNemar p={p:.2g}): {versus}"
+    elif own_acc == fit_acc:
+        answer, reason = "final fit", f"a tie keeps the final fit: the trial's own weights scored {versus}"
+    elif own_acc > fit_acc:
+        answer, reason = (
+            "final fit",
+            f"the trial's own weights are not significantly better (McNemar p={p:.2g}): {versus}",
+        )
+    else:
+        answer, reason = "final fit", f"the trial's own weights scored {versus}"
+    candidates = ("final fit", "trial's own weights")
+    return Decision(FINAL_FIT, OWN_QUESTION, candidates, (fit_acc, own_acc), n, OWN_RULE, answer, reason)
+
+
 def choose(session: SearchSession, fit: FinalFit, weight: float = 1.0) -> Choice:
     """Which weights of ``fit``'s trial to deliver (see the module's text)."""
     y = check_labels(session)
     out = fit.outputs
     if out is None or not len(y) or len(out.eval_probs) != len(y):
-        return Choice(fit.trial, fit.seed, weight, FINAL, fit.weights, None, "final fit (no check half to compare on)")
+        why = "no held-out images to compare on"
+        own = Decision(FINAL_FIT, OWN_QUESTION, rule=OWN_RULE, answer="final fit", reason=why)
+        ema = Decision(EMA, EMA_QUESTION, rule=EMA_RULE, answer="last weights", reason=why)
+        return Choice(fit.trial, fit.seed, weight, FINAL, fit.weights, None, own, ema)
+    ema = _ema(out, y)
     source, weights, probs = FINAL, fit.weights, out.eval_probs.astype(np.float32)
-    raw = accuracy(probs, y)
-    reason = f"final fit: {raw:.2%} on the check half"
-    if out.ema_eval_probs is not None and out.ema_weights is not None:
-        ema = accuracy(out.ema_eval_probs, y)
-        if ema > raw:
-            source, weights, probs = AVERAGE, out.ema_weights, out.ema_eval_probs.astype(np.float32)
-            reason = f"the final fit's weight average: {ema:.2%} on the check half, its last weights {raw:.2%}"
-        else:
-            reason += f" (its weight average {ema:.2%})"
+    if ema.answer == "weight average" and out.ema_eval_probs is not None and out.ema_weights is not None:
+        source, weights, probs = AVERAGE, out.ema_weights, out.ema_eval_probs.astype(np.float32)
     trial_probs = session.state.load_val_probs(fit.trial)
     trial_weights = session.state.load_trial_weights(fit.trial)
     if trial_probs is None or trial_weights is None:
-        return Choice(
-            fit.trial, fit.seed, weight, source, weights, probs, reason + "; the trial's own weights were not kept"
-        )
-    own = trial_probs[session.bundle.check_positions()]
-    fitted_acc, own_acc = accuracy(probs, y), accuracy(own, y)
-    if significantly_better(own.argmax(1) == y, probs.argmax(1) == y):
-        return Choice(
-            fit.trial,
-            fit.seed,
-            weight,
-            TRIAL,
-            trial_weights,
-            own,
-            f"the trial's own weights: the final fit scored {fitted_acc:.2%} on the check half against "
-            f"{own_acc:.2%}, significantly worse (McNemar, 5%)",
-        )
-    return Choice(
-        fit.trial, fit.seed, weight, source, weights, probs, reason + f"; the trial's own weights {own_acc:.2%}"
-    )
+        why = "the trial's own weights were not kept"
+        own = Decision(FINAL_FIT, OWN_QUESTION, rule=OWN_RULE, answer="final fit", reason=why)
+        return Choice(fit.trial, fit.seed, weight, source, weights, probs, own, ema)
+    mine = trial_probs[session.bundle.check_positions()]
+    own = _own(probs, mine, y)
+    if own.answer == "trial's own weights":
+        return Choice(fit.trial, fit.seed, weight, TRIAL, trial_weights, mine, own, ema)
+    return Choice(fit.trial, fit.seed, weight, source, weights, probs, own, ema)
 
 
 def delivered_check_accuracy(session: SearchSession, choices: list[Choice]) -> float | None:

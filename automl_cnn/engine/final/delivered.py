@@ -1,17 +1,29 @@
 """What is delivered after the final fits: the model built from the checked choices, and the
-plain words that say what it is and why (summary, report, registered model's description).
+:class:`~automl_cnn.engine.final.outcome.FinalOutcome` that says what it is and why (summary,
+report, MLflow tags, registered model's description).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
-from automl_cnn.engine.final.check import Choice, check_labels, choose, delivered_check_accuracy
-from automl_cnn.engine.final.ensemble import blend, score
+from automl_cnn.engine.final.check import TRIAL, Choice, check_labels, choose, delivered_check_accuracy
+from automl_cnn.engine.final.ensemble import accuracy, blend
 from automl_cnn.engine.final.fits import FinalFit
+from automl_cnn.engine.final.outcome import (
+    EMA,
+    ENSEMBLE,
+    FINAL_FIT,
+    HELD_OUT,
+    TIE_SIMPLER,
+    Decision,
+    FinalOutcome,
+    Member,
+    merged,
+)
 from automl_cnn.engine.final.plan import FinalPlan
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
@@ -26,79 +38,131 @@ SOLVED_SHARE = 0.5
 class Delivery:
     model: TrainedModel
     choices: list[Choice]
-    check_accuracy: float | None
-    check_images: int
-    notes: list[str] = field(default_factory=list)  # the final plan's and the check's, in order
-    warnings: list[str] = field(default_factory=list)
+    outcome: FinalOutcome
 
-    def rows(self, by_number: dict[int, TrialRecord]) -> list[dict[str, Any]]:
-        """One row per member: trial, weight, which weights, why, architecture, parameters."""
-        out = []
-        for c in self.choices:
-            rec = by_number[c.trial]
-            out.append(
-                {
-                    "trial": c.trial,
-                    "seed": c.seed,
-                    "weight": round(c.weight, 4),
-                    "weights": c.source,
-                    "why": c.reason,
-                    "val_accuracy": rec.val_acc,
-                    "params": rec.profile.params if rec.profile else None,
-                    "architecture": rec.candidate.architecture.describe(),
-                }
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.outcome.warnings
+
+
+def _members(choices: list[Choice], by_number: dict[int, TrialRecord]) -> tuple[Member, ...]:
+    out = []
+    for c in choices:
+        rec = by_number[c.trial]
+        params = rec.profile.params if rec.profile else None
+        out.append(
+            Member(
+                c.trial,
+                c.seed,
+                round(c.weight, 4),
+                c.source,
+                rec.val_acc,
+                params,
+                rec.candidate.architecture.describe(),
             )
-        return out
+        )
+    return tuple(out)
 
 
-def build_delivery(s: SearchSession, records: list[TrialRecord], plan: FinalPlan, fits: list[FinalFit]) -> Delivery:
+def build_delivery(
+    session: SearchSession, records: list[TrialRecord], plan: FinalPlan, fits: list[FinalFit]
+) -> Delivery:
     """Check each member's final fit (:func:`~automl_cnn.engine.final.check.choose`) and build the
-    delivered model from the chosen weights."""
-    b = s.bundle
+    delivered model from the chosen weights, with the decisions that led to it."""
+    b = session.bundle
     by_number = {r.number: r for r in records}
     first_fit: dict[int, FinalFit] = {}
     for f in fits:  # the first seed's fit of each trial
         first_fit.setdefault(f.trial, f)
-    choices = [choose(s, first_fit[n], w) for n, w in plan.members]
-    notes = list(plan.notes)
-    if not plan.ensemble and s.config.ensemble_size() > 1:
-        choices, note = _seed_ensemble(s, [f for f in fits if f.trial == plan.members[0][0]], choices)
-        notes += [note] if note else []
+    choices = [choose(session, first_fit[n], w) for n, w in plan.members]
+    decisions = list(plan.decisions)
+    if not plan.ensemble and session.config.ensemble_size() > 1:
+        choices, seeds = _seed_ensemble(session, [f for f in fits if f.trial == plan.members[0][0]], choices)
+        decisions = [_with_seeds(d, seeds) if d.topic == ENSEMBLE and seeds else d for d in decisions]
     members = []
     for c in choices:
         candidate = by_number[c.trial].candidate
         members.append((candidate, c.weights, c.weight))
     model = TrainedModel.from_members(members, b.input_shape, b.class_names, b.mean, b.std)
-    notes += [f"trial {c.trial}{_seed(c, choices)}: {c.reason}" for c in choices]
-    check = delivered_check_accuracy(s, choices)
-    return Delivery(model, choices, check, len(b.check_positions()), notes, _warnings(s, by_number, plan))
+    one_trial = len({c.trial for c in choices}) == 1
+    labels = [f"seed {c.seed}" if one_trial else f"trial {c.trial}{_seed(c, choices)}" for c in choices]
+    own = merged(FINAL_FIT, [(label, c.own) for label, c in zip(labels, choices, strict=True)])
+    own = _with_epochs(own, plan, by_number)
+    ema = merged(EMA, [(label, c.ema) for label, c in zip(labels, choices, strict=True) if c.source != TRIAL])
+    if all(c.source == TRIAL for c in choices):
+        ema = Decision(EMA, ema.question, answer="not asked", reason="the trial's own weights are delivered")
+    decisions += [own, ema]
+    outcome = FinalOutcome(
+        _members(choices, by_number),
+        tuple(decisions),
+        delivered_check_accuracy(session, choices),
+        len(b.check_positions()),
+        tuple(_warnings(session, by_number, plan)),
+    )
+    return Delivery(model, choices, outcome)
+
+
+def _with_epochs(decision: Decision, plan: FinalPlan, by_number: dict[int, TrialRecord]) -> Decision:
+    """The final fit's verdict, saying where it trained for more (or fewer) epochs than its trial."""
+    lead = by_number[plan.members[0][0]]
+    epochs = plan.epochs.get(lead.number, lead.epochs)
+    if epochs == lead.epochs:
+        return decision
+    return dataclasses.replace(
+        decision, reason=f"{decision.reason} (the final fit trained {epochs} epochs, the trial {lead.epochs})"
+    )
+
+
+def _with_seeds(planned: Decision, seeds: Decision) -> Decision:
+    """The ensemble verdict once the seed ensemble is decided: the trials' ensemble, then the seeds'."""
+    return dataclasses.replace(
+        seeds,
+        candidates=planned.candidates + seeds.candidates,
+        scores=planned.scores + seeds.scores,
+        images=seeds.images or planned.images,
+        reason=f"an ensemble of trials: no, {planned.reason}; a seed ensemble: {seeds.reason}",
+    )
 
 
 def _seed(choice: Choice, choices: list[Choice]) -> str:
     return f" seed {choice.seed}" if sum(c.trial == choice.trial for c in choices) > 1 else ""
 
 
-def _seed_ensemble(s: SearchSession, fits: list[FinalFit], alone: list[Choice]) -> tuple[list[Choice], str]:
+SEEDS_QUESTION = "the average of the winner's fits with several seeds, or its first seed alone?"
+SEEDS_RULE = f"the higher accuracy on {HELD_OUT}; {TIE_SIMPLER} (the first seed alone)"
+
+
+def _seed_ensemble(
+    session: SearchSession, fits: list[FinalFit], alone: list[Choice]
+) -> tuple[list[Choice], Decision | None]:
     """The winner's fits with several seeds, averaged, where that beats its first seed alone on
-    the check half (accuracy, then log loss); else the first alone."""
+    the check half (strictly higher accuracy: a tie goes to the first alone); else the first
+    alone. None: no seed ensemble was tried."""
     if len(fits) < 2:
-        return alone, ""
-    each = [choose(s, f, 1.0 / len(fits)) for f in fits]
+        return alone, None
+    each = [choose(session, f, 1.0 / len(fits)) for f in fits]
     if any(c.check_probs is None for c in each):
-        return alone, ""
-    y = check_labels(s)
-    together = score(blend([c.check_probs for c in each if c.check_probs is not None], [c.weight for c in each]), y)
-    first = score(np.asarray(each[0].check_probs), y)
-    versus = f"{together[0]:.2%} against {first[0]:.2%} for the first seed alone on the check half"
+        return alone, None
+    y = check_labels(session)
+    together = accuracy(blend([c.check_probs for c in each if c.check_probs is not None], [c.weight for c in each]), y)
+    first = accuracy(np.asarray(each[0].check_probs), y)
+    versus = f"{together:.2%} against {first:.2%} for the first seed alone on {len(y)} held-out images"
+    k, trial = len(each), fits[0].trial
+    candidates = (f"{k} seeds of trial {trial}", f"trial {trial}, first seed")
     if together > first:
-        return each, f"a seed ensemble of {len(each)} fits of trial {fits[0].trial}: {versus}"
-    return alone, f"no seed ensemble: {len(each)} seeds of trial {fits[0].trial} together scored {versus}"
+        answer, reason, chosen = f"yes, {k} seeds of trial {trial}", f"higher accuracy: {versus}", each
+    elif together == first:
+        answer, reason, chosen = "no", f"{TIE_SIMPLER}: {k} seeds together scored {versus}", alone
+    else:
+        answer, reason, chosen = "no", f"{k} seeds together scored lower: {versus}", alone
+    decision = Decision(ENSEMBLE, SEEDS_QUESTION, candidates, (together, first), len(y), SEEDS_RULE, answer, reason)
+    return chosen, decision
 
 
-def _warnings(s: SearchSession, by_number: dict[int, TrialRecord], plan: FinalPlan) -> list[str]:
+def _warnings(session: SearchSession, by_number: dict[int, TrialRecord], plan: FinalPlan) -> list[str]:
     """What a user must not miss: a task far from solved; a winner without convolutions."""
     out = []
-    k = s.bundle.num_classes
+    k = session.bundle.num_classes
     chance = 1.0 / k
     acc = max(float(by_number[n].val_acc or 0.0) for n, _ in plan.members)
     if acc < chance + SOLVED_SHARE * (1.0 - chance):
@@ -120,4 +184,4 @@ def _warnings(s: SearchSession, by_number: dict[int, TrialRecord], plan: FinalPl
 
 
 def far_from_solved(delivery: Delivery) -> bool:
-    return any(w.startswith("far from solved") for w in delivery.warnings)
+    return any(w.startswith("far from solved") for w in delivery.outcome.warnings)

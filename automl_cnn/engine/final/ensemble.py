@@ -5,8 +5,8 @@
   then greedily add (with replacement) the trial whose predictions most improve the averaged
   predictions, and keep the best prefix. The weights are the counts. Accuracy decides each step,
   the log loss breaks ties (on a few hundred images accuracy alone ties often).
-* :func:`significantly_better` is McNemar's exact test on the images where two models disagree
-  (:mod:`automl_cnn.stats`, shared with the registry; re-exported here).
+* :func:`significantly_better` and :func:`mcnemar_p` are McNemar's exact test on the images where
+  two models disagree (:mod:`automl_cnn.stats`, shared with the registry; re-exported here).
 
 Pure numpy and scipy: probabilities in, indices and weights out.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from automl_cnn.stats import mcnemar_p as mcnemar_p
 from automl_cnn.stats import significantly_better as significantly_better
 
 EPS = 1e-7

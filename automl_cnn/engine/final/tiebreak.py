@@ -6,7 +6,8 @@ winner does not beat significantly on validation (McNemar's exact test on the tw
 predictions, one-sided, 5%) are its contenders, at most :data:`MAX_CONTENDERS` with it. Where
 the time budget left allows it beside the final fits, each is trained again, as in the search, with a
 second seed; the one with the best mean validation accuracy over its two seeds wins, and means
-within one validation image of each other are a tie, broken by cost (parameters, then FLOPs).
+within one validation image of each other are a tie, which goes to the simpler model (fewer FLOPs,
+then fewer parameters).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from automl_cnn.engine.estimates import fit_estimate, makespan, refit_ratio
-from automl_cnn.engine.final.ensemble import accuracy, significantly_better
+from automl_cnn.engine.final.ensemble import accuracy, mcnemar_p, significantly_better
 from automl_cnn.engine.final.fits import SECOND_SEED, final_fit
+from automl_cnn.engine.final.outcome import SECOND_SEEDS, TIE_SIMPLER, WINNER, Decision
 from automl_cnn.engine.final.plan import pool_of
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
@@ -26,11 +28,14 @@ from automl_cnn.errors import AutoMLError
 MAX_CONTENDERS = 3  # the winner and at most two others
 SECOND_SEED_OFFSET = 20_000
 
+SEEDS_QUESTION = "which of the trials within noise of the winner on validation wins over two seeds?"
+SEEDS_RULE = f"the best mean validation accuracy over two seeds; within one image, {TIE_SIMPLER} (fewer FLOPs)"
+
 
 @dataclass(frozen=True)
 class TieBreak:
     winner: TrialRecord
-    notes: tuple[str, ...]
+    decisions: tuple[Decision, ...]  # the winner, and second seeds
     means: dict[int, float]  # trial -> mean validation accuracy over its two seeds
 
 
@@ -45,8 +50,46 @@ def contenders(session: SearchSession, records: list[TrialRecord], winner: Trial
     return [winner, *close[: MAX_CONTENDERS - 1]] if close else []
 
 
+def winner_decision(session: SearchSession, records: list[TrialRecord], winner: TrialRecord) -> Decision:
+    """Why the search's winner won: against the runner-up, on the same validation images."""
+    question = "which trial did the search find best on validation?"
+    if session.multi_objective:
+        rule = session.config.pick_rule().describe()
+        return Decision(WINNER, question, rule=rule, answer=f"trial {winner.number}", reason=f"picked by {rule}")
+    rule = "the highest validation accuracy (fewer parameters break ties)"
+    answer, n = f"trial {winner.number}", len(session.bundle.val_idx)
+    pool = pool_of(session, records, winner)
+    if len(pool) < 2:
+        reason = f"the best validation accuracy, {winner.val_acc or 0.0:.2%} on {n} images"
+        return Decision(WINNER, question, (answer,), (winner.val_acc or 0.0,), n, rule, answer, reason)
+    y = session.bundle.images.y[session.bundle.val_idx]
+    (_, best), (second, probs) = pool[0], pool[1]
+    p = mcnemar_p(best.argmax(1) == y, probs.argmax(1) == y)
+    mine, theirs = accuracy(best, y), accuracy(probs, y)
+    lead = "significantly better" if p < 0.05 else "better, but not significantly"
+    versus = f"{mine:.2%} on {n} validation images against {theirs:.2%} for the runner-up, trial {second.number}"
+    reason = f"{versus}: {lead} (McNemar p={p:.2g})"
+    candidates = (answer, f"trial {second.number}")
+    return Decision(WINNER, question, candidates, (mine, theirs), n, rule, answer, reason)
+
+
 def _cost(rec: TrialRecord) -> tuple[int, int]:
-    return (rec.profile.params, rec.profile.flops) if rec.profile else (0, 0)
+    return (rec.profile.flops, rec.profile.params) if rec.profile else (0, 0)
+
+
+def _no_seeds(reason: str) -> Decision:
+    return Decision(SECOND_SEEDS, SEEDS_QUESTION, rule=SEEDS_RULE, answer="none", reason=reason)
+
+
+def _skipped(session: SearchSession, time_left: float | None) -> str | None:
+    """Why no second seeds are tried at all (None: they may be)."""
+    if session.multi_objective:
+        return "several objectives: the pick rule decides"
+    if time_left is None:
+        return "no time budget, so no leftover time to spend on them"
+    if session.data_ladder is not None:  # second seeds train every epoch on all of the data
+        return "the trials trained on data subsets: a second seed on all of the data would not compare"
+    return None
 
 
 def break_ties(
@@ -55,35 +98,54 @@ def break_ties(
     """The winner after second seeds of its contenders, where ``time_left`` holds their fits
     besides ``reserve`` seconds kept for the final fits (None, no time budget: nothing is left
     over to spend, and the winner stands)."""
-    # second seeds train every epoch on all of the data: not comparable with trials on data subsets
-    subsets = session.data_ladder is not None
-    group = [] if session.multi_objective or time_left is None or subsets else contenders(session, records, winner)
-    if not group:  # without a time budget there is no leftover budget to spend
-        return TieBreak(winner, (), {})
+    first = winner_decision(session, records, winner)
+    skipped = _skipped(session, time_left)
+    group = [] if skipped else contenders(session, records, winner)
+    if not group:
+        why = skipped or "every other trial is significantly worse than the winner on validation (McNemar, 5%)"
+        return TieBreak(winner, (first, _no_seeds(why)), {})
     ratio = 1.0 / session.final_speedup(len(group))
     seconds = makespan([(r.projected_seconds() or 0.0) * ratio for r in group], session.resources.workers)
     names = ", ".join(str(r.number) for r in group)
     if time_left is not None and seconds + reserve > time_left:
-        note = f"trials {names} are within noise on validation; no time left for second seeds to tell them apart"
-        return TieBreak(winner, (note,), {})
+        why = f"trials {names} are within noise on validation, but no time is left for second seeds"
+        return TieBreak(winner, (first, _no_seeds(why)), {})
     seed = session.config.search.seed + SECOND_SEED_OFFSET
     session.progress.set_phase(f"telling trials {names} apart: a second seed each")
     try:
         fits = final_fit(session, [(r, seed) for r in group], kind=SECOND_SEED)
     except AutoMLError as exc:
-        return TieBreak(winner, (f"second seeds abandoned ({exc}); the winner stands",), {})
+        return TieBreak(winner, (first, _no_seeds(f"abandoned ({exc}); the winner stands")), {})
     y = session.bundle.images.y[session.bundle.val_idx]
     means = {}
     for rec, fit in zip(group, fits, strict=True):
         second = accuracy(fit.outputs.eval_probs, y) if fit.outputs is not None else float("nan")
         means[rec.number] = float(np.nanmean([rec.val_acc or 0.0, second]))
+    chosen, decision = _seeds_decision(group, means, winner, len(y))
+    return TieBreak(chosen, (first, decision), means)
+
+
+def _seeds_decision(
+    group: list[TrialRecord], means: dict[int, float], winner: TrialRecord, images: int
+) -> tuple[TrialRecord, Decision]:
     top = max(means.values())
-    tied = [r for r in group if means[r.number] >= top - 1.0 / len(y)]
+    tied = [r for r in group if means[r.number] >= top - 1.0 / images]
     chosen = min(tied, key=lambda r: (_cost(r), r is not winner))
+    best = max(group, key=lambda r: means[r.number])
     scores = ", ".join(f"trial {r.number} {means[r.number]:.2%}" for r in group)
-    why = "the best mean" if len(tied) == 1 else f"the cheapest of {len(tied)} within one image of the best"
-    note = f"trials {names} were within noise on validation; over two seeds: {scores}: trial {chosen.number} ({why})"
-    return TieBreak(chosen, (note,), means)
+    if len(tied) == 1:
+        reason = f"the best mean over two seeds ({scores})"
+    elif best is chosen:
+        reason = f"{TIE_SIMPLER}: the simplest of {len(tied)} within one image ({scores})"
+    else:
+        reason = (
+            f"trial {best.number}'s higher mean is within one image: {TIE_SIMPLER}, "
+            f"and trial {chosen.number} has fewer FLOPs ({scores})"
+        )
+    candidates = tuple(f"trial {r.number}" for r in group)
+    values = tuple(means[r.number] for r in group)
+    answer = f"trial {chosen.number}"
+    return chosen, Decision(SECOND_SEEDS, SEEDS_QUESTION, candidates, values, images, SEEDS_RULE, answer, reason)
 
 
 def reserve_seconds(session: SearchSession, winner: TrialRecord) -> float:
