@@ -77,6 +77,8 @@ def service_env(svc: dict[str, Any]) -> dict[str, str]:
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
     base = {"PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/root", "LANG": "C.UTF-8"}
+    if os.environ.get("PYTHONPATH"):  # the code under test (a checkout run without installing it)
+        base["PYTHONPATH"] = os.environ["PYTHONPATH"]
     return {**base, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", **{k: str(v) for k, v in env.items()}}
 
 

@@ -62,6 +62,7 @@ class Host:
     procs: list[subprocess.Popen] = field(default_factory=list)  # type: ignore[type-arg]
     binds: dict[str, Path] = field(default_factory=dict)  # path in the host -> folder of the test
     workdir: str = "/"  # where its commands start
+    own_pids: bool = True  # False: it shares the machine's process table (like docker --pid=host)
 
     def _enter(self, argv: Sequence[str], env: dict[str, str] | None) -> list[str]:
         envs = [f"{k}={v}" for k, v in (env or {}).items()]
@@ -82,7 +83,13 @@ class Host:
         return subprocess.run(self._enter(argv, env), capture_output=True, text=True, timeout=timeout)
 
     def power_off(self) -> None:
-        """Every process of this host dies at once (SIGKILL to its PID namespace's init)."""
+        """Every process of this host dies at once (SIGKILL to its PID namespace's init, or to
+        every process in its network namespace where it has no PID namespace of its own)."""
+        if not self.own_pids:
+            listed = subprocess.run(["ip", "netns", "pids", self.ns], capture_output=True, text=True)
+            for pid_text in listed.stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid_text), signal.SIGKILL)
         if self.init_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.init_pid, signal.SIGKILL)
@@ -110,9 +117,10 @@ class Host:
         # which is how Ray finds a node's IP when nothing routes to the internet
         mounts = "".join(f" && mount --bind {src} {dst}" for dst, src in self.binds.items())
         script = f"hostname {self.name} && mount --bind {ray_dir} /tmp/ray{mounts} && exec sleep infinity"
+        pids = ["--pid", "--fork", "--mount-proc"] if self.own_pids else ["--fork"]
         self.anchor = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, "unshare", "--uts", "--mount", "--propagation", "private",
-             "--pid", "--fork", "--mount-proc", "sh", "-c", script],
+             *pids, "sh", "-c", script],
         )  # fmt: skip
         self.procs = []
         deadline = time.monotonic() + 20
@@ -157,10 +165,12 @@ def network(
     workdir: Path,
     binds: dict[str, dict[str, Path]] | None = None,
     cwd: str = "/",
+    shared_pids: Sequence[str] = (),
 ) -> Iterator[dict[str, Host]]:
     """Hosts ``names`` on a private /24 of their own, each resolving the others by name, with
-    ``binds[name]`` mounted in it and commands started in ``cwd``; everything is torn down on
-    exit, even on failure."""
+    ``binds[name]`` mounted in it and commands started in ``cwd``; the hosts in ``shared_pids``
+    see the machine's whole process table (every other host's processes too) but keep their own
+    ``/tmp/ray``; everything is torn down on exit, even on failure."""
     tag = secrets.token_hex(2)
     subnet = f"10.{200 + int(tag[:2], 16) % 50}.{int(tag[2:], 16)}"
     switch = f"{PREFIX}-{tag}-sw"
@@ -172,6 +182,7 @@ def network(
             workdir / name,
             binds=(binds or {}).get(name, {}),
             workdir=cwd,
+            own_pids=name not in shared_pids,
         )
         for i, name in enumerate(names)
     }

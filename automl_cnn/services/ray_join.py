@@ -28,21 +28,47 @@ from automl_cnn.errors import UserInputError
 JOIN_TIMEOUT_S = 90.0
 
 
-def _cluster_node_ids(address: str) -> set[str]:
-    """Hex ids of the alive nodes of the cluster whose GCS is at ``address``."""
+def _cluster_nodes(address: str) -> dict[str, str]:
+    """The alive nodes of the cluster whose GCS is at ``address``: hex id -> node IP."""
     from ray._raylet import GcsClient  # type: ignore[attr-defined]
     from ray.core.generated.gcs_pb2 import GcsNodeInfo  # type: ignore[attr-defined]
 
     client = GcsClient(address=address)
     infos = client.get_all_node_info(timeout=15, state_filter=GcsNodeInfo.GcsNodeState.ALIVE)
-    return {node_id.hex() for node_id in infos}
+    return {node_id.hex(): info.node_manager_address for node_id, info in infos.items()}
+
+
+def _cluster_node_ids(address: str) -> set[str]:
+    """Hex ids of the alive nodes of the cluster whose GCS is at ``address``."""
+    return set(_cluster_nodes(address))
 
 
 def _local_node_ids() -> set[str]:
-    """Ids of the raylets running on this host (Ray finds them the same way: by their command line)."""
-    from ray._private.services import find_node_ids
+    """Ids of the raylets of this host: running here, on one of its addresses, with a socket it reaches.
 
-    return set(find_node_ids())
+    Ray finds local raylets by their command lines. A host that shares its process table with
+    another (a container started with ``--pid=host``, or network namespaces on one machine)
+    sees that host's raylets too, but neither their address nor their ``/tmp/ray``: attaching to
+    one of them dies in C++ ("Failed to connect to socket"). The socket's path alone does not
+    tell: a node that joins a cluster takes the cluster's session name, so its socket has the
+    same path as the head's.
+    """
+    from ray._private import services
+
+    psutil = services.psutil  # the copy Ray ships (on the path only once ray is imported)
+    addresses = {addr.address for nic in psutil.net_if_addrs().values() for addr in nic}
+    found = set()
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            cmdline = proc.info["cmdline"] or []
+            if not services._is_raylet_process(cmdline):
+                continue
+            flags = dict(arg.split("=", 1) for line in cmdline for arg in line.split(" ") if "=" in arg)
+            socket = flags.get("--raylet_socket_name", "")
+            here = flags.get("--node_ip_address") in addresses and socket and os.path.exists(socket)
+            if flags.get("--node_id") and here:
+                found.add(flags["--node_id"])
+    return found
 
 
 def is_node_of(address: str) -> bool:
@@ -56,12 +82,30 @@ def is_node_of(address: str) -> bool:
         return True
 
 
+def _plain(address: str | None) -> bool:
+    """A ``HOST:PORT`` address: not ``auto``, not ``ray://``, not malformed (``ray.init`` explains those)."""
+    return bool(address) and re.fullmatch(r"[^:/\s]+:\d+", address or "") is not None
+
+
 def needs_join(address: str | None) -> bool:
-    """A plain ``HOST:PORT`` address (not ``auto``, not ``ray://``) whose cluster has no node here
-    (anything else goes to ``ray.init`` as given, which explains a malformed one)."""
-    if not address or not re.fullmatch(r"[^:/\s]+:\d+", address):  # auto, ray://..., or malformed
-        return False
-    return not is_node_of(address)
+    """A plain ``HOST:PORT`` address whose cluster has no node here (anything else goes to
+    ``ray.init`` as given)."""
+    return _plain(address) and not is_node_of(str(address))
+
+
+def attach_options(address: str | None) -> dict[str, str]:
+    """``ray.init`` options naming the node of this host to attach to: by its IP, since Ray would
+    otherwise prefer the head among the raylets it sees, which on a host sharing its process
+    table may be another host's. Empty where Ray's own choice is the only one."""
+    if not _plain(address):
+        return {}
+    local = _local_node_ids()
+    with contextlib.suppress(Exception):  # the GCS does not answer: ray.init reports it in its own words
+        nodes = _cluster_nodes(str(address))
+        ips = sorted({nodes[node_id] for node_id in local if node_id in nodes})
+        if len(ips) == 1:
+            return {"_node_ip_address": ips[0]}
+    return {}
 
 
 @contextlib.contextmanager

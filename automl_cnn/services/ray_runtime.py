@@ -14,7 +14,7 @@ import ray
 
 from automl_cnn.errors import UserInputError
 from automl_cnn.services.executor import cpu_count
-from automl_cnn.services.ray_join import joined, needs_join
+from automl_cnn.services.ray_join import attach_options, joined, needs_join
 
 
 @contextlib.contextmanager
@@ -24,6 +24,8 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
     if ray.is_initialized():
         yield cluster_resources()
         return
+    # a Ray job's driver (``ray job submit``, a KubeRay RayJob) finds its cluster in RAY_ADDRESS
+    address = address or os.environ.get("RAY_ADDRESS") or None
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     kwargs: dict[str, object] = {
         "include_dashboard": False,
@@ -44,7 +46,7 @@ def ray_runtime(address: str | None = None) -> Iterator[dict[str, float]]:
         if address and needs_join(address):  # a driver host that is no node of the cluster
             stack.enter_context(joined(address))
         if address:
-            _connect(address, kwargs)
+            _connect(address, {**kwargs, **attach_options(address)})
         else:
             ray.init(num_cpus=cpu_count(), **kwargs)  # type: ignore[arg-type]
     except UserInputError:
