@@ -130,3 +130,26 @@ def test_mypy_requires_every_function_typed() -> None:
     """``mypy automl_cnn`` (CI runs it) fails on an untyped function: the setting stays on."""
     config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
     assert config.get("disallow_untyped_defs") is True
+
+
+ORCHESTRATION = ("app.py", "engine", "deliver")  # where a name must say what it holds
+
+
+def test_the_orchestration_tier_names_what_it_holds() -> None:
+    """No single-letter parameters (``s`` for a session) and no ``self.s`` in app, engine and deliver."""
+    short = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = str(path.relative_to(PACKAGE))
+        if not where.startswith(ORCHESTRATION):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = node.args
+                short += [
+                    f"{where}:{node.name}({a.arg})"
+                    for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]
+                    if len(a.arg) == 1
+                ]
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                short += [f"{where}: self.{node.attr}"] if len(node.attr) == 1 else []
+    assert not short, short

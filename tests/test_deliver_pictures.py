@@ -163,7 +163,7 @@ def test_parallel_coordinates_show_the_most_sampled_parameters(study: optuna.Stu
     assert top is not None
     assert set(top[:3]) == {"learning_rate", "filters", "activation"}
     assert top[3:] == ["dropout"]  # sampled in fewer trials than the unconditional ones: last
-    assert len(top_params(study, k=2) or []) == 2
+    assert len(top_params(study, count=2) or []) == 2
     assert top_params(optuna.create_study()) is None
 
 

@@ -35,7 +35,7 @@ LABEL_BOX = {"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha":
 UNSET = -0.16  # where a trial without a (conditional) parameter crosses that parameter's axis
 
 
-def top_params(study: optuna.Study, k: int = 8) -> list[str] | None:
+def top_params(study: optuna.Study, count: int = 8) -> list[str] | None:
     """The most often sampled parameters among trials with a value (a plot of every conditional
     parameter is unreadable); of those sampled equally often, the ones that tell most about the
     value first."""
@@ -44,7 +44,7 @@ def top_params(study: optuna.Study, k: int = 8) -> list[str] | None:
     for p in points:
         counts.update(p.params.keys())
     ranked = sorted(counts, key=lambda name: (-counts[name], -_telling(points, name)))
-    return ranked[:k] or None
+    return ranked[:count] or None
 
 
 def _telling(points: Sequence[Point], name: str) -> float:
@@ -74,10 +74,10 @@ class Column:
     ticks: list[tuple[float, str]]
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float) and not v.is_integer():
-        return f"{v:.3g}"
-    return str(int(v)) if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.3g}"
+    return str(int(value)) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
 def _scale(lo: float, hi: float, log: bool) -> Callable[[float], float]:

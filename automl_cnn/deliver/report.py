@@ -61,22 +61,22 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1 else f"{v:,.3f}".rstrip("0").rstrip(".")
-    return f"{v:,}" if isinstance(v, int) else str(v)
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:,.3f}".rstrip("0").rstrip(".")
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _with_interval(acc: float, n: int) -> str:
+def _with_interval(acc: float, images: int) -> str:
     """The score and its 95% Wilson interval over the ``n`` images it was measured on."""
     from automl_cnn.deliver.result import with_interval
 
-    return with_interval(acc, n) + (f" on {n} images" if n else "")
+    return with_interval(acc, images) + (f" on {images} images" if images else "")
 
 
-def _test_text(m: dict[str, Any]) -> str:
+def _test_text(model: dict[str, Any]) -> str:
     """The delivered model's test score with its interval; several seeds add their mean ± std."""
-    n, acc, text = m.get("test_images", 0), m.get("test_accuracy"), str(m["test_accuracy_text"])
+    n, acc, text = model.get("test_images", 0), model.get("test_accuracy"), str(model["test_accuracy_text"])
     if not n or acc is None:
         return text
     return _with_interval(acc, n) + (f" (delivered model); this design: {text}" if "±" in text else "")
@@ -127,10 +127,10 @@ def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, 
     return out
 
 
-def _delivered_tables(m: dict[str, Any]) -> list[Table]:
+def _delivered_tables(model: dict[str, Any]) -> list[Table]:
     """What was delivered (the members of an ensemble, or the winner) and which weights; then how
     it was chosen: one row per decision, in a fixed order, with its reason; and the warnings."""
-    rows = m.get("delivered", [])
+    rows = model.get("delivered", [])
     if not rows:
         return []
     members = [
@@ -145,12 +145,12 @@ def _delivered_tables(m: dict[str, Any]) -> list[Table]:
         for r in rows
     ]
     header = ["trial", "weight", "weights delivered", "val", "parameters", "architecture"]
-    out = [Table(f"Delivered: {m.get('kind', 'one network')}", header, members)]
-    chosen = [[d["topic"], d["answer"], d["reason"], _compared(d)] for d in m.get("decisions", [])]
-    if m.get("check_accuracy") is not None:
-        check = _with_interval(m["check_accuracy"], m.get("check_images", 0))
+    out = [Table(f"Delivered: {model.get('kind', 'one network')}", header, members)]
+    chosen = [[d["topic"], d["answer"], d["reason"], _compared(d)] for d in model.get("decisions", [])]
+    if model.get("check_accuracy") is not None:
+        check = _with_interval(model["check_accuracy"], model.get("check_images", 0))
         chosen.insert(0, ["held-out score", check, HELD_OUT_TEXT, ""])
-    chosen += [["warning", "", w, ""] for w in m.get("warnings", [])]
+    chosen += [["warning", "", w, ""] for w in model.get("warnings", [])]
     if chosen:
         out.append(Table("How the delivered model was chosen", ["question", "answer", "why", "compared"], chosen))
     return out
@@ -159,12 +159,12 @@ def _delivered_tables(m: dict[str, Any]) -> list[Table]:
 HELD_OUT_TEXT = "the delivered model on the held-out half of validation (images the final fit did not train on)"
 
 
-def _compared(d: dict[str, Any]) -> str:
+def _compared(data: dict[str, Any]) -> str:
     """``trials 3, 5 0.9712, trial 3 alone 0.9680 on 312 images``"""
-    pairs = list(zip(d.get("candidates", []), d.get("scores", []), strict=False))
+    pairs = list(zip(data.get("candidates", []), data.get("scores", []), strict=False))
     if not pairs:
         return ""
-    images = f" on {d['images']} images" if d.get("images") else ""
+    images = f" on {data['images']} images" if data.get("images") else ""
     return ", ".join(f"{c} {s:.4f}" for c, s in pairs) + images
 
 
@@ -245,7 +245,7 @@ def html_report(
 """
 
 
-def _promotion(m: dict[str, Any]) -> str:
+def _promotion(model: dict[str, Any]) -> str:
     """Why the version is champion or challenger (the registry's decision), if known."""
-    reason = m.get("promotion_reason")
+    reason = model.get("promotion_reason")
     return f": {reason}" if reason else ""

@@ -149,39 +149,43 @@ def delivered_lines(final: FinalOutcome) -> list[str]:
     return lines
 
 
-def _member(m: Member, seeds: bool) -> str:
+def _member(model: Member, seeds: bool) -> str:
     """``trial 3 ×0.50 (final fit)``; with the seed where one trial is fitted several times."""
-    seed = f" seed {m.seed}" if seeds else ""
-    return f"trial {m.trial}{seed} ×{m.weight:.2f} ({m.weights})"
+    seed = f" seed {model.seed}" if seeds else ""
+    return f"trial {model.trial}{seed} ×{model.weight:.2f} ({model.weights})"
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, float) and v < 1.0:
-        return f"{v:.4f}"
-    if isinstance(v, float) and not v.is_integer():
-        return f"{v:.3f}"
-    return f"{int(v):,}"
+def _fmt(value: Any) -> str:
+    if isinstance(value, float) and value < 1.0:
+        return f"{value:.4f}"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.3f}"
+    return f"{int(value):,}"
 
 
 INTERVAL_NOTE = "(95% Wilson intervals over {} validation and {} test images)"
 
 
-def wilson(acc: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of an accuracy measured on ``n`` images: how far the score
+def wilson(acc: float, images: int, z_score: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of an accuracy measured on ``images`` images: how far the score
     of a finite split can be from the model's true accuracy (exact enough near 0 and 1, where
     the normal approximation is not)."""
-    if n <= 0:
+    if images <= 0:
         return acc, acc
-    centre = (acc + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(acc * (1 - acc) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    centre = (acc + z_score * z_score / (2 * images)) / (1 + z_score * z_score / images)
+    half = (
+        z_score
+        * math.sqrt(acc * (1 - acc) / images + z_score * z_score / (4 * images * images))
+        / (1 + z_score * z_score / images)
+    )
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def with_interval(acc: float, n: int) -> str:
+def with_interval(acc: float, images: int) -> str:
     """``99.3% (98.7–99.7)`` for an accuracy on ``n`` images; the bare score when ``n`` is unknown."""
-    if n <= 0:
+    if images <= 0:
         return f"{acc:.4f}"
-    lo, hi = wilson(acc, n)
+    lo, hi = wilson(acc, images)
     return f"{100 * acc:.1f}% ({100 * lo:.1f}–{100 * hi:.1f})"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import matplotlib
 
@@ -34,8 +34,7 @@ STYLES: dict[str, dict[str, Any]] = {  # how each outcome is drawn as a line
 }
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """What the single-objective views show: the first objective (accuracy in a search)."""
 
     name: str
@@ -57,9 +56,13 @@ def target_of(study: optuna.Study) -> Target:
     return Target(names[0] if names else "objective value", study.directions[0] == StudyDirection.MAXIMIZE)
 
 
-def stopped_early(t: FrozenTrial) -> bool:
+def stopped_early(trial: FrozenTrial) -> bool:
     """PRUNED with reported values; a trial that failed a check is told PRUNED too, but is no result."""
-    return t.state == TrialState.PRUNED and bool(t.intermediate_values) and TrialAttrs.read(t).outcome != Outcome.FAILED
+    return (
+        trial.state == TrialState.PRUNED
+        and bool(trial.intermediate_values)
+        and TrialAttrs.read(trial).outcome != Outcome.FAILED
+    )
 
 
 def trial_points(study: optuna.Study) -> list[Point]:

@@ -68,30 +68,23 @@ def parse_duration(text: str | float | int | None, flag: str = "--time-budget") 
     return float(text)
 
 
+def _group(settings: type, about: str) -> Any:
+    """A group of settings: a field holding one frozen settings object, with what its CLI group is about."""
+    return field(default_factory=settings, metadata={GROUP: about})
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything a search needs besides the data and the space, by group. Build one from flat
     settings with :meth:`from_settings`; a group may also be given whole (an instance or a dict)."""
 
-    budget: BudgetSettings = field(default_factory=BudgetSettings, metadata={GROUP: "how long the search runs"})
-    search: SearchSettings = field(
-        default_factory=SearchSettings, metadata={GROUP: "how trials are proposed, stopped early and compared"}
-    )
-    data: DataSettings = field(
-        default_factory=DataSettings, metadata={GROUP: "how the data is read and split (--data names it)"}
-    )
-    final: FinalSettings = field(
-        default_factory=FinalSettings, metadata={GROUP: "after the search: retraining the winner, the ensemble"}
-    )
-    limits: LimitsSettings = field(
-        default_factory=LimitsSettings, metadata={GROUP: "candidates beyond a limit are never trained"}
-    )
-    cluster: ClusterSettings = field(
-        default_factory=ClusterSettings, metadata={GROUP: "where trials run and what each takes"}
-    )
-    tracking: TrackingSettings = field(
-        default_factory=TrackingSettings, metadata={GROUP: "where the run is recorded and how it is shown"}
-    )
+    budget: BudgetSettings = _group(BudgetSettings, "how long the search runs")
+    search: SearchSettings = _group(SearchSettings, "how trials are proposed, stopped early and compared")
+    data: DataSettings = _group(DataSettings, "how the data is read and split (--data names it)")
+    final: FinalSettings = _group(FinalSettings, "after the search: retraining the winner, the ensemble")
+    limits: LimitsSettings = _group(LimitsSettings, "candidates beyond a limit are never trained")
+    cluster: ClusterSettings = _group(ClusterSettings, "where trials run and what each takes")
+    tracking: TrackingSettings = _group(TrackingSettings, "where the run is recorded and how it is shown")
 
     def __post_init__(self) -> None:
         for name, cls in self.groups().items():  # a group given as a dict (from YAML, say)
@@ -152,11 +145,11 @@ class SearchConfig:
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SearchConfig:
+    def from_dict(cls, record: Mapping[str, Any]) -> SearchConfig:
         """A config from :meth:`to_dict`'s output, or from an older ``run.json``'s, whose
         settings were flat (``{"trials": 5, ...}``). Unknown keys are ignored; missing ones take
         their defaults; the settings are checked as in the constructor."""
-        flat = flat_settings(d)
+        flat = flat_settings(record)
         groups: dict[str, Any] = {
             name: from_jsonable(cls_, {f.name: flat[f.name] for f in fields(cls_) if f.name in flat})
             for name, cls_ in cls.groups().items()
@@ -254,11 +247,11 @@ GROUP_OF: dict[str, str] = {  # setting -> its group: every setting's name is un
 }
 
 
-def flat_settings(d: Mapping[str, Any]) -> dict[str, Any]:
+def flat_settings(data: Mapping[str, Any]) -> dict[str, Any]:
     """A config's JSON form, by group or flat (an older ``run.json``), as flat settings:
     ``{"budget": {"trials": 5}}`` and ``{"trials": 5}`` both give ``{"trials": 5}``."""
     flat: dict[str, Any] = {}
-    for key, value in d.items():
+    for key, value in data.items():
         if key in SearchConfig.groups() and isinstance(value, Mapping):
             flat.update(value)
         else:

@@ -85,10 +85,10 @@ class PickRule:
         return min(close, key=lambda m: (value(m, self.objective), -value(m, "accuracy")))
 
 
-def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[str]) -> bool:
+def dominates(first: Sequence[float], second: Sequence[float], directions: Sequence[str]) -> bool:
     """``a`` is at least as good as ``b`` everywhere and better somewhere."""
     better = False
-    for x, y, d in zip(a, b, directions, strict=True):
+    for x, y, d in zip(first, second, directions, strict=True):
         if (x < y) if d == "maximize" else (x > y):
             return False
         if x != y:

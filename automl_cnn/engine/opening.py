@@ -74,9 +74,9 @@ def start_parent_run(plan: Plan, tracker: MlflowTracker, resources: Resources) -
     return parent
 
 
-def announce(s: SearchSession, records: list[TrialRecord], resumable: list[Any]) -> None:
+def announce(session: SearchSession, records: list[TrialRecord], resumable: list[Any]) -> None:
     """The first lines a user reads: the data, a resume's state, notes on the settings."""
-    b, cfg, progress = s.bundle, s.config, s.progress
+    b, cfg, progress = session.bundle, session.config, session.progress
     for note in b.images.notes:
         progress.message(f"data: {note}")
     counts = b.counts()
@@ -85,10 +85,10 @@ def announce(s: SearchSession, records: list[TrialRecord], resumable: list[Any])
         + ", ".join(f"{k} {sum(v)}" for k, v in counts.items())
         + f" images; per class in train: {counts['train']}"
     )
-    if s.resumed:
+    if session.resumed:
         progress.message(
-            f"resuming {s.out}: {len(records)} trials finished, {len(resumable)} to continue, "
-            f"{s.state.elapsed:.0f} s of the budget spent"
+            f"resuming {session.out}: {len(records)} trials finished, {len(resumable)} to continue, "
+            f"{session.state.elapsed:.0f} s of the budget spent"
         )
     limits = [name for name in ("max_params", "max_flops", "max_latency_ms") if getattr(cfg.limits, name)]
     if limits and cfg.search.sampler != "tpe":
@@ -96,11 +96,11 @@ def announce(s: SearchSession, records: list[TrialRecord], resumable: list[Any])
             f"note: candidates over --{limits[0].replace('_', '-')} are never trained, but only the tpe "
             f"sampler learns to avoid them; {cfg.search.sampler} keeps proposing some"
         )
-    if s.data_ladder is not None:
+    if session.data_ladder is not None:
         progress.message(
-            f"data-size fidelity (--data-fidelity): {s.data_ladder.describe()}; final fits train on all of it"
+            f"data-size fidelity (--data-fidelity): {session.data_ladder.describe()}; final fits train on all of it"
         )
     progress.message(
-        f"searching {s.space.name} on {b.name} {b.input_shape} with {s.resources.workers} worker(s) "
-        f"for {', '.join(cfg.search.objectives)}; MLflow run {s.parent_run}; output {s.out}"
+        f"searching {session.space.name} on {b.name} {b.input_shape} with {session.resources.workers} worker(s) "
+        f"for {', '.join(cfg.search.objectives)}; MLflow run {session.parent_run}; output {session.out}"
     )

@@ -123,11 +123,11 @@ class Ending:
         return self.state or self.outcome.state
 
 
-def study_history(t: FrozenTrial) -> tuple[EpochResult, ...]:
+def study_history(trial: FrozenTrial) -> tuple[EpochResult, ...]:
     """A trial's curve as far as the study holds it: the validation accuracy per epoch (the rest
     is unknown, NaN); a completed trial without intermediate values has its final value."""
     nan = float("nan")
-    steps = dict(t.intermediate_values)
-    if t.state == TrialState.COMPLETE and t.values and not steps:
-        steps = {1: float(t.values[0])}
+    steps = dict(trial.intermediate_values)
+    if trial.state == TrialState.COMPLETE and trial.values and not steps:
+        steps = {1: float(trial.values[0])}
     return tuple(EpochResult(k, nan, nan, nan, float(v), 0.0, nan) for k, v in sorted(steps.items()))

@@ -13,11 +13,15 @@ from rich.table import Table
 from automl_cnn.engine.budget import Budget
 
 
-def _fmt_seconds(s: float | None) -> str:
-    if s is None:
+def _fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
         return "-"
-    s = max(0, int(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    seconds = max(0, int(seconds))
+    return (
+        f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )
 
 
 class Progress:

@@ -56,16 +56,16 @@ class TrialRecord:
         return to_jsonable(self)  # type: ignore[no-any-return]
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TrialRecord:
+    def from_json(cls, record: dict[str, Any]) -> TrialRecord:
         """A record from :meth:`to_json`'s object; keys it lacks take their defaults, unknown keys are
         ignored. A line without a candidate (written by an older driver for a trial that never
         started) is no record: :class:`KeyError`."""
-        if not d.get("candidate"):
-            raise KeyError(f"trial {d.get('number')} has no candidate: it never started")
+        if not record.get("candidate"):
+            raise KeyError(f"trial {record.get('number')} has no candidate: it never started")
         # the candidate is read by its own reader, as everywhere else (Optuna's user attrs): the codec
         # would turn an int in a float field into a float, which changes ``Candidate.key()``
-        rec = from_jsonable(cls, {**d, "candidate": None})
-        return dataclasses.replace(rec, candidate=Candidate.from_dict(d["candidate"]))
+        rec = from_jsonable(cls, {**record, "candidate": None})
+        return dataclasses.replace(rec, candidate=Candidate.from_dict(record["candidate"]))
 
     @property
     def job(self) -> str:

@@ -27,9 +27,10 @@ from automl_cnn.services.tracking import MlflowTracker
 from automl_cnn.space.schema import SearchSpace
 
 
-def split_id(b: DataBundle) -> str:
+def split_id(bundle: DataBundle) -> str:
     """What makes two searches' validation scores comparable: the split of the same data."""
-    return f"seed {b.split_seed}, fractions {'/'.join(f'{f:g}' for f in b.fractions)}, test {len(b.test_idx)}"
+    fractions = "/".join(f"{share:g}" for share in bundle.fractions)
+    return f"seed {bundle.split_seed}, fractions {fractions}, test {len(bundle.test_idx)}"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ class Resources:
 
 @dataclass(frozen=True)
 class SearchSession:
+    """One run's context: the checked request (config, space, data, folder), the services it
+    talks to (study, executor, tracker, progress panel, MLflow parent run) and its budget."""
+
     config: SearchConfig
     space: SearchSpace
     bundle: DataBundle

@@ -9,6 +9,7 @@ given as text from Python is parsed there by its flag's parser, as from the comm
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,27 +167,18 @@ class FinalSettings:
         object.__setattr__(self, "ensemble", str(self.ensemble))
 
 
+def _limit(parse: Callable[[str], Any], flag: str, what: str) -> Any:
+    """A hard limit's setting: off by default; a candidate with ``what`` is never trained."""
+    return option(None, flag, parse=parse, help=f"never train candidates with {what}", shown="no limit")
+
+
 @dataclass(frozen=True)
 class LimitsSettings:
     """Hard limits: a candidate beyond any of them is never trained."""
 
-    max_params: int | None = option(
-        None, "--max-params", parse=positive_int, help="never train candidates with more parameters", shown="no limit"
-    )
-    max_flops: int | None = option(
-        None,
-        "--max-flops",
-        parse=positive_int,
-        help="never train candidates with more FLOPs per image",
-        shown="no limit",
-    )
-    max_latency_ms: float | None = option(
-        None,
-        "--max-latency-ms",
-        parse=float,
-        help="never train candidates slower per image (1 CPU thread)",
-        shown="no limit",
-    )
+    max_params: int | None = _limit(positive_int, "--max-params", "more parameters")
+    max_flops: int | None = _limit(positive_int, "--max-flops", "more FLOPs per image")
+    max_latency_ms: float | None = _limit(float, "--max-latency-ms", "a slower forward pass per image (1 CPU thread)")
 
     def __post_init__(self) -> None:
         parse_given_text(self, UserInputError)

@@ -57,13 +57,13 @@ def check_labels(session: SearchSession) -> np.ndarray:
     return b.images.y[b.val_idx][b.check_positions()]
 
 
-def _ema(out: Outputs, y: np.ndarray) -> Decision:
+def _ema(out: Outputs, labels: np.ndarray) -> Decision:
     """The last weights against their average, on the check half."""
-    raw = accuracy(out.eval_probs, y)
-    candidates, n = ("last weights", "weight average"), len(y)
+    raw = accuracy(out.eval_probs, labels)
+    candidates, n = ("last weights", "weight average"), len(labels)
     if out.ema_eval_probs is None or out.ema_weights is None:
         return Decision(EMA, EMA_QUESTION, candidates[:1], (raw,), n, EMA_RULE, "last weights", "no average was kept")
-    ema = accuracy(out.ema_eval_probs, y)
+    ema = accuracy(out.ema_eval_probs, labels)
     versus = f"{ema:.2%} against {raw:.2%} for the last weights on {n} held-out images"
     if ema > raw:
         answer, reason = "weight average", f"higher accuracy: {versus}"
@@ -74,10 +74,10 @@ def _ema(out: Outputs, y: np.ndarray) -> Decision:
     return Decision(EMA, EMA_QUESTION, candidates, (raw, ema), n, EMA_RULE, answer, reason)
 
 
-def _own(fitted: np.ndarray, own: np.ndarray, y: np.ndarray) -> Decision:
+def _own(fitted: np.ndarray, own: np.ndarray, labels: np.ndarray) -> Decision:
     """The final fit (``fitted`` probabilities) against the trial's own weights, on the check half."""
-    p = mcnemar_p(own.argmax(1) == y, fitted.argmax(1) == y)
-    fit_acc, own_acc, n = accuracy(fitted, y), accuracy(own, y), len(y)
+    p = mcnemar_p(own.argmax(1) == labels, fitted.argmax(1) == labels)
+    fit_acc, own_acc, n = accuracy(fitted, labels), accuracy(own, labels), len(labels)
     versus = f"{own_acc:.2%} against {fit_acc:.2%} for the final fit on {n} held-out images"
     if p < 0.05:
         answer, reason = "trial's own weights", f"significantly better (McNemar p={p:.2g}): {versus}"

@@ -26,20 +26,20 @@ EPS = 1e-7
 ROUNDS = 25  # greedy steps of ensemble selection
 
 
-def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
-    return float((probs.argmax(1) == y).mean()) if len(y) else float("nan")
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")
 
 
-def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
-    if not len(y):
+def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
+    if not len(labels):
         return float("nan")
-    p = probs.astype(np.float64)[np.arange(len(y)), y]
+    p = probs.astype(np.float64)[np.arange(len(labels)), labels]
     return float(-np.log(np.clip(p, EPS, 1.0)).mean())
 
 
-def score(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """What ensemble selection maximises: accuracy, then the negative log loss."""
-    return accuracy(probs, y), -log_loss(probs, y)
+    return accuracy(probs, labels), -log_loss(probs, labels)
 
 
 def blend(probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -64,21 +64,21 @@ class Selection:
 
 
 def select_ensemble(
-    probs: Sequence[np.ndarray], y: np.ndarray, first: int, max_members: int, rounds: int = ROUNDS
+    probs: Sequence[np.ndarray], labels: np.ndarray, first: int, max_members: int, rounds: int = ROUNDS
 ) -> Selection:
     """Greedy ensemble selection with replacement over ``probs`` (one array per candidate, the
     same images), starting from candidate ``first``, with at most ``max_members`` distinct
     members; the best prefix of ``rounds`` steps by :func:`score` on ``y``."""
     bag = [first]
     total = probs[first].astype(np.float64)
-    best_bag, best = list(bag), score(total, y)
+    best_bag, best = list(bag), score(total, labels)
     for _ in range(rounds - 1):
         allowed = range(len(probs)) if len(set(bag)) < max_members else sorted(set(bag))
         n = len(bag)
-        step = max(allowed, key=lambda i: (score((total + probs[i]) / (n + 1), y), -i))
+        step = max(allowed, key=lambda i: (score((total + probs[i]) / (n + 1), labels), -i))
         bag.append(step)
         total = total + probs[step]
-        now = score(total / len(bag), y)
+        now = score(total / len(bag), labels)
         if now > best:
             best_bag, best = list(bag), now
     counts = Counter(best_bag)

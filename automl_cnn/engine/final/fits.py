@@ -62,10 +62,10 @@ def pick_winner(
     )
 
 
-def runners_up(records: list[TrialRecord], winner: TrialRecord, k: int) -> list[TrialRecord]:
+def runners_up(records: list[TrialRecord], winner: TrialRecord, count: int) -> list[TrialRecord]:
     """The next ``k`` completed trials by validation accuracy, after the winner."""
     others = [r for r in eligible(records) if r is not winner]
-    return sorted(others, key=lambda r: -(r.val_acc or 0.0))[:k]
+    return sorted(others, key=lambda r: -(r.val_acc or 0.0))[:count]
 
 
 @dataclass
@@ -125,7 +125,7 @@ class FinalFits:
     def __init__(
         self, session: SearchSession, jobs: list[tuple[TrialRecord, int]], epochs: dict[int, int], kind: FitKind
     ) -> None:
-        self.s = session
+        self.session = session
         self.epochs, self.kind = epochs, kind
         self.what = "second seed" if kind.second_seed else "final fit"
         self.todo = [(f"{kind.prefix}-{k}", rec, seed) for k, (rec, seed) in enumerate(jobs)]
@@ -143,31 +143,32 @@ class FinalFits:
 
     def close_runs(self, status: str) -> None:
         for run_id in self.runs.values():
-            self.s.tracker.end_run(run_id, status)
+            self.session.tracker.end_run(run_id, status)
         self.runs.clear()
 
     def _start(self, job: str, rec: TrialRecord, seed: int) -> None:
-        finished = self.s.state.load_weights(job)  # an earlier driver of this run trained it
+        finished = self.session.state.load_weights(job)  # an earlier driver of this run trained it
         if finished is not None:
             self.done[job] = FinalFit(rec.number, seed, finished[0], finished[1], finished[2])
-            self.s.progress.message(f"{job}: trained by an earlier driver of this run; its weights are reused")
+            self.session.progress.message(f"{job}: trained by an earlier driver of this run; its weights are reused")
             return
-        saved = self.s.state.load_checkpoint(job)
-        self.runs[job] = self.s.tracker.start_run(
+        saved = self.session.state.load_checkpoint(job)
+        self.runs[job] = self.session.tracker.start_run(
             f"{job} (trial {rec.number})",
             {**self._candidate(rec).flat_params(), "seed": seed, "trial": rec.number},
             {self.kind.tag: "true", self.kind.of_trial: str(rec.number)},
-            parent=self.s.parent_run,
+            parent=self.session.parent_run,
         )
-        self.s.tracker.log_dataset(self.runs[job], self.s.bundle)
+        self.session.tracker.log_dataset(self.runs[job], self.session.bundle)
         if saved is not None:  # killed mid-fit before: continue from its last epoch
             blob, self.histories[job] = saved[0], list(saved[1])
             self.checkpoints[job] = (len(saved[1]), blob)
             self._submit(job, rec, seed, blob)
-            self.s.progress.message(f"{job}: resumed from epoch {len(saved[1])} (checkpoint of an earlier driver)")
+            done = len(saved[1])
+            self.session.progress.message(f"{job}: resumed from epoch {done} (checkpoint of an earlier driver)")
             return
         self._submit(job, rec, seed)
-        self.s.progress.trial_running(job, f"{self.what} of trial {rec.number}: starting")
+        self.session.progress.trial_running(job, f"{self.what} of trial {rec.number}: starting")
 
     def _candidate(self, rec: TrialRecord) -> Candidate:
         return with_epochs(rec.candidate, self.epochs.get(rec.number))
@@ -177,9 +178,9 @@ class FinalFits:
         backoffs = rec.history[-1].oom_backoffs if rec.history else 0
         candidate = self._candidate(rec).to_dict()
         second = self.kind.second_seed
-        data = self.s.search_data if second else self.s.refit_data
+        data = self.session.search_data if second else self.session.refit_data
         spec = JobSpec(job, candidate, seed, data, checkpoint, True, self.threads, backoffs, average=not second)
-        self.s.executor.submit(spec)
+        self.session.executor.submit(spec)
 
     def _retry(self, job: str, rec: TrialRecord, seed: int) -> bool:
         """Restart a fit whose worker died, from its last checkpoint; False past the limit. A fit
@@ -190,13 +191,14 @@ class FinalFits:
         epochs, blob = self.checkpoints.get(job, (0, None))
         del self.histories[job][epochs:]
         self.pending_weights.discard(job)
-        self.s.tracker.set_tags(self.runs[job], {"automl_cnn.retries": self.retries[job]})
+        self.session.tracker.set_tags(self.runs[job], {"automl_cnn.retries": self.retries[job]})
         self._submit(job, rec, seed, blob)
-        self.s.progress.message(f"{job}: its worker died; retry {self.retries[job]}/{MAX_RETRIES} from epoch {epochs}")
+        retry = f"retry {self.retries[job]}/{MAX_RETRIES}"
+        self.session.progress.message(f"{job}: its worker died; {retry} from epoch {epochs}")
         return True
 
     def run(self) -> list[FinalFit]:
-        executor = self.s.executor
+        executor = self.session.executor
         saved = time.monotonic()
         while self.todo or executor.jobs:
             while self.todo and executor.free > 0:
@@ -204,21 +206,21 @@ class FinalFits:
             for result in executor.wait(timeout=0.5):
                 self._on_result(result)
             self._show_waiting()
-            self.s.progress.refresh()
+            self.session.progress.refresh()
             if time.monotonic() - saved > SAVE_EVERY_SECONDS:  # the budget spent, for a resume
-                self.s.state.save()
+                self.session.state.save()
                 saved = time.monotonic()
-        self.s.state.save()
+        self.session.state.save()
         return [self.done[name] for name in self.names]
 
     def _show_waiting(self) -> None:
         """The panel says when the fit waits for a worker to start (a lost node, an autoscaler)."""
-        waiting = self.s.executor.waiting()
+        waiting = self.session.executor.waiting()
         if waiting == self.waiting:
             return
         if waiting and not self.waiting:
-            self.phase = self.s.progress.phase
-        self.s.progress.set_phase(waiting or self.phase)
+            self.phase = self.session.progress.phase
+        self.session.progress.set_phase(waiting or self.phase)
         self.waiting = waiting
 
     def _on_result(self, result: JobResult) -> None:
@@ -230,42 +232,43 @@ class FinalFits:
         elif result.weights is not None:
             self.pending_weights.discard(job)
             self.done[job] = FinalFit(rec.number, seed, result.weights, self.histories[job], result.outputs)
-            self.s.state.save_weights(job, result.weights, self.histories[job], result.outputs)
-            self.s.state.drop_checkpoint(job)
-            self.s.executor.release(job)
-            self.s.tracker.end_run(self.runs.pop(job), Outcome.COMPLETED.run_status)
-            self.s.progress.running.pop(job, None)
+            self.session.state.save_weights(job, result.weights, self.histories[job], result.outputs)
+            self.session.state.drop_checkpoint(job)
+            self.session.executor.release(job)
+            self.session.tracker.end_run(self.runs.pop(job), Outcome.COMPLETED.run_status)
+            self.session.progress.running.pop(job, None)
         else:
             assert result.epoch is not None
             if result.checkpoint is not None and not result.done:
                 self.checkpoints[job] = (result.epoch.epoch, result.checkpoint)
                 history = [*self.histories[job], result.epoch]
-                self.s.state.save_checkpoint(job, result.checkpoint, history)  # for a resume
-                self.s.state.save()  # with the time spent up to this checkpoint
+                self.session.state.save_checkpoint(job, result.checkpoint, history)  # for a resume
+                self.session.state.save()  # with the time spent up to this checkpoint
             self._on_epoch(job, rec, result.epoch, result.done)
 
     def _on_epoch(self, job: str, rec: TrialRecord, epoch: EpochResult, done: bool) -> None:
         self.histories[job].append(epoch)
         metrics = {k: v for k, v in epoch.to_dict().items() if k != "epoch" and not _nan(v)}
-        self.s.tracker.log_metrics(self.runs[job], metrics, step=epoch.epoch)
+        self.session.tracker.log_metrics(self.runs[job], metrics, step=epoch.epoch)
         total = self._candidate(rec).training.epochs
         on = "val" if self.kind.second_seed else "check"
         score = "" if math.isnan(epoch.val_acc) else f"  {on} {epoch.val_acc:.4f}"
-        self.s.progress.trial_running(job, f"{self.what} of trial {rec.number}: epoch {epoch.epoch}/{total}{score}")
+        text = f"{self.what} of trial {rec.number}: epoch {epoch.epoch}/{total}{score}"
+        self.session.progress.trial_running(job, text)
         if done:
             self.pending_weights.add(job)
-            self.s.executor.request_weights(job)
+            self.session.executor.request_weights(job)
         else:
-            self.s.executor.advance(job, want_checkpoint=True)
+            self.session.executor.advance(job, want_checkpoint=True)
 
     def _fail(self, job: str, number: int, seed: int, error: str) -> None:
         run_id = self.runs.pop(job)
-        self.s.tracker.set_tags(run_id, {"automl_cnn.outcome": Outcome.FAILED.value, "automl_cnn.reason": error})
-        self.s.tracker.end_run(run_id, Outcome.FAILED.run_status)
-        for other in self.s.executor.jobs:
-            self.s.executor.release(other)
+        self.session.tracker.set_tags(run_id, {"automl_cnn.outcome": Outcome.FAILED.value, "automl_cnn.reason": error})
+        self.session.tracker.end_run(run_id, Outcome.FAILED.run_status)
+        for other in self.session.executor.jobs:
+            self.session.executor.release(other)
         raise AutoMLError(f"the {self.what} of trial {number} (seed {seed}) failed: {error}")
 
 
-def _nan(v: float) -> bool:
-    return isinstance(v, float) and math.isnan(v)
+def _nan(value: float) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -79,11 +79,11 @@ class Verdict:
         return f"not dominated but crowded out on the best front: {self.ahead} {others} rank ahead, {kept}"
 
 
-def rung_epochs(min_epochs: int, eta: int, s: int, max_epochs: int) -> tuple[int, ...]:
+def rung_epochs(min_epochs: int, eta: int, start: int, max_epochs: int) -> tuple[int, ...]:
     """``min_epochs * eta**(k + s)`` for k = 0, 1, ... below ``max_epochs`` (reaching the last
     epoch is completing, not a rung)."""
     out: list[int] = []
-    epoch = min_epochs * eta**s
+    epoch = min_epochs * eta**start
     while epoch < max_epochs:
         out.append(epoch)
         epoch *= eta

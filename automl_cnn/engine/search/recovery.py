@@ -29,13 +29,13 @@ from automl_cnn.model.profile import profile
 UNSTARTED = "interrupted before it started"
 
 
-def _record(t: optuna.trial.FrozenTrial, candidate: Candidate, bundle: DataBundle) -> TrialRecord:
-    attrs = TrialAttrs.read(t)
+def _record(frozen: optuna.trial.FrozenTrial, candidate: Candidate, bundle: DataBundle) -> TrialRecord:
+    attrs = TrialAttrs.read(frozen)
     measured = None
     with contextlib.suppress(InfeasibleArchitecture):
         measured = profile(candidate.architecture, bundle.input_shape, bundle.num_classes)
     return TrialRecord(
-        number=t.number,
+        number=frozen.number,
         seed=int(attrs.seed or 0),
         run_id=attrs.mlflow_run_id or "",
         candidate=candidate,
@@ -103,10 +103,10 @@ def _close_orphan_runs(session: SearchSession, keep: set[str]) -> None:
             tracker.end_run(run.info.run_id, Outcome.FAILED.run_status)
 
 
-def _close(session: SearchSession, rec: TrialRecord, outcome: Outcome, t: optuna.trial.FrozenTrial) -> TrialRecord:
+def _close(session: SearchSession, rec: TrialRecord, outcome: Outcome, frozen: optuna.trial.FrozenTrial) -> TrialRecord:
     """A trial the study holds as finished: its record rebuilt from the study, its run closed."""
     if rec.run_id:
         session.tracker.end_run(rec.run_id, outcome.run_status)
     return dataclasses.replace(
-        rec, outcome=outcome, reason=TrialAttrs.read(t).reason or "", history=tuple(study_history(t))
+        rec, outcome=outcome, reason=TrialAttrs.read(frozen).reason or "", history=tuple(study_history(frozen))
     )

@@ -83,13 +83,13 @@ def load_study(folder: Path) -> optuna.Study:
     return optuna.load_study(study_name=names[-1], storage=storage)
 
 
-def _values(t: FrozenTrial, objectives: tuple[str, ...]) -> tuple[float, ...] | None:
+def _values(trial: FrozenTrial, objectives: tuple[str, ...]) -> tuple[float, ...] | None:
     """The earlier trial's values for this search's objectives (None if any is unknown)."""
-    if t.state != TrialState.COMPLETE or not t.values:
+    if trial.state != TrialState.COMPLETE or not trial.values:
         return None
-    attrs = TrialAttrs.read(t)
+    attrs = TrialAttrs.read(trial)
     static = {"params": attrs.params, "flops": attrs.flops, "latency": attrs.latency_ms}
-    out = [float(t.values[0]) if name == "accuracy" else static[name] for name in objectives]
+    out = [float(trial.values[0]) if name == "accuracy" else static[name] for name in objectives]
     if any(v is None for v in out):
         return None
     return tuple(float(v) for v in out if v is not None)
@@ -166,15 +166,15 @@ def warm_start_from(session: SearchSession, folder: Path, known: Known) -> tuple
     return added, reused
 
 
-def _known_result(t: FrozenTrial, attrs: TrialAttrs, values: tuple[float, ...] | None, folder: Path) -> KnownResult:
+def _known_result(trial: FrozenTrial, attrs: TrialAttrs, values: tuple[float, ...] | None, folder: Path) -> KnownResult:
     return KnownResult(
-        number=t.number,
-        outcome=Outcome.of_state(t.state),
+        number=trial.number,
+        outcome=Outcome.of_state(trial.state),
         reason=attrs.reason or "",
         values=values,
-        intermediate=dict(t.intermediate_values),
-        constraints=dict(t.constraints),
-        history=study_history(t),
+        intermediate=dict(trial.intermediate_values),
+        constraints=dict(trial.constraints),
+        history=study_history(trial),
         latency_ms=attrs.latency_ms,
         source=str(folder),
     )
