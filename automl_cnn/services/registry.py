@@ -63,9 +63,6 @@ class Score:
     # per test image, in the split's order: whether the model gets it right (None: not recorded)
     correct: tuple[bool, ...] | None = None
 
-    def same_yardstick(self, other: Score) -> bool:
-        return (self.fingerprint, self.split) == (other.fingerprint, other.split)
-
 
 @dataclass(frozen=True)
 class Incumbent:
