@@ -25,11 +25,14 @@ driver's loop, and stands in for Ray in no test that claims to test Ray.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import secrets
+import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,6 +297,35 @@ def run_config(args: argparse.Namespace, slots: int, epoch: float, folder: Path)
     )
 
 
+@contextlib.contextmanager
+def cluster_stores(folder: Path) -> Iterator[tuple[str, str]]:
+    """PostgreSQL (started as the tests start it) and an ``mlflow server`` over it; yields the
+    Optuna storage URL and the tracking URI."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from servers import free_port, mlflow_cmd, process, wait_http
+    from test_secrets import PG_USER, postgres
+
+    password = secrets.token_hex(8)
+    with postgres(password) as (pg_port, _work):
+        db = f"postgresql://{PG_USER}:{password}@127.0.0.1:{pg_port}"
+        port = free_port()
+        server = mlflow_cmd(
+            "server",
+            "--backend-store-uri",
+            f"{db}/mlflow",
+            "--default-artifact-root",
+            str(folder / "mlartifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        with process(server, folder / "mlflow-server.log") as proc:
+            wait_http(f"http://127.0.0.1:{port}/health", timeout=300, proc=proc)
+            yield f"{db}/optuna", f"http://127.0.0.1:{port}"
+
+
 def _floats(text: str) -> list[float]:
     return [float(v) for v in text.split(",") if v.strip()]
 
@@ -311,6 +343,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-kb", type=int, default=64, help="size of each simulated epoch checkpoint")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default: a journal in the run folder)")
     parser.add_argument("--tracking-uri", default=None, help="MLflow URI (default: a SQLite store per configuration)")
+    parser.add_argument(
+        "--cluster-stores", action="store_true", help="start PostgreSQL and an mlflow server over it (as the tests do)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     args = parser.parse_args(argv)
@@ -321,8 +356,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    rows: list[Row] = []
     base = args.keep or Path(tempfile.mkdtemp(prefix="driver-scale-"))
+    if not args.cluster_stores:
+        return run_grid(args, base)
+    with cluster_stores(base / "servers") as (storage, tracking):
+        args.storage, args.tracking_uri, args.stores_label = storage, tracking, "PostgreSQL + MLflow server"
+        run_grid(args, base)
+
+
+def run_grid(args: argparse.Namespace, base: Path) -> None:
+    rows: list[Row] = []
     for slots in [int(v) for v in _floats(args.slots)]:
         for epoch in _floats(args.epoch):
             row = run_config(args, slots, epoch, base / f"{slots}x{epoch:g}s")
