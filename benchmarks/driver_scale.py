@@ -254,7 +254,7 @@ def run_config(args: argparse.Namespace, slots: int, epoch: float, folder: Path)
     from automl_cnn.services.tracking import MlflowTracker
 
     tracking = args.tracking_uri or f"sqlite:///{folder / 'mlflow.db'}"
-    cfg = SearchConfig(
+    cfg = SearchConfig.from_settings(
         trials=10**6,  # no time budget: the window below is the deadline
         workers=slots,
         executor="inprocess",  # what the run records; the simulated executor is passed in below
@@ -270,12 +270,13 @@ def run_config(args: argparse.Namespace, slots: int, epoch: float, folder: Path)
         seed=args.seed,
     )
     plan = make_plan(args.data, args.space, cfg, None)
-    tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.experiment)
+    tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.tracking.experiment)
     sim = SimulatedExecutor(slots, epoch, load_curves(), args.checkpoint_kb * 1024)
     with open_session(plan, tracker, Resources(slots, 0.0), executor=sim) as session:
         t0, cpu0 = time.monotonic(), time.process_time()
         end = t0 + args.window
-        driver = SearchDriver(session, lambda _records: end, Known())
+        stop_at = session.budget.elapsed() + args.window  # the deadline is a time on the run's budget clock
+        driver = SearchDriver(session, lambda _records: stop_at, Known())
         records = driver.run()
         t1, cpu1 = time.monotonic(), time.process_time()
     stats = sim.stats
