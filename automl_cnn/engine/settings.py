@@ -168,17 +168,17 @@ class FinalSettings:
 
 
 def _limit(parse: Callable[[str], Any], flag: str, what: str) -> Any:
-    """A hard limit's setting: off by default; a candidate with ``what`` is never trained."""
-    return option(None, flag, parse=parse, help=f"never train candidates with {what}", shown="no limit")
+    """A hard limit's setting: off by default; a candidate ``what`` is never trained."""
+    return option(None, flag, parse=parse, help=f"never train candidates {what}", shown="no limit")
 
 
 @dataclass(frozen=True)
 class LimitsSettings:
     """Hard limits: a candidate beyond any of them is never trained."""
 
-    max_params: int | None = _limit(positive_int, "--max-params", "more parameters")
-    max_flops: int | None = _limit(positive_int, "--max-flops", "more FLOPs per image")
-    max_latency_ms: float | None = _limit(float, "--max-latency-ms", "a slower forward pass per image (1 CPU thread)")
+    max_params: int | None = _limit(positive_int, "--max-params", "with more parameters")
+    max_flops: int | None = _limit(positive_int, "--max-flops", "with more FLOPs per image")
+    max_latency_ms: float | None = _limit(float, "--max-latency-ms", "slower per image (1 CPU thread)")
 
     def __post_init__(self) -> None:
         parse_given_text(self, UserInputError)
