@@ -61,13 +61,19 @@ def search(
 
 
 def resume(
-    folder: str | Path, progress: bool | None = None, storage: str | None = None, tracking_uri: str | None = None
+    folder: str | Path,
+    progress: bool | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    ray_address: str | None = None,
 ) -> SearchResult:
     """Continue a search whose driver stopped (killed, crashed, interrupted) in ``folder``.
 
     Finished trials are not rerun, interrupted ones continue from their last checkpoint, the
     time and trial budgets count what was already spent, and the winner is registered once.
     A storage or tracking URI whose password the folder masked is given again in full.
+    ``ray_address`` replaces the recorded cluster: a search whose Ray head was lost continues on
+    a new head (``automl-cnn resume RUN --ray-address NEW_HEAD:6379``).
     """
     folder = Path(folder).expanduser().resolve()
     state = RunState.load(folder)
@@ -78,9 +84,10 @@ def resume(
     settings = flat_settings(state.config)  # run.json by group, or flat (an older run's)
     storage = resume_url(settings.get("storage"), storage, "--storage")
     tracking_uri = resume_url(settings.get("tracking_uri"), tracking_uri, "--tracking-uri")
-    cfg = SearchConfig.from_dict(
-        {**settings, "out": str(folder), "progress": progress, "storage": storage, "tracking_uri": tracking_uri}
-    )
+    given = {"out": str(folder), "progress": progress, "storage": storage, "tracking_uri": tracking_uri}
+    if ray_address is not None:
+        given["ray_address"] = ray_address
+    cfg = SearchConfig.from_dict({**settings, **given})
     return run_search(state.data, load_space(folder / "space.yaml"), cfg, resume_state=state)
 
 
