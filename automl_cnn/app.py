@@ -98,7 +98,7 @@ def run_search(
     resume_state: RunState | None = None,
 ) -> SearchResult:
     plan = make_plan(data, space_spec, cfg, resume_state)
-    with _runtime(cfg) as cluster:  # a cluster refusing us leaves no MLflow store behind
+    with _runtime(cfg, plan.out) as cluster:  # a cluster refusing us leaves no MLflow store behind
         resources = plan_resources(cfg, cluster)  # so does a request it can never place
         tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.tracking.experiment)
         return execute(plan, tracker, resources)
@@ -136,7 +136,7 @@ def make_plan(
 
 
 @contextlib.contextmanager
-def _runtime(cfg: SearchConfig) -> Iterator[dict[str, float]]:
+def _runtime(cfg: SearchConfig, out: Path) -> Iterator[dict[str, float]]:
     """The resources trials can use: Ray's (local or a cluster), or this process's."""
     if cfg.cluster.executor == "inprocess":
         import torch
@@ -145,7 +145,7 @@ def _runtime(cfg: SearchConfig) -> Iterator[dict[str, float]]:
         return
     from automl_cnn.services.ray_runtime import ray_runtime
 
-    with ray_runtime(cfg.cluster.ray_address) as resources:
+    with ray_runtime(cfg.cluster.ray_address, str(out)) as resources:
         yield resources
 
 
