@@ -130,7 +130,7 @@ def cluster_resources() -> dict[str, float]:
     return out
 
 
-HEAD_LOST_AFTER_S = 20.0  # well before Ray's own end (its GCS clients give up after 60 s)
+HEAD_LOST_AFTER_S = 10.0  # well before Ray's own end (its GCS clients give up after 60 s)
 HEAD_LOST_EXIT = 3
 
 
