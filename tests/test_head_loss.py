@@ -133,6 +133,7 @@ def test_a_search_whose_head_is_lost_continues_on_a_new_head() -> None:
         with network(HOSTS, work / "hosts", binds=binds, cwd=str(ROOT)) as hosts:
             _start_db(hosts, env, work)
             _start_cluster(hosts, env, logs, "head")
+            print(f"cluster up in {time.monotonic() - started:.0f} s")
             laptop = hosts["laptop"]
             driver = laptop.popen(_search(out), laptop_env, logs / "driver.log")
             _wait("no trial finished while another had a checkpoint",
@@ -155,11 +156,14 @@ def test_a_search_whose_head_is_lost_continues_on_a_new_head() -> None:
             laptop.power_off()  # the dead driver's zero-CPU node goes with it
             laptop.power_on()
             _start_cluster(hosts, env, logs, "head2")
+            print(f"new head and worker up {time.monotonic() - lost:.0f} s after the loss")
+            resumed_at = time.monotonic()
             resume = ["automl-cnn", "resume", str(out), "--ray-address", "head2:6379", "--no-progress"]
             done = laptop.run(resume, laptop_env, timeout=400)
             said = done.stdout + done.stderr
             (logs / "resume.log").write_text(said)
             assert done.returncode == 0, said[-4000:]
+            print(f"resume finished in {time.monotonic() - resumed_at:.0f} s")
             assert "resumed from epoch" in done.stdout, said[-3000:]
 
             after = _records(out)
