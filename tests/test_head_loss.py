@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +27,6 @@ from compose_hosts import ROOT, healthy, run_service, service, service_env, star
 from compose_hosts import dotenv as make_dotenv
 from netns import Host, network, skip_reason
 
-pytestmark = pytest.mark.slow
 HOSTS = ["db", "head", "worker", "laptop", "head2"]
 SLOW = ROOT / "tests" / "spaces" / "slow.yaml"
 EPOCHS = 25  # the space's: enough left to train when the head goes that a trial is cut short
@@ -113,6 +115,28 @@ def _start_cluster(hosts: dict[str, Host], env: dict[str, str], logs: Path, head
     _wait(f"the worker did not join {head}", lambda: _nodes(hosts[head], service_env(head_svc), head) >= 2, 120)
 
 
+_WATCH = """
+import socket, time
+from automl_cnn.services.ray_runtime import HeadWatch
+with socket.socket() as closed:  # a port nothing listens on: a head that is gone
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+HeadWatch(f"127.0.0.1:{port}", "/runs/x", after=1.0).start()
+time.sleep(30)
+"""
+
+
+def test_a_driver_whose_head_stops_answering_ends_with_the_resume_line() -> None:
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _WATCH], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr[-2000:]
+    line = r"error: lost the Ray head at 127\.0\.0\.1:\d+ \(no answer for \d+ s\); the search stopped and "
+    line += r"can continue on a new head: automl-cnn resume /runs/x --ray-address NEW_HEAD:6379"
+    assert re.fullmatch(line, done.stderr.strip().splitlines()[-1]), done.stderr[-2000:]
+    assert time.monotonic() - started < 20  # not a hang
+
+
+@pytest.mark.slow
 def test_a_search_whose_head_is_lost_continues_on_a_new_head() -> None:
     why = skip_reason()
     if why:
