@@ -208,3 +208,11 @@ def test_a_search_whose_head_is_lost_continues_on_a_new_head() -> None:
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy(log, dest / log.name)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_resume_takes_the_ray_address_of_a_new_head() -> None:
+    from automl_cnn.cli import build_parser
+
+    args = build_parser().parse_args(["resume", "runs/x", "--ray-address", "head2:6379"])
+    assert (args.command, args.ray_address) == ("resume", "head2:6379")
+    assert build_parser().parse_args(["resume", "runs/x"]).ray_address is None  # the recorded one
