@@ -57,19 +57,7 @@ def ray_runtime(address: str | None = None, run: str | None = None) -> Iterator[
         raise
     except Exception as exc:  # ConnectionError, AuthenticationError, RuntimeError...
         stack.close()
-        first = _reason(exc)
-        where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
-        said = first if isinstance(exc, ConnectionAbortedError) else str(exc)  # not a traceback's paths
-        if _refused(said):
-            fix = "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token"
-        elif address:  # Ray reports a refused token as a plain connection failure
-            fix = (
-                "start it with 'ray start --head' or fix --ray-address; a cluster with token "
-                "authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN"
-            )
-        else:
-            fix = "check 'ray status'"
-        raise UserInputError(f"cannot connect to {where} ({first[:240]}); {fix}") from None
+        raise _cannot_connect(exc, address) from None
     finally:
         ray_logger.setLevel(level)
         # ray.init replaces the caller's SIGTERM handler (the CLI's), even when it then fails: put a
@@ -84,6 +72,23 @@ def ray_runtime(address: str | None = None, run: str | None = None) -> Iterator[
             if watch is not None:
                 watch.stop()
             ray.shutdown()
+
+
+def _cannot_connect(exc: Exception, address: str | None) -> UserInputError:
+    """The one line saying why ``ray.init`` failed and what to do."""
+    first = _reason(exc)
+    where = f"the Ray cluster at {address}" if address else "a local Ray runtime"
+    said = first if isinstance(exc, ConnectionAbortedError) else str(exc)  # not a traceback's paths
+    if _refused(said):
+        fix = "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the cluster's token"
+    elif address:  # Ray reports a refused token as a plain connection failure
+        fix = (
+            "start it with 'ray start --head' or fix --ray-address; a cluster with token "
+            "authentication needs RAY_AUTH_MODE=token and its token in RAY_AUTH_TOKEN"
+        )
+    else:
+        fix = "check 'ray status'"
+    return UserInputError(f"cannot connect to {where} ({first[:240]}); {fix}")
 
 
 CLIENT_TRIES = 3  # Ray Client: a client server the head could not start in time is tried again
