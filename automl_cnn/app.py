@@ -61,13 +61,19 @@ def search(
 
 
 def resume(
-    folder: str | Path, progress: bool | None = None, storage: str | None = None, tracking_uri: str | None = None
+    folder: str | Path,
+    progress: bool | None = None,
+    storage: str | None = None,
+    tracking_uri: str | None = None,
+    ray_address: str | None = None,
 ) -> SearchResult:
     """Continue a search whose driver stopped (killed, crashed, interrupted) in ``folder``.
 
     Finished trials are not rerun, interrupted ones continue from their last checkpoint, the
     time and trial budgets count what was already spent, and the winner is registered once.
     A storage or tracking URI whose password the folder masked is given again in full.
+    ``ray_address`` replaces the recorded cluster: a search whose Ray head was lost continues on
+    a new head (``automl-cnn resume RUN --ray-address NEW_HEAD:6379``).
     """
     folder = Path(folder).expanduser().resolve()
     state = RunState.load(folder)
@@ -78,9 +84,10 @@ def resume(
     settings = flat_settings(state.config)  # run.json by group, or flat (an older run's)
     storage = resume_url(settings.get("storage"), storage, "--storage")
     tracking_uri = resume_url(settings.get("tracking_uri"), tracking_uri, "--tracking-uri")
-    cfg = SearchConfig.from_dict(
-        {**settings, "out": str(folder), "progress": progress, "storage": storage, "tracking_uri": tracking_uri}
-    )
+    given = {"out": str(folder), "progress": progress, "storage": storage, "tracking_uri": tracking_uri}
+    if ray_address is not None:
+        given["ray_address"] = ray_address
+    cfg = SearchConfig.from_dict({**settings, **given})
     return run_search(state.data, load_space(folder / "space.yaml"), cfg, resume_state=state)
 
 
@@ -91,7 +98,7 @@ def run_search(
     resume_state: RunState | None = None,
 ) -> SearchResult:
     plan = make_plan(data, space_spec, cfg, resume_state)
-    with _runtime(cfg) as cluster:  # a cluster refusing us leaves no MLflow store behind
+    with _runtime(cfg, plan.out) as cluster:  # a cluster refusing us leaves no MLflow store behind
         resources = plan_resources(cfg, cluster)  # so does a request it can never place
         tracker = MlflowTracker(cfg.resolved_tracking_uri(), cfg.tracking.experiment)
         return execute(plan, tracker, resources)
@@ -129,7 +136,7 @@ def make_plan(
 
 
 @contextlib.contextmanager
-def _runtime(cfg: SearchConfig) -> Iterator[dict[str, float]]:
+def _runtime(cfg: SearchConfig, out: Path) -> Iterator[dict[str, float]]:
     """The resources trials can use: Ray's (local or a cluster), or this process's."""
     if cfg.cluster.executor == "inprocess":
         import torch
@@ -138,7 +145,7 @@ def _runtime(cfg: SearchConfig) -> Iterator[dict[str, float]]:
         return
     from automl_cnn.services.ray_runtime import ray_runtime
 
-    with ray_runtime(cfg.cluster.ray_address) as resources:
+    with ray_runtime(cfg.cluster.ray_address, str(out)) as resources:
         yield resources
 
 

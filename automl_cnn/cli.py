@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracking-uri",
         help="the MLflow URI, when it holds a password (not kept in the folder; or set MLFLOW_TRACKING_PASSWORD)",
     )
+    r.add_argument(
+        "--ray-address",
+        help="the Ray cluster to continue on, instead of the recorded one (a new head after the old one was lost)",
+    )
 
     pr = sub.add_parser("predict", help="label image files with a trained model")
     pr.add_argument("model", help="a search's output folder, or an MLflow URI such as models:/NAME@champion")
@@ -231,7 +235,13 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from automl_cnn.app import resume
 
     progress = False if args.no_progress else None
-    result = resume(args.run_dir, progress=progress, storage=args.storage, tracking_uri=args.tracking_uri)
+    result = resume(
+        args.run_dir,
+        progress=progress,
+        storage=args.storage,
+        tracking_uri=args.tracking_uri,
+        ray_address=args.ray_address,
+    )
     print()
     print(result.summary())
     return 0
