@@ -23,6 +23,7 @@ from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner, runne
 from automl_cnn.engine.final.outcome import decisions_from_json
 from automl_cnn.engine.final.plan import FinalPlan, plan_final
 from automl_cnn.engine.final.tiebreak import break_ties, reserve_seconds
+from automl_cnn.engine.more import give_more_time
 from automl_cnn.engine.objectives import OBJECTIVES
 from automl_cnn.engine.opening import announce, start_parent_run
 from automl_cnn.engine.progress import Progress
@@ -50,13 +51,29 @@ DEFAULT_PLACEMENT_WAIT_S = 300.0  # a search whose workers all lost their nodes 
 def search(
     data: str | Path | ImageSet,
     space: str | Path | SearchSpace = "default",
+    *,
+    resume: str | Path | None = None,
+    more: str | float | None = None,
     **settings: Any,
 ) -> SearchResult:
     """Search ``space`` for the best CNN on ``data``; settings as in :class:`SearchConfig`.
+    ``resume=RUN, more="10m"`` gives the finished search in folder ``RUN`` (on the same
+    ``data``) ten more minutes: see :func:`resume`.
 
     >>> result = search("digits", "tiny", trials=6)            # doctest: +SKIP
     >>> result.model.predict(images)                            # doctest: +SKIP
+    >>> better = search("digits", resume=result.out_dir, more="5m")  # doctest: +SKIP
     """
+    if resume is not None:
+        given = dict(settings)
+        passed = {k: given.pop(k, None) for k in ("progress", "storage", "tracking_uri", "ray_address")}
+        if given:
+            raise UserInputError(
+                f"resume= continues a search with the settings it was started with; drop {', '.join(sorted(given))}"
+            )
+        return _resume(resume, **passed, more=more, data=data)
+    if more is not None:
+        raise UserInputError("more= gives a finished search more time: pass resume=ITS_FOLDER with it")
     return run_search(data, space, SearchConfig.from_settings(**settings))
 
 
@@ -66,6 +83,8 @@ def resume(
     storage: str | None = None,
     tracking_uri: str | None = None,
     ray_address: str | None = None,
+    more: str | float | None = None,
+    data: str | Path | ImageSet | None = None,
 ) -> SearchResult:
     """Continue a search whose driver stopped (killed, crashed, interrupted) in ``folder``.
 
@@ -74,12 +93,20 @@ def resume(
     A storage or tracking URI whose password the folder masked is given again in full.
     ``ray_address`` replaces the recorded cluster: a search whose Ray head was lost continues on
     a new head (``automl-cnn resume RUN --ray-address NEW_HEAD:6379``).
+
+    ``more`` (``"10m"``) gives a *finished* search more time (:mod:`automl_cnn.engine.more`):
+    the study continues, the final phase decides again, and the model delivered is registered
+    as a new version, promoted by the usual rule. ``data``: the data, when the run's recorded
+    spec cannot load it again (an in-memory :class:`ImageSet`); it must be the same data.
     """
     folder = Path(folder).expanduser().resolve()
     state = RunState.load(folder)
-    if state.state == "finished":
+    if more is not None:
+        give_more_time(state, more)
+    elif state.state == "finished":
         raise UserInputError(
-            f"{folder}: this search already finished; its model is {state.model_uri or folder} (nothing to resume)"
+            f"{folder}: this search already finished; its model is {state.model_uri or folder} "
+            f"(nothing to resume; give it more time with: automl-cnn resume {folder} --more 10m)"
         )
     settings = flat_settings(state.config)  # run.json by group, or flat (an older run's)
     storage = resume_url(settings.get("storage"), storage, "--storage")
@@ -88,7 +115,10 @@ def resume(
     if ray_address is not None:
         given["ray_address"] = ray_address
     cfg = SearchConfig.from_dict({**settings, **given})
-    return run_search(state.data, load_space(folder / "space.yaml"), cfg, resume_state=state)
+    return run_search(state.data if data is None else data, load_space(folder / "space.yaml"), cfg, resume_state=state)
+
+
+_resume = resume  # search(resume=...) has a parameter of that name
 
 
 def run_search(

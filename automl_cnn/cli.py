@@ -124,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_search(sub)
 
-    r = sub.add_parser("resume", help="continue a search whose driver stopped (killed, crashed, interrupted)")
+    r = sub.add_parser("resume", help="continue a search whose driver stopped, or give a finished one --more time")
     r.add_argument("run_dir", type=Path, help="the search's output folder")
+    r.add_argument("--more", metavar="DURATION", help="a finished search's extra time (10m): search on, deliver again")
     r.add_argument("--no-progress", action="store_true", help="plain log lines instead of the live panel")
     r.add_argument("--storage", help="the study's storage URL, when it holds a password (not kept in the folder)")
     r.add_argument(
@@ -235,13 +236,8 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from automl_cnn.app import resume
 
     progress = False if args.no_progress else None
-    result = resume(
-        args.run_dir,
-        progress=progress,
-        storage=args.storage,
-        tracking_uri=args.tracking_uri,
-        ray_address=args.ray_address,
-    )
+    given = {k: getattr(args, k) for k in ("storage", "tracking_uri", "ray_address", "more")}
+    result = resume(args.run_dir, progress=progress, **given)
     print()
     print(result.summary())
     return 0

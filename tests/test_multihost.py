@@ -30,7 +30,9 @@ pytestmark = pytest.mark.slow
 HOSTS = ["postgres", "mlflow", "ray-head", "ray-worker-1", "ray-worker-2", "search", "laptop"]
 WORKERS = ["ray-worker-1", "ray-worker-2"]
 # appended to the compose search command: a smaller space and budget than the demo's, the same data
-SMALLER = ["--space", "search_spaces/tiny.yaml", "--time-budget", "90s", "--workers", "5"]
+# 120 s: on a loaded 2-core machine the lost host needs ~10-20 s to boot and rejoin, and the search
+# phase must still be running then for the host to take trials (90 s left it no margin in CI)
+SMALLER = ["--space", "search_spaces/tiny.yaml", "--time-budget", "120s", "--workers", "5"]
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +137,10 @@ def test_compose_search_from_a_host_that_is_no_ray_node_survives_a_lost_worker_h
     time.sleep(5)
     victim.power_on()  # boots again and rejoins
     run_service(victim, service("ray-worker", env), logs)
-    rejoined_at = time.time()
+    healthy(victim, service("ray-worker", env))
+    rejoined_at = time.time()  # its raylet runs and the cluster answers: from now on it can take trials
+    searching = "final fit of trial" not in (logs / "search.log").read_text()
+    assert searching, "the search phase ended before the host rejoined"
     _kill_the_final_fits_worker(hosts, driver, logs / "search.log")
 
     assert driver.wait(timeout=600) == 0, (logs / "search.log").read_text()[-3000:]

@@ -26,6 +26,7 @@ from automl_cnn.engine.final.delivered import Delivery, build_delivery, far_from
 from automl_cnn.engine.final.fits import FinalFit
 from automl_cnn.engine.final.outcome import Decision, FinalOutcome
 from automl_cnn.engine.final.plan import FinalPlan
+from automl_cnn.engine.more import earlier_versions
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
@@ -177,8 +178,9 @@ def _register(
     score = Score(b.fingerprint(), session.split_id, accuracies[0], correct)
     name = session.config.registered_name(b.name, b.input_shape, b.fingerprint())
     hold = "the task is far from solved (see the search's warnings)" if far_from_solved(delivery) else None
+    earlier = frozenset(earlier_versions(session.state))  # resume --more: a new round, a new version
     return ModelRegistry(session.tracker).register(
-        session.parent_run, name, entry, score, session.config.tracking.promote, hold
+        session.parent_run, name, entry, score, session.config.tracking.promote, hold, earlier
     )
 
 

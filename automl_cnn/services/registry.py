@@ -174,13 +174,21 @@ class ModelRegistry:
         self.client = tracker.client
 
     def register(
-        self, run_id: str, name: str, entry: ModelEntry, score: Score, policy: str, hold: str | None = None
+        self,
+        run_id: str,
+        name: str,
+        entry: ModelEntry,
+        score: Score,
+        policy: str,
+        hold: str | None = None,
+        earlier: frozenset[str] = frozenset(),
     ) -> Registration:
         """Log and register ``entry`` as a version of ``name`` from search run ``run_id``, then
         give it alias ``champion`` or ``challenger`` by ``policy``. A search resumed after its
         version was registered reuses that version (never registers twice); if it already
-        holds ``champion`` it keeps it and its recorded reason."""
-        version = self.registered_version(name, run_id)
+        holds ``champion`` it keeps it and its recorded reason. ``earlier``: versions this run
+        registered in earlier rounds (``resume --more``), which this round does not reuse."""
+        version = self.registered_version(name, run_id, earlier)
         champion = self.champion(name)
         if version is None:
             version = self._log(run_id, name, entry)
@@ -194,13 +202,15 @@ class ModelRegistry:
         self._record(name, version, entry.description, score, decision)
         return Registration(name, version, decision)
 
-    def registered_version(self, name: str, run_id: str) -> str | None:
-        """The version of ``name`` that search run ``run_id`` registered, if any."""
+    def registered_version(self, name: str, run_id: str, earlier: frozenset[str] = frozenset()) -> str | None:
+        """The version of ``name`` that search run ``run_id`` registered, if any (not counting
+        the ``earlier`` rounds' versions)."""
         try:
             versions = self.client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
         except Exception:  # no such registered model yet
             return None
-        return str(versions[0].version) if versions else None
+        found = sorted((int(v.version) for v in versions if str(v.version) not in earlier), reverse=True)
+        return str(found[0]) if found else None
 
     def champion(self, name: str) -> Incumbent | None:
         """The version of ``name`` holding alias ``champion``, with the score its tags record."""
