@@ -40,6 +40,7 @@ from automl_cnn.services.credentials import resume_url
 from automl_cnn.services.executor import Executor, cpu_count
 from automl_cnn.services.study import STUDY_FILE, create_study, make_pruner, make_sampler, make_storage
 from automl_cnn.services.tracking import MlflowTracker, check_reachable
+from automl_cnn.space.backbone import prepare_backbones
 from automl_cnn.space.inputs import check_input_fits
 from automl_cnn.space.presets import GROUPS, PRESETS
 from automl_cnn.space.schema import SearchSpace, load_space
@@ -155,6 +156,8 @@ def make_plan(
             f"was {resume.fingerprint}); resume needs the same data"
         )
     check_input_fits(space, bundle.input_shape, bundle.name)
+    backbones = prepare_backbones(space.backbone, bundle.input_shape, bundle.name, cfg.data.download)
+    space = dataclasses.replace(space, backbone=backbones)  # weights resolved to files, before training
     for name in cfg.search.warm_start:  # earlier searches must fit before anything is written
         if name not in GROUPS and name not in PRESETS:
             check_compatible(Path(name), bundle.fingerprint(), split_id(bundle))

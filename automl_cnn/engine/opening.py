@@ -85,6 +85,8 @@ def announce(session: SearchSession, records: list[TrialRecord], resumable: list
         + ", ".join(f"{k} {sum(v)}" for k, v in counts.items())
         + f" images; per class in train: {counts['train']}"
     )
+    for note in session.space.backbone.notes:  # a backbone family training from scratch
+        progress.message(f"backbone: {note}")
     if session.resumed:
         progress.message(
             f"resuming {session.out}: {len(records)} trials finished, {len(resumable)} to continue, "

@@ -61,30 +61,82 @@ class Head:
 
 
 @dataclass(frozen=True)
+class Backbone:
+    """A torchvision network (``family``) with its classifier replaced by a searched head, and how
+    it is fine-tuned. ``weights`` is a weights file (an absolute path, resolved before the search)
+    or ``none`` (trained from scratch)."""
+
+    family: str
+    weights: str = "none"
+    trainable: str = "all"  # all | last_k (the last ``last_k`` stages and the head) | head
+    last_k: int = 1
+    lr_mult: float = 0.1  # the backbone's learning rate as a share of the head's
+    warmup_epochs: int = 0  # first epochs train the head only (the backbone frozen)
+    resize: int = 0  # the network upsamples inputs whose shorter side is below this; 0: never
+    head_units: int = 0  # a hidden layer of this width before the linear classifier; 0: none
+    head_dropout: float = 0.0
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != "none"
+
+    def canonical(self) -> Backbone:
+        return dataclasses.replace(
+            self,
+            last_k=self.last_k if self.trainable == "last_k" else 0,
+            lr_mult=float(f"{self.lr_mult:.6g}") if self.trainable != "head" else 0.0,
+            warmup_epochs=self.warmup_epochs if self.trainable != "head" else 0,
+            head_dropout=round(float(self.head_dropout), 6),
+        )
+
+    def describe(self) -> str:
+        """e.g. ``resnet18(pretrained, last_k2, x0.1, warm1) | fc256-d0.20``."""
+        tune = {"all": "all", "head": "head", "last_k": f"last_k{self.last_k}"}.get(self.trainable, self.trainable)
+        parts = ["pretrained" if self.pretrained else "scratch", tune]
+        parts += [f"x{self.lr_mult:g}"] if self.trainable != "head" else []
+        parts += [f"warm{self.warmup_epochs}"] if self.warmup_epochs and self.trainable != "head" else []
+        parts += [f"min{self.resize}"] if self.resize else []
+        head = (f"fc{self.head_units}" if self.head_units else "linear") + (
+            f"-d{self.head_dropout:.2f}" if self.head_dropout > 0 else ""
+        )
+        return f"{self.family}({', '.join(parts)}) | {head}"
+
+
+@dataclass(frozen=True)
 class Architecture:
     blocks: tuple[ConvBlock, ...]
     head: Head = Head()
+    backbone: Backbone | None = None  # a pretrained-style network instead of blocks and head
 
     def canonical(self) -> Architecture:
+        if self.backbone is not None:
+            return Architecture((), Head(), self.backbone.canonical())
         return Architecture(tuple(b.canonical() for b in self.blocks), self.head.canonical())
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if self.backbone is None:
+            del out["backbone"]  # the records of networks built from blocks read as before
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
         head = dict(data.get("head", {}))
         head["dense"] = tuple(Dense(**d) for d in head.get("dense", ()))
-        return cls(blocks=tuple(ConvBlock(**b) for b in data["blocks"]), head=Head(**head))
+        backbone = Backbone(**data["backbone"]) if data.get("backbone") else None
+        return cls(blocks=tuple(ConvBlock(**b) for b in data["blocks"]), head=Head(**head), backbone=backbone)
 
     @property
     def convolutional(self) -> bool:
         """False for a network without convolutional blocks (an MLP on the flattened image)."""
-        return bool(self.blocks)
+        return bool(self.blocks) or self.backbone is not None
 
     def describe(self) -> str:
         """A compact one-line summary, e.g. ``conv32k3-max2 | conv64k3 | gap-fc128``; a network
-        without blocks reads ``mlp-fc1024-d0.50`` (``mlp-linear`` without dense layers)."""
+        without blocks reads ``mlp-fc1024-d0.50`` (``mlp-linear`` without dense layers); a
+        backbone reads ``resnet18(pretrained, all, x0.1) | linear``."""
+        if self.backbone is not None:
+            return self.backbone.describe()
         parts = []
         for b in self.blocks:
             s = f"{'res' if b.type == 'residual' else 'conv'}{b.filters}k{b.kernel_size}"
@@ -173,6 +225,8 @@ class Candidate:
     def flat_params(self) -> dict[str, Any]:
         """Flat ``name -> value`` pairs for MLflow params and tables."""
         out: dict[str, Any] = {"n_blocks": len(self.architecture.blocks)}
+        if self.architecture.backbone is not None:
+            out.update({f"backbone.{k}": v for k, v in dataclasses.asdict(self.architecture.backbone).items()})
         for i, block in enumerate(self.architecture.blocks, start=1):
             for k, v in dataclasses.asdict(block).items():
                 out[f"block{i}.{k}"] = v

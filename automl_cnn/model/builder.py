@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from automl_cnn.model.architecture import Architecture, ConvBlock, Head
+from automl_cnn.model.backbone import backbone_stats, build_backbone_model
 from automl_cnn.model.shapes import conv_padding, feature_shapes
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -132,8 +133,12 @@ def build_model(
     std: Sequence[float] | None = None,
 ) -> nn.Sequential:
     """Build the network. Call :func:`automl_cnn.model.profile.profile` first for a clear error on an
-    architecture that does not fit ``input_shape``."""
+    architecture that does not fit ``input_shape``. A backbone candidate is a torchvision network
+    with random weights (:mod:`automl_cnn.model.backbone`)."""
     c_in = input_shape[0]
+    if arch.backbone is not None:
+        mean3, std3 = backbone_stats(arch.backbone, c_in, mean, std)
+        return build_backbone_model(arch.backbone, input_shape, num_classes, Normalize(mean3, std3))
     shapes = feature_shapes(arch, input_shape)
     mods: OrderedDict[str, nn.Module] = OrderedDict()
     mods["normalize"] = Normalize(mean or [0.0] * c_in, std or [1.0] * c_in)

@@ -20,7 +20,13 @@ def _conv_out(size: int, block: ConvBlock, stride: int) -> int:
 def feature_shapes(arch: Architecture, input_shape: Shape) -> list[Shape]:
     """Shapes (C, H, W) of the input and after each block; raises InfeasibleArchitecture.
 
-    A network without blocks is an MLP on the flattened image; it needs a ``flatten`` head."""
+    A network without blocks is an MLP on the flattened image; it needs a ``flatten`` head. A
+    backbone's shapes are its input's, after any resize (the torchvision network pools to 1x1)."""
+    if arch.backbone is not None:
+        from automl_cnn.model.backbone import check_fits, resized_side
+
+        check_fits(arch.backbone, input_shape)
+        return [input_shape, (3, *resized_side(arch.backbone, input_shape))]
     if not arch.blocks and arch.head.type == "global_avg":
         raise InfeasibleArchitecture(
             "a network without convolutional blocks needs a flatten head: global average pooling of "

@@ -14,7 +14,16 @@ from typing import Any
 
 from optuna.trial import BaseTrial
 
-from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
+from automl_cnn.model.architecture import (
+    Architecture,
+    Augmentation,
+    Backbone,
+    Candidate,
+    ConvBlock,
+    Dense,
+    Head,
+    TrainConfig,
+)
 from automl_cnn.space.params import Choice, Fixed, FloatRange, IntRange, Param
 from automl_cnn.space.schema import SearchSpace
 
@@ -41,7 +50,12 @@ def _head_type(trial: BaseTrial, param: Param, has_blocks: bool) -> str:
 
 
 def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
-    """Define-by-run sampling of one candidate from ``space``."""
+    """Define-by-run sampling of one candidate from ``space``: a torchvision backbone where the
+    space's ``backbone.family`` draws one (not a suggestion when it is fixed to ``none``, so
+    spaces without backbones sample as they always did), else a network built from blocks."""
+    family = str(suggest(trial, "backbone.family", space.backbone.family))
+    if family != "none":
+        return Candidate(Architecture((), Head(), _sample_backbone(trial, space, family)), _training(trial, space))
     bs = space.blocks
     blocks = []
     for i in range(1, int(suggest(trial, "blocks", bs.count)) + 1):
@@ -77,10 +91,33 @@ def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
         ),
         activation=suggest(trial, "head.activation", hs.activation) if n_dense else "relu",
     )
+    return Candidate(Architecture(tuple(blocks), head), _training(trial, space))
+
+
+def _sample_backbone(trial: BaseTrial, space: SearchSpace, family: str) -> Backbone:
+    """A backbone's fine-tuning recipe and head; keys that do not matter are not suggested (the
+    stages of ``all``, the backbone's rate and warm-up when only the head trains)."""
+    bb = space.backbone
+    trainable = str(suggest(trial, "backbone.trainable", bb.trainable))
+    tuned = trainable != "head"
+    return Backbone(
+        family=family,
+        weights=bb.weights_for(family),
+        trainable=trainable,
+        last_k=int(suggest(trial, "backbone.last_k", bb.last_k)) if trainable == "last_k" else 1,
+        lr_mult=float(suggest(trial, "backbone.lr_mult", bb.lr_mult)) if tuned else 0.1,
+        warmup_epochs=int(suggest(trial, "backbone.warmup_epochs", bb.warmup_epochs)) if tuned else 0,
+        resize=int(suggest(trial, "backbone.resize", bb.resize)),
+        head_units=int(suggest(trial, "backbone.head_units", bb.head_units)),
+        head_dropout=float(suggest(trial, "backbone.head_dropout", bb.head_dropout)),
+    )
+
+
+def _training(trial: BaseTrial, space: SearchSpace) -> TrainConfig:
     ts = space.training
     optimizer = suggest(trial, "train.optimizer", ts.optimizer)
     a = space.augmentation
-    training = TrainConfig(
+    return TrainConfig(
         optimizer=optimizer,
         learning_rate=suggest(trial, "train.learning_rate", ts.learning_rate),
         weight_decay=suggest(trial, "train.weight_decay", ts.weight_decay),
@@ -98,4 +135,3 @@ def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
             color_jitter=suggest(trial, "augment.color_jitter", a.color_jitter),
         ),
     )
-    return Candidate(Architecture(tuple(blocks), head), training)

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from automl_cnn.errors import SpaceError
+from automl_cnn.space.backbone import BackboneSpace, backbone_to_yaml, parse_backbone
 from automl_cnn.space.params import (
     Choice,
     Fixed,
@@ -119,7 +120,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "training": TrainingSpace,
     "augmentation": AugmentSpace,
 }
-_TOP_KEYS = {"name", "description", *_SECTIONS}
+_TOP_KEYS = {"name", "description", "backbone", *_SECTIONS}  # backbone: space/backbone.py
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class SearchSpace:
     head: HeadSpace = HeadSpace()
     training: TrainingSpace = TrainingSpace()
     augmentation: AugmentSpace = AugmentSpace()
+    backbone: BackboneSpace = BackboneSpace()
     source: str = ""  # the file it came from, for messages
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,6 +142,9 @@ class SearchSpace:
         for section_name in _SECTIONS:
             section = getattr(self, section_name)
             out[section_name] = {f.name: param_to_yaml(getattr(section, f.name)) for f in dataclasses.fields(section)}
+        backbone = backbone_to_yaml(self.backbone)
+        if backbone is not None:
+            out["backbone"] = backbone
         return out
 
     def to_yaml(self) -> str:
@@ -186,7 +191,8 @@ def parse_space(raw: Any, source: str = "<space>") -> SearchSpace:
     description = raw.get("description", "")
     if not isinstance(name, str) or not isinstance(description, str):
         raise SpaceError(f"{source}: name and description must be text")
-    return SearchSpace(name=name, description=description, source=source, **sections)
+    backbone = parse_backbone(raw.get("backbone"), source)
+    return SearchSpace(name=name, description=description, source=source, backbone=backbone, **sections)
 
 
 def _parse_section(raw: Any, cls: type[Any], section: str, source: str) -> Any:

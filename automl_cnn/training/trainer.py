@@ -33,6 +33,7 @@ from torch import nn
 from automl_cnn.data.bundle import TrainData
 from automl_cnn.errors import TrialError
 from automl_cnn.model.architecture import Candidate, TrainConfig
+from automl_cnn.model.backbone import load_pretrained, optimizer_params, set_phase
 from automl_cnn.model.builder import build_model
 from automl_cnn.model.measures import EpochResult
 from automl_cnn.training.augment import augment
@@ -54,7 +55,7 @@ LOADER_WORKERS = 2  # DataLoader workers of a streamed split
 
 
 def _optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params = optimizer_params(model, lr)  # a backbone's in two groups: the head's, then the backbone's
     wd = cfg.weight_decay
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
@@ -77,7 +78,9 @@ def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
 
 def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, lr: float) -> Any:
     if cfg.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps)
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total_steps
+        )
     return torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg.lr_schedule, total_steps))
 
 
@@ -128,6 +131,7 @@ class Trainer:
         with self.device:  # parameters are created where they train (a huge one fails there, not in RAM)
             model = build_model(candidate.architecture, data.input_shape, data.num_classes, data.mean, data.std)
         self.model = model.to(self.device).to(memory_format=self.memory_format)
+        load_pretrained(self.model)  # a backbone candidate's weights file, if it has one
         self.train_batches = make_batches(data.x_train, data.y_train, self.device, LOADER_WORKERS)
         self.eval_batches = make_batches(data.x_eval, data.y_eval, self.device, LOADER_WORKERS)
         self.class_weights = (
@@ -225,6 +229,7 @@ class Trainer:
     def _train_epoch(self, fraction: float = 1.0) -> EpochResult:
         start = time.perf_counter()
         self.model.train()
+        set_phase(self.model, self.epoch)  # a backbone's frozen parts at this epoch
         full = fraction >= 1.0
         perm = torch.randperm(len(self.train_batches), generator=self.gen) if full else self._subset(fraction)
         # on a subset the schedule still moves by full-data steps: step i of k ends at i/k of the epoch
