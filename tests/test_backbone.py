@@ -162,7 +162,7 @@ def test_relative_weights_are_read_from_the_space_files_folder(tmp_path: Path, w
     assert override.weights_for("resnet18") == "none"
 
 
-def test_fine_tuning_recipe_freezes_and_scales_the_backbone() -> None:
+def test_fine_tuning_recipe_freezes_and_scales_the_backbone(weights_file: Path) -> None:
     data = tiny_data()
     head_only = Trainer(candidate(trainable="head"), data, seed=0, device="cpu")
     before = {k: v.clone() for k, v in head_only.model.state_dict().items()}
@@ -172,7 +172,9 @@ def test_fine_tuning_recipe_freezes_and_scales_the_backbone() -> None:
     assert torch.equal(after["backbone.bn1.running_mean"], before["backbone.bn1.running_mean"])  # BN frozen too
     assert not torch.equal(after["head.0.weight"], before["head.0.weight"])
 
-    last = Trainer(candidate(trainable="last_k", last_k=1, warmup_epochs=1, lr_mult=0.5), data, seed=0, device="cpu")
+    assert [g["lr"] for g in head_only.optimizer.param_groups] == [1e-2, 1e-2]  # from scratch: one rate
+    recipe = {"trainable": "last_k", "last_k": 1, "warmup_epochs": 1, "lr_mult": 0.5, "weights": str(weights_file)}
+    last = Trainer(candidate(**recipe), data, seed=0, device="cpu")
     assert [g["lr"] for g in last.optimizer.param_groups] == [1e-2, 5e-3]
     start = {k: v.clone() for k, v in last.model.state_dict().items()}
     last.run_epoch()  # warm-up: the head alone
@@ -195,6 +197,7 @@ def test_a_mixed_space_samples_both_kinds_and_records_round_trip() -> None:
                 "trainable": ["all", "last_k", "head"],
                 "last_k": [1, 2],
                 "lr_mult": [0.1, 0.3],
+                "warmup_epochs": [0, 1],
                 "weights": "none",
                 "resize": 32,
             }
@@ -210,7 +213,8 @@ def test_a_mixed_space_samples_both_kinds_and_records_round_trip() -> None:
         if spec is not None:
             assert not cand.architecture.blocks and not any(k.startswith("block") for k in trial.params)
             assert ("backbone.last_k" in trial.params) == (spec.trainable == "last_k")
-            assert ("backbone.lr_mult" in trial.params) == (spec.trainable != "head")
+            assert "backbone.lr_mult" not in trial.params  # no weights: the backbone takes the head's rate
+            assert ("backbone.warmup_epochs" in trial.params) == (spec.trainable != "head")
             assert Candidate.from_json(cand.to_json()) == cand
             assert cand.flat_params()["backbone.family"] == spec.family
             assert cand.architecture.describe().startswith(f"{spec.family}(scratch, ")
@@ -234,3 +238,14 @@ def test_every_family_builds_profiles_and_runs_on_gray_input(family: str) -> Non
     assert out.shape == (2, 3) and prof.flops > 0
     assert prof.params == sum(p.numel() for p in model.parameters())
     assert prof.feature_shapes[-1] == (3, 32, 38)  # shorter side raised to 32, aspect kept
+
+
+def test_warm_start_presets_never_become_backbones() -> None:
+    from automl_cnn.space.presets import warm_start_params
+
+    backbone_first = parse_space(
+        {"backbone": {"family": ["resnet18", "none"]}, "blocks": {"count": {"low": 0, "high": 3}}}
+    )
+    fitted = warm_start_params(["classics"], backbone_first)
+    assert fitted and all(params["backbone.family"] == "none" for _, params in fitted)
+    assert warm_start_params(["classics"], parse_space({"backbone": {"family": "resnet18"}})) == []

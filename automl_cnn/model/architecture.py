@@ -70,7 +70,7 @@ class Backbone:
     weights: str = "none"
     trainable: str = "all"  # all | last_k (the last ``last_k`` stages and the head) | head
     last_k: int = 1
-    lr_mult: float = 0.1  # the backbone's learning rate as a share of the head's
+    lr_mult: float = 0.1  # the backbone's learning rate as a share of the head's (pretrained only)
     warmup_epochs: int = 0  # first epochs train the head only (the backbone frozen)
     resize: int = 0  # the network upsamples inputs whose shorter side is below this; 0: never
     head_units: int = 0  # a hidden layer of this width before the linear classifier; 0: none
@@ -84,7 +84,7 @@ class Backbone:
         return dataclasses.replace(
             self,
             last_k=self.last_k if self.trainable == "last_k" else 0,
-            lr_mult=float(f"{self.lr_mult:.6g}") if self.trainable != "head" else 0.0,
+            lr_mult=float(f"{self.lr_mult:.6g}") if self.trainable != "head" and self.pretrained else 1.0,
             warmup_epochs=self.warmup_epochs if self.trainable != "head" else 0,
             head_dropout=round(float(self.head_dropout), 6),
         )
@@ -93,7 +93,7 @@ class Backbone:
         """e.g. ``resnet18(pretrained, last_k2, x0.1, warm1) | fc256-d0.20``."""
         tune = {"all": "all", "head": "head", "last_k": f"last_k{self.last_k}"}.get(self.trainable, self.trainable)
         parts = ["pretrained" if self.pretrained else "scratch", tune]
-        parts += [f"x{self.lr_mult:g}"] if self.trainable != "head" else []
+        parts += [f"x{self.lr_mult:g}"] if self.trainable != "head" and self.pretrained else []
         parts += [f"warm{self.warmup_epochs}"] if self.warmup_epochs and self.trainable != "head" else []
         parts += [f"min{self.resize}"] if self.resize else []
         head = (f"fc{self.head_units}" if self.head_units else "linear") + (

@@ -282,11 +282,13 @@ def set_phase(model: nn.Module, epoch: int) -> None:
 
 def optimizer_params(model: nn.Module, lr: float) -> Iterator[nn.Parameter] | list[dict[str, Any]]:
     """What an optimiser takes: the parameters of a network built from blocks, or for a backbone
-    two groups, the head's at ``lr`` (first) and the backbone's at ``lr * spec.lr_mult``."""
+    two groups, the head's at ``lr`` (first) and the backbone's at ``lr * spec.lr_mult`` (at ``lr``
+    for a backbone without pretrained weights)."""
     if not isinstance(model, BackboneNet):
         return model.parameters()
     backbone = list(model.get_submodule("backbone").parameters())
     ids = {id(p) for p in backbone}
     rest = [p for p in model.parameters() if id(p) not in ids]
-    mult = model.spec.lr_mult if math.isfinite(model.spec.lr_mult) else 1.0
+    spec = model.spec  # from scratch, the backbone learns at the head's rate
+    mult = spec.lr_mult if spec.pretrained and math.isfinite(spec.lr_mult) else 1.0
     return [{"params": rest, "lr": lr}, {"params": backbone, "lr": lr * mult}]

@@ -159,8 +159,10 @@ class _SnappingTrial:
 
 def project(candidate: Candidate, space: SearchSpace) -> tuple[Candidate, dict[str, Any]] | None:
     """The candidate as the space can express it, with its Optuna params; None if it does not fit."""
-    trial = _SnappingTrial(optuna_params(candidate))
+    trial = _SnappingTrial({"backbone.family": "none", **optuna_params(candidate)})
     projected = sample_candidate(trial, space)  # type: ignore[arg-type]
+    if projected.architecture.backbone is not None:  # a space of backbones only
+        return None
     want, got = candidate.architecture.blocks, projected.architecture.blocks
     if len(want) != len(got) or [b.type for b in want] != [b.type for b in got]:
         return None

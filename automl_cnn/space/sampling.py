@@ -96,16 +96,18 @@ def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
 
 def _sample_backbone(trial: BaseTrial, space: SearchSpace, family: str) -> Backbone:
     """A backbone's fine-tuning recipe and head; keys that do not matter are not suggested (the
-    stages of ``all``, the backbone's rate and warm-up when only the head trains)."""
+    stages of ``all``, the backbone's rate and warm-up when only the head trains, the rate of a
+    backbone without weights)."""
     bb = space.backbone
     trainable = str(suggest(trial, "backbone.trainable", bb.trainable))
     tuned = trainable != "head"
+    pretrained = bb.weights_for(family) != "none"  # from scratch, the backbone takes the head's rate
     return Backbone(
         family=family,
         weights=bb.weights_for(family),
         trainable=trainable,
         last_k=int(suggest(trial, "backbone.last_k", bb.last_k)) if trainable == "last_k" else 1,
-        lr_mult=float(suggest(trial, "backbone.lr_mult", bb.lr_mult)) if tuned else 0.1,
+        lr_mult=float(suggest(trial, "backbone.lr_mult", bb.lr_mult)) if tuned and pretrained else 0.1,
         warmup_epochs=int(suggest(trial, "backbone.warmup_epochs", bb.warmup_epochs)) if tuned else 0,
         resize=int(suggest(trial, "backbone.resize", bb.resize)),
         head_units=int(suggest(trial, "backbone.head_units", bb.head_units)),
