@@ -24,7 +24,12 @@ def to_jsonable(obj: Any) -> Any:
     """``obj`` as plain JSON values (dict, list, str, int, float, bool, None)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         skip = getattr(obj, "__json_skip__", ())
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name not in skip}
+        absent = getattr(obj, "__json_omit_none__", ())  # fields not written while None
+        return {
+            f.name: to_jsonable(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.name not in skip and not (f.name in absent and getattr(obj, f.name) is None)
+        }
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, Path):

@@ -249,3 +249,37 @@ def test_warm_start_presets_never_become_backbones() -> None:
     fitted = warm_start_params(["classics"], backbone_first)
     assert fitted and all(params["backbone.family"] == "none" for _, params in fitted)
     assert warm_start_params(["classics"], parse_space({"backbone": {"family": "resnet18"}})) == []
+
+
+def test_after_a_warm_up_all_of_the_backbone_trains(weights_file: Path) -> None:
+    trainer = Trainer(candidate(warmup_epochs=1, weights=str(weights_file)), tiny_data(), seed=0, device="cpu")
+    saved = torch.load(weights_file, weights_only=True)
+    trainer.run_epoch()  # warm-up: the backbone keeps the file's weights
+    assert torch.equal(trainer.model.state_dict()["backbone.conv1.weight"], saved["conv1.weight"])
+    trainer.run_epoch()
+    assert not torch.equal(trainer.model.state_dict()["backbone.conv1.weight"], saved["conv1.weight"])
+
+
+def test_an_ensemble_of_backbones_saves_loads_and_predicts_alike(tmp_path: Path) -> None:
+    from automl_cnn.model.trained import TrainedModel
+
+    members = []
+    for i, family in enumerate(["mobilenet_v3_small", "resnet18"]):
+        cand = candidate(family=family, resize=32, head_units=8)
+        torch.manual_seed(i)
+        members.append((cand, build_model(cand.architecture, (1, 16, 16), 3, [0.5], [0.2]).state_dict(), 0.5))
+    model = TrainedModel.from_members(members, (1, 16, 16), ("a", "b", "c"), (0.5,), (0.2,))
+    assert model.is_ensemble
+    x = np.random.default_rng(0).integers(0, 256, (4, 1, 16, 16), dtype=np.uint8)
+    model.save(tmp_path / "ens")
+    loaded = TrainedModel.load(tmp_path / "ens")
+    np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x), atol=1e-6)
+    assert [c.architecture.backbone.family for c, _ in loaded.members] == ["mobilenet_v3_small", "resnet18"]  # type: ignore[union-attr]
+
+
+def test_the_codec_writes_a_backbone_and_omits_an_absent_one() -> None:
+    from automl_cnn.codec import from_jsonable, to_jsonable
+
+    arch = candidate(trainable="last_k", last_k=2).architecture
+    assert from_jsonable(Architecture, to_jsonable(arch)) == arch
+    assert "backbone" not in to_jsonable(Architecture(()))

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,8 @@ class Architecture:
     blocks: tuple[ConvBlock, ...]
     head: Head = Head()
     backbone: Backbone | None = None  # a pretrained-style network instead of blocks and head
+    # records of networks built from blocks read as before (to_dict, and the codec's records)
+    __json_omit_none__: ClassVar[tuple[str, ...]] = ("backbone",)
 
     def canonical(self) -> Architecture:
         if self.backbone is not None:

@@ -270,11 +270,11 @@ def set_phase(model: nn.Module, epoch: int) -> None:
     if not isinstance(model, BackboneNet):
         return
     prefixes = _trainable_prefixes(model.spec, epoch)
+    backbone = model.get_submodule("backbone")
+    for name, param in backbone.named_parameters():  # all of it after a warm-up of ``all``
+        param.requires_grad_(prefixes is None or any(_own(name, p) for p in prefixes))
     if prefixes is None:
         return
-    backbone = model.get_submodule("backbone")
-    for name, param in backbone.named_parameters():
-        param.requires_grad_(any(_own(name, p) for p in prefixes))
     for name, module in backbone.named_modules():
         if name and not any(_own(name, p) or _own(p, name) for p in prefixes):
             module.eval()
