@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from stores import mlflow_store
 
 from automl_cnn.deliver.deliver import decision_tags
@@ -127,3 +128,13 @@ def test_a_real_search_prints_one_verdict_per_topic_in_order_with_its_reason(tmp
         [row] = [line for line in rows if line.startswith(f"| {d.topic} |")]
         assert re.search(re.escape(f"| {d.answer} | {d.reason} |"), row)
     assert "train+val" not in "\n".join(report)
+    # the delivered model's per-class figures: they add up to its test accuracy, in the summary and report
+    pc = r.per_class
+    assert pc is not None and sum(c.support for c in pc.classes) == r.test_images
+    recalled = sum(c.recall * c.support for c in pc.classes) / r.test_images
+    assert recalled == pytest.approx(r.test_accuracy, abs=1e-9)
+    text = "\n".join(summary)
+    assert f"balanced accuracy {pc.balanced_accuracy:.4f}" in text
+    assert sum(line.strip().split("  ")[0] in r.data.class_names for line in summary) == len(pc.classes)
+    assert any(line.startswith("## Per class (test; balanced accuracy") for line in report)
+    assert "## Confusion matrix (test, each true class's row sums to 1)" in report

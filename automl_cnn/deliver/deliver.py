@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from automl_cnn.deliver import viz
+from automl_cnn.deliver.perclass import per_class
 from automl_cnn.deliver.report import html_report, search_report
 from automl_cnn.deliver.result import SearchResult, accuracy_text
 from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
@@ -126,6 +127,7 @@ def _result(
     """The search's result, from its typed parts: the winner, the final outcome, the test scores
     and the registration."""
     counts = Counter(str(r.outcome) for r in records)
+    b = session.bundle
     return SearchResult(
         model=scored.model,
         candidate=winner.candidate,
@@ -152,6 +154,7 @@ def _result(
         val_images=len(session.bundle.val_idx),
         test_images=len(session.bundle.test_idx),
         final=outcome,
+        per_class=per_class(b.images.y[b.test_idx], scored.probs.argmax(1), b.class_names),
     )
 
 
@@ -301,6 +304,7 @@ def _summary(session: SearchSession, result: SearchResult, winner: TrialRecord) 
         "promotion_reason": result.promotion_reason,
         "ensemble": result.is_ensemble,
         "delivered_params": sum(m.params or 0 for m in result.final.members),
+        "per_class": result.per_class.to_record() if result.per_class else None,
         **{("delivered" if k == "members" else k): v for k, v in final.items()},
     }
 

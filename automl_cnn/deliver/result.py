@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_cnn.data import DataBundle
+from automl_cnn.deliver.perclass import PerClass
 from automl_cnn.engine.final.outcome import Decision, FinalOutcome, Member
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.model.architecture import Candidate
@@ -42,6 +43,7 @@ class SearchResult:
     val_images: int = 0  # the sizes the accuracies were measured on (for their intervals)
     test_images: int = 0
     final: FinalOutcome | None = None  # what the final phase delivered, and its decisions
+    per_class: PerClass | None = None  # the delivered model's per-class figures on the test split
 
     @property
     def delivered(self) -> list[dict[str, Any]]:
@@ -119,6 +121,7 @@ class SearchResult:
                     else []
                 ),
                 *self.delivered_lines(),
+                *(self.per_class.summary_lines() if self.per_class else []),
                 f"trials              {counts}",
                 f"wall time           {self.wall_seconds:.0f} s",
                 f"model folder        {self.out_dir}",
