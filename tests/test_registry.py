@@ -294,6 +294,7 @@ def test_a_better_model_takes_the_champion_alias(weak_strong_weak: tuple[str, li
         "automl_cnn.fingerprint": strong.data.fingerprint(),
         "automl_cnn.split": split_id(strong.data),
         "automl_cnn.test_accuracy": repr(strong.test_accuracy),
+        "automl_cnn.metric": "accuracy",  # digits is balanced: --metric auto keeps accuracy
         "automl_cnn.test_correct": version.tags["automl_cnn.test_correct"],
         "automl_cnn.promotion": "champion",
         "automl_cnn.compared_with": "1",

@@ -155,6 +155,8 @@ def _result(
         test_images=len(session.bundle.test_idx),
         final=outcome,
         per_class=per_class(b.images.y[b.test_idx], scored.probs.argmax(1), b.class_names),
+        metric=session.metric[0],
+        metric_reason=session.metric[1],
     )
 
 
@@ -177,8 +179,11 @@ def _register(
         _description(session, winner, accuracies, delivery),
         (session.out / "model.json", session.out / "model.safetensors"),
     )
-    correct = tuple(bool(c) for c in test_probs.argmax(1) == b.images.y[b.test_idx])  # the test labels
-    score = Score(b.fingerprint(), session.split_id, accuracies[0], correct)
+    y_test = b.images.y[b.test_idx]
+    correct = tuple(bool(c) for c in test_probs.argmax(1) == y_test)
+    weights = session.weights(y_test)  # promotion compares the search's metric (None: accuracy)
+    metric = (session.metric[0], None if weights is None else tuple(float(w) for w in weights))
+    score = Score(b.fingerprint(), session.split_id, accuracies[0], correct, *metric)
     name = session.config.registered_name(b.name, b.input_shape, b.fingerprint())
     hold = "the task is far from solved (see the search's warnings)" if far_from_solved(delivery) else None
     earlier = frozenset(earlier_versions(session.state))  # resume --more: a new round, a new version
@@ -305,6 +310,7 @@ def _summary(session: SearchSession, result: SearchResult, winner: TrialRecord) 
         "ensemble": result.is_ensemble,
         "delivered_params": sum(m.params or 0 for m in result.final.members),
         "per_class": result.per_class.to_record() if result.per_class else None,
+        "metric": result.metric,
         **{("delivered" if k == "members" else k): v for k, v in final.items()},
     }
 

@@ -35,6 +35,16 @@ class PerClass:
         recalls = [c.recall for c in self.classes if c.support]
         return float(np.mean(recalls)) if recalls else 0.0
 
+    def balanced_interval(self, z_score: float = 1.96) -> tuple[float, float]:
+        """A 95% interval of the balanced accuracy: the normal approximation of a mean of
+        independent per-class recalls (each binomial on its class's test images)."""
+        present = [c for c in self.classes if c.support]
+        if not present:
+            return 0.0, 0.0
+        var = sum(c.recall * (1 - c.recall) / c.support for c in present) / len(present) ** 2
+        half = z_score * var**0.5
+        return max(0.0, self.balanced_accuracy - half), min(1.0, self.balanced_accuracy + half)
+
     @property
     def macro_f1(self) -> float:
         scores = []

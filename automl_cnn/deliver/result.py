@@ -44,6 +44,8 @@ class SearchResult:
     test_images: int = 0
     final: FinalOutcome | None = None  # what the final phase delivered, and its decisions
     per_class: PerClass | None = None  # the delivered model's per-class figures on the test split
+    metric: str = "accuracy"  # what the search optimised: accuracy or balanced_accuracy (--metric)
+    metric_reason: str = ""  # why (auto: the classes' imbalance)
 
     @property
     def delivered(self) -> list[dict[str, Any]]:
@@ -113,8 +115,9 @@ class SearchResult:
                 f"best architecture   {self.candidate.architecture.describe()}",
                 f"                    {self.model.info.get('params', 0):,} parameters, "
                 f"{self.model.info.get('flops', 0):,} FLOPs (trial {self.best_trial})",
-                f"validation accuracy {with_interval(self.val_accuracy, self.val_images)}",
+                *self._metric_lines(),
                 f"test accuracy       {with_interval(self.test_accuracy, self.test_images)}{test[6:]}",
+                *self._balanced_lines(),
                 *(
                     [f"                    {INTERVAL_NOTE.format(self.val_images, self.test_images)}"]
                     if self.val_images and self.test_images
@@ -130,6 +133,22 @@ class SearchResult:
                 f"browse              automl-cnn ui --tracking-uri {self.tracking_uri}",
             ]
         )
+
+    def _metric_lines(self) -> list[str]:
+        """The search's metric (when not plain accuracy) and the winner's validation score in it."""
+        if self.metric == "accuracy":
+            return [f"validation accuracy {with_interval(self.val_accuracy, self.val_images)}"]
+        return [
+            f"metric              balanced accuracy ({self.metric_reason}): it chose, pruned and promoted",
+            f"validation score    {100 * self.val_accuracy:.1f}% balanced accuracy ({self.val_images} images)",
+        ]
+
+    def _balanced_lines(self) -> list[str]:
+        if self.metric == "accuracy" or self.per_class is None:
+            return []
+        lo, hi = self.per_class.balanced_interval()
+        value = self.per_class.balanced_accuracy
+        return [f"test balanced acc.  {100 * value:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}, normal approx. over classes)"]
 
 
 def delivered_lines(final: FinalOutcome) -> list[str]:

@@ -85,6 +85,10 @@ def announce(session: SearchSession, records: list[TrialRecord], resumable: list
         + ", ".join(f"{k} {sum(v)}" for k, v in counts.items())
         + f" images; per class in train: {counts['train']}"
     )
+    metric, why = session.metric
+    if metric != "accuracy" or cfg.search.metric != "auto":
+        progress.message(f"metric: {metric.replace('_', ' ')} ({why}); it chooses, prunes, ensembles and promotes")
+    session.tracker.set_tags(session.parent_run, {"automl_cnn.metric": metric})
     if session.resumed:
         progress.message(
             f"resuming {session.out}: {len(records)} trials finished, {len(resumable)} to continue, "

@@ -32,6 +32,7 @@ from torch import nn
 
 from automl_cnn.data.bundle import TrainData
 from automl_cnn.errors import TrialError
+from automl_cnn.metrics import score
 from automl_cnn.model.architecture import Candidate, TrainConfig
 from automl_cnn.model.builder import build_model
 from automl_cnn.model.measures import EpochResult
@@ -130,6 +131,7 @@ class Trainer:
         self.model = model.to(self.device).to(memory_format=self.memory_format)
         self.train_batches = make_batches(data.x_train, data.y_train, self.device, LOADER_WORKERS)
         self.eval_batches = make_batches(data.x_eval, data.y_eval, self.device, LOADER_WORKERS)
+        self.metric = data.metric  # what an epoch's score is: accuracy, or balanced accuracy
         self.class_weights = (
             torch.tensor(data.class_weights, dtype=torch.float32, device=self.device) if data.class_weights else None
         )
@@ -313,8 +315,9 @@ class Trainer:
         loss = float(F.cross_entropy(logits, y))
         if not math.isfinite(loss):
             raise TrialError(f"NaN/inf validation loss ({loss}) at epoch {self.epoch + 1}")
-        acc = float((logits.argmax(1) == y).float().mean())
-        return loss, acc
+        if self.metric == "accuracy":
+            return loss, float((logits.argmax(1) == y).float().mean())
+        return loss, score(self.metric, logits.argmax(1).cpu().numpy(), y.cpu().numpy())
 
     @property
     def done(self) -> bool:

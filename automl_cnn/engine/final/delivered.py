@@ -144,8 +144,9 @@ def _seed_ensemble(
     if any(c.check_probs is None for c in each):
         return alone, None
     y = check_labels(session)
-    together = accuracy(blend([c.check_probs for c in each if c.check_probs is not None], [c.weight for c in each]), y)
-    first = accuracy(np.asarray(each[0].check_probs), y)
+    weights = session.weights(y)
+    blended = blend([c.check_probs for c in each if c.check_probs is not None], [c.weight for c in each])
+    together, first = accuracy(blended, y, weights), accuracy(np.asarray(each[0].check_probs), y, weights)
     versus = f"{together:.2%} against {first:.2%} for the first seed alone on {len(y)} held-out images"
     k, trial = len(each), fits[0].trial
     candidates = (f"{k} seeds of trial {trial}", f"trial {trial}, first seed")
