@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,23 @@ class Augmentation:
     translate: float = 0.0  # fraction of the image size
     scale: float = 0.0  # +/- fraction
     color_jitter: float = 0.0  # brightness / contrast strength
+    # added later (see LATER): a named policy the space searched (space/augment_policies.py), or
+    # "" for the settings above; torchvision's TrivialAugmentWide; random erasing's probability
+    policy: str = ""
+    trivial: bool = False
+    erasing: float = 0.0
+
+    # fields added after candidates' keys were first recorded: left out of a candidate's JSON (and
+    # so of its key) while at their defaults, so earlier searches' candidates keep their keys
+    LATER: ClassVar[dict[str, Any]] = {"policy": "", "trivial": False, "erasing": 0.0}
 
     @property
     def enabled(self) -> bool:
-        return self != Augmentation()
+        return self != Augmentation(policy=self.policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items() if k not in self.LATER or v != self.LATER[k]}
 
 
 @dataclass(frozen=True)
@@ -153,7 +166,8 @@ class Candidate:
         return Candidate(self.architecture.canonical(), self.training.canonical())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"architecture": self.architecture.to_dict(), "training": dataclasses.asdict(self.training)}
+        training = {**dataclasses.asdict(self.training), "augmentation": self.training.augmentation.to_dict()}
+        return {"architecture": self.architecture.to_dict(), "training": training}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:

@@ -15,8 +15,9 @@ from typing import Any
 from optuna.trial import BaseTrial
 
 from automl_cnn.model.architecture import Architecture, Augmentation, Candidate, ConvBlock, Dense, Head, TrainConfig
+from automl_cnn.space.augment_policies import CUSTOM, POLICIES
 from automl_cnn.space.params import Choice, Fixed, FloatRange, IntRange, Param
-from automl_cnn.space.schema import SearchSpace
+from automl_cnn.space.schema import AugmentSpace, SearchSpace
 
 
 def suggest(trial: BaseTrial, name: str, param: Param) -> Any:
@@ -79,7 +80,6 @@ def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
     )
     ts = space.training
     optimizer = suggest(trial, "train.optimizer", ts.optimizer)
-    a = space.augmentation
     training = TrainConfig(
         optimizer=optimizer,
         learning_rate=suggest(trial, "train.learning_rate", ts.learning_rate),
@@ -89,13 +89,24 @@ def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
         epochs=suggest(trial, "train.epochs", ts.epochs),
         lr_schedule=suggest(trial, "train.lr_schedule", ts.lr_schedule),
         label_smoothing=suggest(trial, "train.label_smoothing", ts.label_smoothing),
-        augmentation=Augmentation(
-            hflip=suggest(trial, "augment.hflip", a.hflip),
-            crop_padding=suggest(trial, "augment.crop_padding", a.crop_padding),
-            rotation=suggest(trial, "augment.rotation", a.rotation),
-            translate=suggest(trial, "augment.translate", a.translate),
-            scale=suggest(trial, "augment.scale", a.scale),
-            color_jitter=suggest(trial, "augment.color_jitter", a.color_jitter),
-        ),
+        augmentation=_augmentation(trial, space.augmentation),
     )
     return Candidate(Architecture(tuple(blocks), head), training)
+
+
+def _augmentation(trial: BaseTrial, a: AugmentSpace) -> Augmentation:
+    """A named policy (space/augment_policies.py), or the space's single settings; then random
+    erasing. Fixed settings are not suggestions, so a space without a policy samples as before."""
+    policy = suggest(trial, "augment.policy", a.policy)
+    erasing = float(suggest(trial, "augment.erasing", a.erasing))
+    if policy != CUSTOM:
+        return Augmentation(policy=policy, erasing=erasing, **POLICIES[policy])
+    return Augmentation(
+        hflip=suggest(trial, "augment.hflip", a.hflip),
+        crop_padding=suggest(trial, "augment.crop_padding", a.crop_padding),
+        rotation=suggest(trial, "augment.rotation", a.rotation),
+        translate=suggest(trial, "augment.translate", a.translate),
+        scale=suggest(trial, "augment.scale", a.scale),
+        color_jitter=suggest(trial, "augment.color_jitter", a.color_jitter),
+        erasing=erasing,
+    )

@@ -29,6 +29,8 @@ from typing import Any
 import yaml
 
 from automl_cnn.errors import SpaceError
+from automl_cnn.space.augment_policies import CUSTOM
+from automl_cnn.space.augment_policies import NAMES as AUGMENT_POLICIES
 from automl_cnn.space.params import (
     Choice,
     Fixed,
@@ -110,6 +112,9 @@ class AugmentSpace:
     translate: Param = _key("float", Fixed(0.0), minimum=0.0, maximum=0.5, hint="a fraction of the image size")
     scale: Param = _key("float", Fixed(0.0), minimum=0.0, maximum=0.5, maximum_open=True)
     color_jitter: Param = _key("float", Fixed(0.0), minimum=0.0, maximum=1.0, maximum_open=True)
+    # a named recipe (space/augment_policies.py) instead of the settings above, and random erasing
+    policy: Param = _key("str", Fixed(CUSTOM), options=AUGMENT_POLICIES)
+    erasing: Param = _key("float", Fixed(0.0), minimum=0.0, maximum=1.0, hint="the probability an image is erased")
 
 
 Section = BlockSpace | HeadSpace | TrainingSpace | AugmentSpace
