@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from automl_cnn.data.images import ImageFiles
-from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.search.cost import CostModel, next_rung, rung_words, rungs
 from automl_cnn.training.batches import FileBatches, TensorBatches, fits_on_gpu, make_batches
 
 CPU = torch.device("cpu")
@@ -165,6 +165,15 @@ def test_cost_models_do_not_share_measurements() -> None:
     a, b = CostModel(1, 1), CostModel(1, 1)
     a.observe(10, 1.0)
     assert b.rates == []
+
+
+def test_the_rungs_a_trial_must_reach_next() -> None:
+    assert rungs("asha", 15) == rungs("hyperband", 15) == (1, 3, 9)
+    assert rungs("median", 4) == (1, 2, 3) and rungs("none", 15) == ()
+    assert [next_rung((1, 3, 9), done, 15) for done in (0, 1, 2, 3, 8, 9, 14)] == [1, 3, 3, 9, 9, 15, 15]
+    assert next_rung((), 0, 15) == 15  # no pruner: its last epoch
+    assert next_rung((1, 3, 9), 3, 6) == 6  # a rung past its last epoch is completing
+    assert rung_words(9, 15) == "its next rung, epoch 9," and rung_words(15, 15) == "its last epoch, 15,"
 
 
 # -- the Ray runtime: what can be checked without starting Ray --------------------------------------
