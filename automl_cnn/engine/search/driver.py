@@ -26,7 +26,7 @@ import optuna
 from automl_cnn.engine.fidelity import fitted_plan, held_plan, restored_plan
 from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord, trial_seed
-from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.search.cost import CostModel, to_next_rung
 from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.search.endings import Endings
 from automl_cnn.engine.search.gate import static_check
@@ -311,16 +311,16 @@ class SearchDriver:
         # on the data ladder, judged by the cheapest way left to finish: holding its current share
         ladder = self.session.data_ladder
         held = held_plan(ladder, rec) if ladder is not None and rec.fractions else None
-        projected = rec.projected_seconds(held) or 0.0
+        projected, rung, slack = to_next_rung(self.session, rec, held)  # the next rung, not the full schedule
         # from the first epoch alone only when far over: it is slowed by warm-up and start-up
-        over = limit is not None and projected > limit * (2 if len(rec.history) == 1 else 1)
+        over = limit is not None and projected > limit * slack
         if result.done:
             return Ending(Outcome.COMPLETED)
         if over and limit is not None:
             run.update(too_slow=True)
             share = f" even on {rec.fraction(epoch):.0%} of the data" if held is not None else ""
             reason = (
-                f"stopped at epoch {epoch}/{rec.epochs}: would take {projected:.0f} s{share}, over the "
+                f"stopped at epoch {epoch}/{rec.epochs}: {rung} would take {projected:.0f} s{share}, over the "
                 f"{limit:.0f} s a trial may take in this time budget"
             )
             return Ending(Outcome.PRUNED, reason, constraints={"trial_seconds": projected / limit - 1})

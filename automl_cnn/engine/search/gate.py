@@ -1,5 +1,5 @@
 """The gate before training: a candidate that cannot be built, breaks a ``--max-*`` limit or
-cannot finish inside its share of the time budget is refused before it costs anything.
+cannot reach its first rung inside its share of the time budget is refused before it costs anything.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from automl_cnn.engine.outcome import Ending, Outcome
 from automl_cnn.engine.records import TrialRecord
-from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.search.cost import GATE_SLACK, CostModel, first_rung_floor, rung_words
 from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import InfeasibleArchitecture
@@ -46,19 +46,18 @@ def static_check(session: SearchSession, run: RunningTrial, cost: CostModel) -> 
 
 
 def _too_slow(session: SearchSession, rec: TrialRecord, cost: CostModel) -> Ending | None:
+    """Refused only when its first rung cannot fit a trial's share of the budget (never for a
+    full schedule's projection: a trial that reaches a rung is judged there again)."""
     limit = session.budget.trial_cap
-    if limit is None or rec.profile is None:
+    floor = first_rung_floor(session, rec, cost) if limit is not None else None
+    if limit is None or floor is None or floor[0] <= GATE_SLACK * limit:
         return None
-    # with the data-size fidelity, the cheapest run it may make: every epoch at the ladder's lowest share
-    ladder = session.data_ladder
-    cheapest = ladder.plan(rec.epochs, ladder.shares[0]) if ladder is not None else [1.0] * rec.epochs
-    floor = cost.lower_bound_seconds(rec.profile.flops, sum(rec.work(share) for share in cheapest))
-    if floor is None or floor <= 1.5 * limit:
-        return None
+    seconds, rung = floor
+    subset = " on the smallest subset" if session.data_ladder is not None else ""
     return Ending(
         Outcome.FAILED,
-        f"not trained: at least {floor:.0f} s to train on this machine{' on the smallest subset' if ladder else ''}, "
-        f"over the {limit:.0f} s a trial may take in this time budget",
+        f"not trained: {rung_words(rung, rec.epochs, 'first')} takes at least {seconds:.0f} s to train on this "
+        f"machine{subset}, over the {limit:.0f} s a trial may take in this time budget",
         TrialState.PRUNED,
-        {"trial_seconds": floor / limit - 1},
+        {"trial_seconds": seconds / limit - 1},
     )
