@@ -96,6 +96,44 @@ def test_a_real_search_under_auto_optimises_and_reports_balanced_accuracy(tmp_pa
     for t in completed:
         predicted = state.load_val_probs(t.number).argmax(1)
         assert t.val_acc == pytest.approx(score("balanced_accuracy", predicted, y_val), abs=1e-6)
+    from automl_cnn.space.params import Choice
+    from automl_cnn.space.schema import load_space
+
+    searched = load_space(r.out_dir / "space.yaml")  # the space the run searched, as resume reads it
+    assert searched.training.class_weighted == Choice((False, True))  # a weighted loss was tried too
     text = r.summary()
     assert "metric              balanced accuracy (auto: the largest class has" in text
     assert "test balanced acc.  " in text and "validation score" in text
+
+
+def test_balanced_accuracy_makes_the_search_try_a_class_weighted_loss() -> None:
+    from automl_cnn.engine.imbalance import searches_weighting, with_loss_weighting
+    from automl_cnn.space.params import Choice, Fixed
+    from automl_cnn.space.schema import load_space
+
+    space = load_space("default")
+    assert not searches_weighting(space)
+    assert with_loss_weighting(space, "accuracy") is space
+    weighted = with_loss_weighting(space, "balanced_accuracy")
+    assert weighted.training.class_weighted == Choice((False, True)) and searches_weighting(weighted)
+    import dataclasses
+
+    forced = dataclasses.replace(space, training=dataclasses.replace(space.training, class_weighted=Fixed(True)))
+    assert with_loss_weighting(forced, "balanced_accuracy") is forced  # the space's own choice stands
+
+
+def test_a_class_weighted_candidate_trains_with_inverse_frequency_weights() -> None:
+    from automl_cnn.data import split_data
+    from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
+    from automl_cnn.training.trainer import Trainer
+
+    data = split_data(_imbalanced_digits(), seed=0).search_data()
+    arch = Architecture((ConvBlock(filters=4),), Head())
+    plain = Candidate(arch, TrainConfig(epochs=1))
+    weighted = Candidate(arch, TrainConfig(epochs=1, class_weighted=True))
+    assert '"class_weighted"' not in plain.to_json() and '"class_weighted": true' in weighted.to_json()
+    assert Trainer(plain, data, seed=0, device="cpu").class_weights is None
+    weights = Trainer(weighted, data, seed=0, device="cpu").class_weights
+    counts = np.bincount(data.y_train, minlength=4)
+    assert weights is not None and weights.tolist() == pytest.approx((len(data.y_train) / (4 * counts)).tolist())
+    assert int(weights.argmax()) == 3  # the rare class weighs most

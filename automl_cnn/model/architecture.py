@@ -139,6 +139,14 @@ class TrainConfig:
     lr_schedule: str = "constant"
     label_smoothing: float = 0.0
     augmentation: Augmentation = field(default_factory=Augmentation)
+    # added later (see Augmentation.LATER): the loss weighted by inverse class frequency
+    class_weighted: bool = False
+
+    LATER: ClassVar[dict[str, Any]] = {"class_weighted": False}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**dataclasses.asdict(self), "augmentation": self.augmentation.to_dict()}
+        return {k: v for k, v in out.items() if k not in self.LATER or v != self.LATER[k]}
 
     def canonical(self) -> TrainConfig:
         return dataclasses.replace(
@@ -166,8 +174,7 @@ class Candidate:
         return Candidate(self.architecture.canonical(), self.training.canonical())
 
     def to_dict(self) -> dict[str, Any]:
-        training = {**dataclasses.asdict(self.training), "augmentation": self.training.augmentation.to_dict()}
-        return {"architecture": self.architecture.to_dict(), "training": training}
+        return {"architecture": self.architecture.to_dict(), "training": self.training.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:

@@ -89,6 +89,7 @@ def sample_candidate(trial: BaseTrial, space: SearchSpace) -> Candidate:
         epochs=suggest(trial, "train.epochs", ts.epochs),
         lr_schedule=suggest(trial, "train.lr_schedule", ts.lr_schedule),
         label_smoothing=suggest(trial, "train.label_smoothing", ts.label_smoothing),
+        class_weighted=suggest(trial, "train.class_weighted", ts.class_weighted),
         augmentation=_augmentation(trial, space.augmentation),
     )
     return Candidate(Architecture(tuple(blocks), head), training)

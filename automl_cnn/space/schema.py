@@ -100,6 +100,9 @@ class TrainingSpace:
     label_smoothing: Param = _key(
         "float", Fixed(0.0), minimum=0.0, maximum=1.0, maximum_open=True, hint="a rate in [0, 1)"
     )
+    # the loss weighted by inverse class frequency; left at this default, a search that optimises
+    # balanced accuracy tries both (app.make_plan: engine/imbalance.py)
+    class_weighted: Param = _key("bool", Fixed(False))
 
 
 @dataclass(frozen=True)

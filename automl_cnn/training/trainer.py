@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl_cnn.data.bundle import TrainData
+from automl_cnn.data.bundle import class_weights_for as inverse_frequency
 from automl_cnn.errors import TrialError
 from automl_cnn.metrics import score
 from automl_cnn.model.architecture import Candidate, TrainConfig
@@ -132,9 +133,10 @@ class Trainer:
         self.train_batches = make_batches(data.x_train, data.y_train, self.device, LOADER_WORKERS)
         self.eval_batches = make_batches(data.x_eval, data.y_eval, self.device, LOADER_WORKERS)
         self.metric = data.metric  # what an epoch's score is: accuracy, or balanced accuracy
-        self.class_weights = (
-            torch.tensor(data.class_weights, dtype=torch.float32, device=self.device) if data.class_weights else None
-        )
+        weights = data.class_weights  # --class-weights, or a candidate that searched a weighted loss
+        if weights is None and self.cfg.class_weighted:
+            weights = inverse_frequency(data.y_train, data.num_classes)
+        self.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=self.device)
         n = len(self.train_batches)
         self.first_batch_size = max(1, min(self.cfg.batch_size, n))  # the candidate's, before any back-off
         self.batch_size = self.first_batch_size
