@@ -104,6 +104,8 @@ def test_a_real_search_under_auto_optimises_and_reports_balanced_accuracy(tmp_pa
     text = r.summary()
     assert "metric              balanced accuracy (auto: the largest class has" in text
     assert "test balanced acc.  " in text and "validation score" in text
+    assert "how it was chosen (every score is balanced accuracy):" in text
+    assert "## How the delivered model was chosen (scores: balanced_accuracy)" in (r.out_dir / "report.md").read_text()
 
 
 def test_balanced_accuracy_makes_the_search_try_a_class_weighted_loss() -> None:

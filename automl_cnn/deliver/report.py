@@ -175,7 +175,9 @@ def _delivered_tables(model: dict[str, Any]) -> list[Table]:
         chosen.insert(0, ["held-out score", check, HELD_OUT_TEXT, ""])
     chosen += [["warning", "", w, ""] for w in model.get("warnings", [])]
     if chosen:
-        out.append(Table("How the delivered model was chosen", ["question", "answer", "why", "compared"], chosen))
+        metric = model.get("metric", "accuracy")
+        title = "How the delivered model was chosen" + ("" if metric == "accuracy" else f" (scores: {metric})")
+        out.append(Table(title, ["question", "answer", "why", "compared"], chosen))
     return out
 
 

@@ -82,7 +82,11 @@ class SearchResult:
         """What was delivered and why, for the summary: one line per decision, in a fixed order."""
         if not self.final:
             return []
-        return delivered_lines(self.final)
+        lines = delivered_lines(self.final)
+        if self.metric != "accuracy":  # the decisions' scores are in the search's metric
+            lines = [f"how it was chosen (every score is {self.metric.replace('_', ' ')}):" if line ==
+                     "how it was chosen:" else line for line in lines]  # fmt: skip
+        return lines
 
     def summary(self) -> str:
         test = f"{self.test_accuracy:.4f}"
