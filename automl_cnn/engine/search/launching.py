@@ -1,11 +1,13 @@
 """Opening trials for the driver, and keeping the best trials' weights, at a cost that does not
 grow with the number of concurrent workers or of trials.
 
-A launch costs the driver a few hundred milliseconds (sampling, the gate, opening the MLflow run).
-Filling 256 free slots in one go would leave every result that comes in meanwhile waiting for
-the whole burst: the driver launches at most :data:`LAUNCHES_PER_PASS` trials, then handles the
-results that are ready, then launches more. The cap is a count, not a time, so that what the
-study has been told before each ``ask`` does not depend on the machine's speed.
+A launch costs the driver a few hundred milliseconds (sampling, the gate, opening the MLflow run);
+deciding after an epoch a few tens. Filling 256 free slots in one go would leave every result
+that comes in meanwhile waiting for the whole burst, its worker idle: the driver launches at
+most :data:`LAUNCHES_PER_PASS` trial, then handles every result that is ready (the cheaper way
+to keep a worker busy), then launches the next. The cap is a count, not a time, so that what the
+study has been told before each ``ask`` does not depend on the machine's speed (with one worker,
+nothing changes: a launch only ever waits for a free slot).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.space.sampling import sample_candidate
 
-LAUNCHES_PER_PASS = 8  # trials launched before the driver looks at the results ready
+LAUNCHES_PER_PASS = 1  # trials launched before the driver handles the results ready
 
 
 def open_trial(session: SearchSession, trial: optuna.Trial) -> RunningTrial:
