@@ -4,6 +4,9 @@ The driver asks the study for a trial whenever a worker is free, passes the cand
 the gate (:mod:`automl_cnn.engine.search.gate`) and then steps it one epoch at a time. After each epoch
 it reports the validation accuracy to the trial and asks the pruner; how each ending reaches the
 study and MLflow is in :mod:`automl_cnn.engine.outcome` and :mod:`automl_cnn.engine.search.endings`.
+To keep many workers busy it launches one trial at a time between the results that are ready
+(:mod:`automl_cnn.engine.search.launching`), and its MLflow writes go through a background
+writer during the search (``MlflowTracker.batched``), all written before ``run`` returns or raises.
 
 The sampler never mistakes a partial score for a final one, and it learns which regions are
 infeasible (Optuna's samplers rank trials with a positive constraint below feasible ones).
