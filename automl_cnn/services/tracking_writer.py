@@ -115,6 +115,9 @@ class BatchWriter:
             stop = any(item is None for item in items)
             try:
                 self._write([item for item in items if item is not None])
+            except Exception as exc:  # a bug of ours, not a store's refusal: still the caller's to see
+                self._failures += 1
+                self._error = self._error or exc
             finally:
                 for _item in items:
                     self._queue.task_done()
