@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+_Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
 HORIZON_SHARE = 0.1  # the average spans about this share of training's steps
 
 
@@ -48,8 +49,8 @@ class WeightAverage:
         self.averaged = AveragedModel(model, multi_avg_fn=self._lerp, use_buffers=True)
 
     @torch.no_grad()
-    def _lerp(self, averaged: list[torch.Tensor], current: list[torch.Tensor], _: Any) -> None:
-        get_ema_multi_avg_fn(self.decay)(averaged, current, _)
+    def _lerp(self, averaged: _Tensors, current: _Tensors, count: torch.Tensor | int) -> None:
+        get_ema_multi_avg_fn(self.decay)(averaged, current, count)
 
     @property
     def module(self) -> nn.Module:
