@@ -48,14 +48,15 @@ MIN_EPSILON = 0.005  # half a point: never a difference, however many validation
 Curves = Mapping[int, Sequence[float]]  # trial number -> validation accuracy after epoch 1, 2, ...
 
 
-def noise_epsilon(a: float, b: float, n_val: int, z: float = Z) -> float:
-    """The largest gap between accuracies ``a`` and ``b`` on ``n_val`` images that is noise."""
-    n = max(1, n_val)
-    return max(MIN_EPSILON, z * math.sqrt((a * (1 - a) + b * (1 - b)) / n))
+def noise_epsilon(first: float, second: float, n_val: int, errors: float = Z) -> float:
+    """The largest gap between accuracies ``first`` and ``second`` on ``n_val`` images that is
+    noise: ``errors`` standard errors of their difference, at least :data:`MIN_EPSILON`."""
+    spread = first * (1 - first) + second * (1 - second)
+    return max(MIN_EPSILON, errors * math.sqrt(spread / max(1, n_val)))
 
 
-def tied(a: float, b: float, n_val: int) -> bool:
-    return abs(a - b) <= noise_epsilon(a, b, n_val)
+def tied(first: float, second: float, n_val: int) -> bool:
+    return abs(first - second) <= noise_epsilon(first, second, n_val)
 
 
 def start_ceiling(
