@@ -10,6 +10,12 @@ fidelity: :mod:`automl_cnn.training.subsets` draws the nested, stratified subset
 rate schedule runs in full-data steps, by the share of the epochs done, so the same schedule
 holds whatever fractions the epochs train on.
 
+On the ``wsd`` schedule (:mod:`automl_cnn.training.schedules`) the learning rate at a step does
+not depend on the planned number of epochs, so a trial trained to epoch k and continued from its
+checkpoint to epoch m ends with the weights of one trained straight to m. Each epoch's score (and
+so a rung's) is then that of the weight average (:meth:`Trainer.scored`), the stand-in for the
+schedule's cooldown, and the average is what the trial's :class:`Outputs` hold.
+
 An epoch that runs out of memory is not the end of the job: it reruns from the state before it
 with half the batch size and the learning rate scaled with it (at most
 :data:`~automl_cnn.training.oom.MAX_OOM_BACKOFFS` halvings a job); every :class:`EpochResult`
