@@ -44,7 +44,7 @@ from automl_cnn.space.params import (
 
 ACTIVATIONS = ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "mish")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "onecycle", "step")
+SCHEDULES = ("constant", "cosine", "onecycle", "step", "wsd")  # wsd: extendable (training/schedules.py)
 
 
 def _key(kind: str, default: Param, **spec: Any) -> Any:
