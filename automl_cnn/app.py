@@ -23,6 +23,7 @@ from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner, runne
 from automl_cnn.engine.final.outcome import decisions_from_json
 from automl_cnn.engine.final.plan import FinalPlan, plan_final
 from automl_cnn.engine.final.tiebreak import break_ties, reserve_seconds
+from automl_cnn.engine.imbalance import with_loss_weighting
 from automl_cnn.engine.more import give_more_time
 from automl_cnn.engine.objectives import OBJECTIVES
 from automl_cnn.engine.opening import announce, start_parent_run
@@ -36,6 +37,7 @@ from automl_cnn.engine.search.recovery import recover
 from automl_cnn.engine.search.warmstart import apply_warm_starts, check_compatible
 from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
 from automl_cnn.errors import UserInputError
+from automl_cnn.metrics import resolve
 from automl_cnn.services.credentials import resume_url
 from automl_cnn.services.executor import Executor, cpu_count
 from automl_cnn.services.study import STUDY_FILE, create_study, make_pruner, make_sampler, make_storage
@@ -155,6 +157,8 @@ def make_plan(
             f"the data changed since the search started (fingerprint {bundle.fingerprint()}, "
             f"was {resume.fingerprint}); resume needs the same data"
         )
+    if resume is None:  # a class-weighted loss is tried where the metric is balanced accuracy
+        space = with_loss_weighting(space, resolve(cfg.search.metric, bundle.counts()["train"])[0])
     check_input_fits(space, bundle.input_shape, bundle.name)
     backbones = prepare_backbones(space.backbone, bundle.input_shape, bundle.name, cfg.data.download)
     space = dataclasses.replace(space, backbone=backbones)  # weights resolved to files, before training

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from automl_cnn.data.images import ImageFiles
-from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.search.cost import CostModel, next_rung, rung_words, rungs, to_next_rung
 from automl_cnn.training.batches import FileBatches, TensorBatches, fits_on_gpu, make_batches
 
 CPU = torch.device("cpu")
@@ -165,6 +165,36 @@ def test_cost_models_do_not_share_measurements() -> None:
     a, b = CostModel(1, 1), CostModel(1, 1)
     a.observe(10, 1.0)
     assert b.rates == []
+
+
+def test_the_rungs_a_trial_must_reach_next() -> None:
+    assert rungs("asha", 15) == rungs("hyperband", 15) == (1, 3, 9)
+    assert rungs("median", 4) == (1, 2, 3) and rungs("none", 15) == ()
+    assert [next_rung((1, 3, 9), done, 15) for done in (0, 1, 2, 3, 8, 9, 14)] == [1, 3, 3, 9, 9, 15, 15]
+    assert next_rung((), 0, 15) == 15  # no pruner: its last epoch
+    assert next_rung((1, 3, 9), 3, 6) == 6  # a rung past its last epoch is completing
+    assert rung_words(9, 15) == "its next rung, epoch 9," and rung_words(15, 15) == "its last epoch, 15,"
+
+
+def test_a_running_trial_is_judged_by_its_next_rung_with_slack_only_between_rungs() -> None:
+    from types import SimpleNamespace
+
+    from automl_cnn.engine.records import TrialRecord
+    from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
+    from automl_cnn.model.measures import EpochResult
+
+    cand = Candidate(Architecture((ConvBlock(),), Head()), TrainConfig(epochs=15))
+
+    def after(done: int, pruner: str = "asha") -> tuple[float, str, float]:
+        history = tuple(EpochResult(n, 1.0, 0.5, 1.0, 0.5, 10.0, 1e-3) for n in range(1, done + 1))
+        session = SimpleNamespace(config=SimpleNamespace(search=SimpleNamespace(pruner=pruner)))
+        return to_next_rung(session, TrialRecord(0, 0, "r", cand, history=history), None)  # type: ignore[arg-type]
+
+    assert after(1) == (30.0, "its next rung, epoch 3,", 2.0)  # the first epoch alone: warm-up
+    assert after(3) == (90.0, "its next rung, epoch 9,", 1.0)  # at a rung: judged on the cap
+    assert after(4) == (90.0, "its next rung, epoch 9,", 1.5)  # between rungs: only when far over
+    assert after(9) == (150.0, "its last epoch, 15,", 1.0)  # past the top rung: completing
+    assert after(4, "none") == (150.0, "its last epoch, 15,", 1.0)  # no pruner: every epoch decides
 
 
 # -- the Ray runtime: what can be checked without starting Ray --------------------------------------

@@ -66,7 +66,14 @@ HAND_WRITTEN = {
     "--device": "force the device inside workers",
     "--no-progress": "plain log lines instead of the live panel",
 }
-ADDED = {"--executor", "--promote", "--wait-for-resources", "--ensemble", "--data-fidelity"}  # settings that came later
+ADDED = {
+    "--executor",
+    "--promote",
+    "--wait-for-resources",
+    "--ensemble",
+    "--data-fidelity",
+    "--metric",
+}  # settings that came later
 
 
 def _search_parser() -> argparse.ArgumentParser:

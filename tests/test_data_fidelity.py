@@ -121,9 +121,16 @@ def test_a_trial_that_cannot_afford_all_of_the_data_stays_on_its_share(tmp_path:
         assert (rec.projected_seconds() or 0) > limit and (rec.projected_seconds(held_plan(LADDER, rec)) or 0) < limit
         epoch = JobResult("trial-0", epoch=rec.history[-1])  # a preset: no pruner asked, only the time rule decides
         assert driver._decide(mid, None, epoch) is None  # type: ignore[arg-type]
-        slow = running([1 / 9, 1 / 3], [2.0, 9.0], preset="slow")  # 27 s a full epoch: even 1/3 is over
-        ending = driver._decide(slow, None, JobResult("trial-0", epoch=slow.record.history[-1]))  # type: ignore[arg-type]
-        assert ending is not None and slow.record.too_slow and "even on 33% of the data" in ending.reason
+        # judged by its next rung, not the full schedule: 27 s a full epoch, 15 epochs even on 1/3 are
+        # over its time (11 + 13 * 9 s), but its next rung, epoch 3, is 9 s away: it goes on
+        slow = running([1 / 9, 1 / 3], [2.0, 9.0], preset="slow")
+        assert (slow.record.projected_seconds(held_plan(LADDER, slow.record)) or 0) > limit
+        assert driver._decide(slow, None, JobResult("trial-0", epoch=slow.record.history[-1])) is None  # type: ignore[arg-type]
+        # at rung 3, 45 s a full epoch: rung 9 on 1/3 would take 32 + 6 * 15 s, over its 100 s: stopped
+        slower = running([1 / 9, 1 / 3, 1 / 3], [2.0, 15.0, 15.0], preset="slow")
+        ending = driver._decide(slower, None, JobResult("trial-0", epoch=slower.record.history[-1]))  # type: ignore[arg-type]
+        assert ending is not None and slower.record.too_slow and "even on 33% of the data" in ending.reason
+        assert "its next rung, epoch 9, would take 122 s" in ending.reason
         # a resume rebuilds the plan from the shares its epochs trained on (the study keeps no plan)
         held = running([1 / 9, 1 / 3, 1 / 3, 1 / 3], [2.0, 3.0, 3.0, 3.0], fractions=())
         driver._restore_ladder(held)

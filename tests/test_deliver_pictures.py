@@ -182,9 +182,12 @@ def test_confusion_matrix_shows_the_predictions(tmp_path: Path) -> None:
     y = np.repeat(np.arange(4), 10)
     perfect = png_pixels(confusion_matrix(y, y, ("a", "b", "c", "d"), tmp_path / "perfect.png"))
     noisy = png_pixels(confusion_matrix(y, rng.integers(0, 4, len(y)), ("a", "b", "c", "d"), tmp_path / "noisy.png"))
+    shifted = png_pixels(confusion_matrix(y, (y + 1) % 4, ("a", "b", "c", "d"), tmp_path / "shifted.png"))
     assert perfect.shape != noisy.shape or not np.array_equal(perfect, noisy)
-    # off-diagonal cells are filled with colour only when predictions are wrong
-    assert colourful(noisy) > colourful(perfect)
+    # coloured by each true class's share: every prediction wrong moves the colour off the
+    # diagonal (as much colour, elsewhere); predictions spread over classes give paler cells
+    assert not np.array_equal(perfect, shifted) and abs(colourful(shifted) - colourful(perfect)) < 0.01
+    assert colourful(noisy) < colourful(perfect) and colourful(noisy) > 0.02
 
 
 @pytest.mark.parametrize("k", [21])

@@ -179,8 +179,10 @@ class LosingExecutor(InProcessExecutor):
                 self._pending_loss = r.job
         return results
 
-    def advance(self, job: str, want_checkpoint: bool = False, fraction: float = 1.0) -> None:
-        super().advance(job, want_checkpoint, fraction)
+    def advance(
+        self, job: str, want_checkpoint: bool = False, fraction: float = 1.0, threads: int | None = None
+    ) -> None:
+        super().advance(job, want_checkpoint, fraction, threads)
         if getattr(self, "_pending_loss", None) == job:
             self._pending_loss = None
             self.lose_worker(job)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from automl_cnn.engine.search.recovery import never_started, recover
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import AutoMLError
 from automl_cnn.services.inprocess import InProcessExecutor
+from automl_cnn.training.messages import JobSpec
 
 
 def _final_runs(s: SearchSession) -> list[Run]:
@@ -45,6 +47,44 @@ def test_final_fit_trains_on_train_and_val_and_closes_its_runs(tmp_path: Path) -
     assert all(len(f.history) == winner.epochs for f in fits)
     assert not any(np.array_equal(fits[0].weights[k], fits[1].weights[k]) for k in fits[0].weights if "weight" in k)
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
+
+
+class ThreadsExecutor(InProcessExecutor):
+    """Two workers of one thread each (a search of two CPUs), recording the threads each job asks for."""
+
+    def __init__(self) -> None:
+        super().__init__(2, threads=1)
+        self.asked: list[tuple[str, int | None]] = []
+
+    def submit(self, spec: JobSpec) -> None:
+        self.asked.append((spec.job, spec.threads))
+        super().submit(spec)
+
+    def advance(
+        self, job: str, want_checkpoint: bool = False, fraction: float = 1.0, threads: int | None = None
+    ) -> None:
+        self.asked.append((job, threads))
+        super().advance(job, want_checkpoint, fraction, threads)
+
+
+def test_final_fits_take_the_cores_the_search_leaves_idle(tmp_path: Path) -> None:
+    """A lone final fit asks for every CPU of the search; of two fits on two workers, the one
+    left running alone takes the cores of the one that finished."""
+    with session_for(plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))) as s:
+        winner = SearchDriver(s, never).run()[0]
+    other = dataclasses.replace(winner, number=1)
+    executor = ThreadsExecutor()
+    with session_for(plan_for(tmp_path / "b", FAILURES, trials=1, pruner="none"), executor) as s:
+        assert s.executor.threads_for(1) == 2  # the search's CPUs: two workers of one thread
+        final_fit(s, [(winner, 5)])
+        assert executor.asked == [("final-0", 2), ("final-0", 2)]  # started and advanced on both cores
+    executor = ThreadsExecutor()
+    with session_for(plan_for(tmp_path / "c", FAILURES, trials=1, pruner="none"), executor) as s:
+        fits = final_fit(s, [(winner, 5), (other, 6)], epochs={0: 1, 1: 3})
+    assert [len(f.history) for f in fits] == [1, 3]
+    assert executor.asked[:2] == [("final-0", 1), ("final-1", 1)]  # two fits: one core each
+    alone = [threads for job, threads in executor.asked[2:] if job == "final-1"]
+    assert alone[0] == 1 and alone[-1] == 2  # once final-0 is done, final-1 trains on both cores
 
 
 def test_a_final_fit_that_fails_stops_with_one_line_and_closes_its_run(tmp_path: Path) -> None:

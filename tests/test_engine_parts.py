@@ -69,6 +69,34 @@ def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_pat
         assert over is not None and set(over.constraints) == {"max_params"}
 
 
+def test_the_gate_refuses_only_a_candidate_whose_first_rung_cannot_fit(tmp_path: Path) -> None:
+    """Judged by the first rung (epoch 1 under ASHA), never by the full 15-epoch schedule."""
+    long = dataclasses.replace(SMALL, training=TrainConfig(epochs=15))
+    with session_for(plan_for(tmp_path, trials=1, time_budget=60.0, pruner="asha")) as s:
+        limit = s.budget.trial_cap
+        assert limit == pytest.approx(20.0)  # refused over 1.5 x 20 s
+        probe = _run(s, _record(0, long))
+        assert static_check(s, probe, CostModel(1, 1)) is None  # nothing measured: profiled, admitted
+        assert probe.record.profile is not None
+        flops = probe.record.profile.flops
+        cost = CostModel(len(s.bundle.train_idx), len(s.bundle.val_idx))
+        for _ in range(3):  # at best 5 s an epoch: 15 epochs take at least 75 s, over 30 s
+            cost.observe(flops, 5.0)
+        admitted = _run(s, _record(1, long))
+        assert static_check(s, admitted, cost) is None and admitted.record.latency_ms is not None
+        dear = CostModel(len(s.bundle.train_idx), len(s.bundle.val_idx))
+        for _ in range(3):  # at best 40 s an epoch: even its first rung is over 30 s
+            dear.observe(flops, 40.0)
+        refused = static_check(s, _run(s, _record(2, long)), dear)
+        assert refused is not None and refused.outcome == Outcome.FAILED and refused.study_state == TrialState.PRUNED
+        assert refused.reason.startswith("not trained: its first rung, epoch 1, takes at least 40 s")
+        assert refused.constraints["trial_seconds"] == pytest.approx(40.0 / 20.0 - 1)
+    with session_for(plan_for(tmp_path / "b", trials=1, time_budget=60.0, pruner="none")) as s:
+        # without a pruner the first rung is the last epoch: 75 s, refused
+        refused = static_check(s, _run(s, _record(3, long)), cost)
+        assert refused is not None and "its last epoch, 15, takes at least 75 s" in refused.reason
+
+
 def test_the_deadline_leaves_room_for_the_final_fit(tmp_path: Path) -> None:
     with session_for(plan_for(tmp_path, trials=1, time_budget=100.0)) as s:
         deadline = SearchDeadline(s)

@@ -12,9 +12,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from stores import mlflow_store
 
 from automl_cnn.deliver.deliver import decision_tags
+from automl_cnn.engine.final.delivered import _warnings, far_from_solved_warning
 from automl_cnn.engine.final.ensemble import accuracy, blend
 from automl_cnn.engine.final.outcome import (
     ENSEMBLE,
@@ -24,8 +26,11 @@ from automl_cnn.engine.final.outcome import (
     Member,
     decisions_from_json,
 )
-from automl_cnn.engine.final.plan import compare, rescored
+from automl_cnn.engine.final.plan import FinalPlan, compare, rescored
 from automl_cnn.engine.final.tiebreak import _seeds_decision
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head
+from automl_cnn.model.measures import EpochResult
 
 Y = np.arange(100) % 10
 
@@ -103,6 +108,26 @@ def _topics_in(lines: list[str]) -> list[str]:
     return found
 
 
+def test_far_from_solved_is_judged_on_the_delivered_model() -> None:
+    """The issue's case: every trial underfitted (47% validation, 6 classes), the final fit of
+    the same network scored 86% on the check half: the delivered model is not far from solved."""
+    assert far_from_solved_warning(0.86, 300, 0.47, 6) is None
+    said = far_from_solved_warning(0.30, 300, 0.95, 6)  # good trials, a poor delivered model: warned
+    assert said is not None and said.startswith("far from solved: the delivered model scores 30.0% on 300 held-out")
+    assert far_from_solved_warning(0.59, 300, 0.2, 6) is None  # halfway from chance (1/6) to perfect: 58.3%
+    assert far_from_solved_warning(0.58, 300, 0.99, 6) is not None
+    # no check score (no check half): the best trial's validation decides
+    assert far_from_solved_warning(None, 0, 0.47, 6) is not None and far_from_solved_warning(None, 0, 0.9, 6) is None
+    assert far_from_solved_warning(float("nan"), 0, 0.9, 6) is None
+
+    history = (EpochResult(1, 0.0, 0.0, 0.0, 0.47, 1.0, 0.001),)
+    rec = TrialRecord(0, 0, "run", Candidate(Architecture((ConvBlock(),), Head())), history=history)
+    session = SimpleNamespace(bundle=SimpleNamespace(num_classes=6))
+    plan = FinalPlan(((0, 1.0),), {}, (), {})
+    assert _warnings(session, {0: rec}, plan, 0.86, 300) == []  # type: ignore[arg-type]
+    assert _warnings(session, {0: rec}, plan, 0.40, 300)[0].startswith("far from solved: the delivered")  # type: ignore[arg-type]
+
+
 def test_a_real_search_prints_one_verdict_per_topic_in_order_with_its_reason(tmp_path: Path) -> None:
     from automl_cnn import search
 
@@ -127,3 +152,13 @@ def test_a_real_search_prints_one_verdict_per_topic_in_order_with_its_reason(tmp
         [row] = [line for line in rows if line.startswith(f"| {d.topic} |")]
         assert re.search(re.escape(f"| {d.answer} | {d.reason} |"), row)
     assert "train+val" not in "\n".join(report)
+    # the delivered model's per-class figures: they add up to its test accuracy, in the summary and report
+    pc = r.per_class
+    assert pc is not None and sum(c.support for c in pc.classes) == r.test_images
+    recalled = sum(c.recall * c.support for c in pc.classes) / r.test_images
+    assert recalled == pytest.approx(r.test_accuracy, abs=1e-9)
+    text = "\n".join(summary)
+    assert f"balanced accuracy {pc.balanced_accuracy:.4f}" in text
+    assert sum(line.strip().split("  ")[0] in r.data.class_names for line in summary) == len(pc.classes)
+    assert any(line.startswith("## Per class (test; balanced accuracy") for line in report)
+    assert "## Confusion matrix (test, each true class's row sums to 1)" in report

@@ -20,10 +20,10 @@ LAYERS: list[set[str]] = [
     {"space", "training"},
     {"model"},
     {"data"},
-    {"codec", "errors", "options", "stats"},
+    {"codec", "errors", "metrics", "options", "stats"},
 ]
 THIRD_PARTY_SERVICES = {"ray", "mlflow"}  # never imported by the pure core
-CORE = {"space", "training", "model", "data", "codec", "errors", "options", "stats"}
+CORE = {"space", "training", "model", "data", "codec", "errors", "metrics", "options", "stats"}
 
 
 def _modules() -> dict[str, Path]:

@@ -294,6 +294,7 @@ def test_a_better_model_takes_the_champion_alias(weak_strong_weak: tuple[str, li
         "automl_cnn.fingerprint": strong.data.fingerprint(),
         "automl_cnn.split": split_id(strong.data),
         "automl_cnn.test_accuracy": repr(strong.test_accuracy),
+        "automl_cnn.metric": "accuracy",  # digits is balanced: --metric auto keeps accuracy
         "automl_cnn.test_correct": version.tags["automl_cnn.test_correct"],
         "automl_cnn.promotion": "champion",
         "automl_cnn.compared_with": "1",
@@ -365,7 +366,7 @@ def test_a_task_far_from_solved_gets_no_first_champion_and_says_so(tmp_path: Pat
     assert weak.val_accuracy < 0.55  # below halfway from chance (10 classes) to perfect
     assert weak.promotion == "challenger" and weak.model_uri.endswith("@challenger")
     assert weak.promotion_reason.startswith("not promoted: the task is far from solved")
-    assert any(w.startswith("far from solved: the best validation accuracy is") for w in weak.warnings)
+    assert any(w.startswith("far from solved: the delivered model scores") for w in weak.warnings)
     assert "warning             far from solved" in weak.summary()
     assert MlflowClient(store).get_registered_model(_name(weak)).aliases == {"challenger": 1}
     strong = _search(tmp_path / "b", store, GOOD)  # a solved task takes the empty champion place

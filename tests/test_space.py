@@ -87,3 +87,11 @@ def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
         load_space(bad)
     with pytest.raises(SpaceError, match=r"not found; give a YAML path or one of: .*tiny"):
         load_space(tmp_path / "nope.yaml")
+
+
+def test_a_space_may_ask_for_the_extendable_wsd_schedule_beside_cosine() -> None:
+    space = parse_space({"training": {"lr_schedule": ["cosine", "wsd"]}})
+    assert space.training.lr_schedule == Choice(("cosine", "wsd"))
+    assert load_space("default").training.lr_schedule == Choice(("cosine", "onecycle"))  # unchanged
+    with pytest.raises(SpaceError, match="lr_schedule"):
+        parse_space({"training": {"lr_schedule": "linear"}})

@@ -29,6 +29,7 @@ class TrainData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_weights: tuple[float, ...] | None = None
+    metric: str = "accuracy"  # how the scoring part is scored (automl_cnn/metrics.py): accuracy, balanced_accuracy
 
 
 @dataclass(frozen=True, eq=False)

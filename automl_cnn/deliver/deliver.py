@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from automl_cnn.deliver import viz
+from automl_cnn.deliver.perclass import per_class
 from automl_cnn.deliver.report import html_report, search_report
 from automl_cnn.deliver.result import SearchResult, accuracy_text
 from automl_cnn.deliver.tables import pareto_rows, trial_rows, write_rows
@@ -126,6 +127,7 @@ def _result(
     """The search's result, from its typed parts: the winner, the final outcome, the test scores
     and the registration."""
     counts = Counter(str(r.outcome) for r in records)
+    b = session.bundle
     return SearchResult(
         model=scored.model,
         candidate=winner.candidate,
@@ -152,6 +154,9 @@ def _result(
         val_images=len(session.bundle.val_idx),
         test_images=len(session.bundle.test_idx),
         final=outcome,
+        per_class=per_class(b.images.y[b.test_idx], scored.probs.argmax(1), b.class_names),
+        metric=session.metric[0],
+        metric_reason=session.metric[1],
     )
 
 
@@ -174,8 +179,11 @@ def _register(
         _description(session, winner, accuracies, delivery),
         (session.out / "model.json", session.out / "model.safetensors"),
     )
-    correct = tuple(bool(c) for c in test_probs.argmax(1) == b.images.y[b.test_idx])  # the test labels
-    score = Score(b.fingerprint(), session.split_id, accuracies[0], correct)
+    y_test = b.images.y[b.test_idx]
+    correct = tuple(bool(c) for c in test_probs.argmax(1) == y_test)
+    weights = session.weights(y_test)  # promotion compares the search's metric (None: accuracy)
+    metric = (session.metric[0], None if weights is None else tuple(float(w) for w in weights))
+    score = Score(b.fingerprint(), session.split_id, accuracies[0], correct, *metric)
     name = session.config.registered_name(b.name, b.input_shape, b.fingerprint())
     hold = "the task is far from solved (see the search's warnings)" if far_from_solved(delivery) else None
     earlier = frozenset(earlier_versions(session.state))  # resume --more: a new round, a new version
@@ -301,6 +309,8 @@ def _summary(session: SearchSession, result: SearchResult, winner: TrialRecord) 
         "promotion_reason": result.promotion_reason,
         "ensemble": result.is_ensemble,
         "delivered_params": sum(m.params or 0 for m in result.final.members),
+        "per_class": result.per_class.to_record() if result.per_class else None,
+        "metric": result.metric,
         **{("delivered" if k == "members" else k): v for k, v in final.items()},
     }
 

@@ -105,6 +105,7 @@ def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, 
         Table("Training settings", ["setting", "value"], [[k, v] for k, v in m["training"].items()]),
     ]
     out += _delivered_tables(m)
+    out += _per_class_tables(m)
     if m.get("pareto"):
         names = list(m["pareto"][0])
         rows = [[_fmt(row[n]) for n in names] for row in m["pareto"]]
@@ -124,6 +125,28 @@ def tables(summary: dict[str, Any], network: nn.Module, input_shape: tuple[int, 
         [r.name, r.kind, "x".join(map(str, r.output_shape)), f"{r.params:,}"] for r in layer_table(network, input_shape)
     ]
     out.append(Table("Architecture", ["layer", "type", "output shape", "parameters"], layers))
+    return out
+
+
+def _per_class_tables(summary: dict[str, Any]) -> list[Table]:
+    """Per class on the test split: precision and recall, then the confusion matrix normalised
+    by row (up to 20 classes)."""
+    found = summary.get("per_class")
+    if not found:
+        return []
+    rows = [
+        [c["name"], c["support"], c["predicted"], "n/a" if c["precision"] is None else f"{c['precision']:.4f}",
+         f"{c['recall']:.4f}"]
+        for c in found["classes"]
+    ]  # fmt: skip
+    title = f"Per class (test; balanced accuracy {found['balanced_accuracy']:.4f}, macro F1 {found['macro_f1']:.4f})"
+    out = [Table(title, ["class", "test images", "predicted", "precision", "recall"], rows)]
+    names = [c["name"] for c in found["classes"]]
+    if len(names) <= 20:
+        matrix = [[n, *(f"{v:.2f}" for v in row)] for n, row in zip(names, found["confusion_normalised"], strict=True)]
+        out.append(
+            Table("Confusion matrix (test, each true class's row sums to 1)", ["true \\ predicted", *names], matrix)
+        )
     return out
 
 
@@ -152,7 +175,9 @@ def _delivered_tables(model: dict[str, Any]) -> list[Table]:
         chosen.insert(0, ["held-out score", check, HELD_OUT_TEXT, ""])
     chosen += [["warning", "", w, ""] for w in model.get("warnings", [])]
     if chosen:
-        out.append(Table("How the delivered model was chosen", ["question", "answer", "why", "compared"], chosen))
+        metric = model.get("metric", "accuracy")
+        title = "How the delivered model was chosen" + ("" if metric == "accuracy" else f" (scores: {metric})")
+        out.append(Table(title, ["question", "answer", "why", "compared"], chosen))
     return out
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_cnn.data import DataBundle
+from automl_cnn.deliver.perclass import PerClass
 from automl_cnn.engine.final.outcome import Decision, FinalOutcome, Member
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.model.architecture import Candidate
@@ -42,6 +43,9 @@ class SearchResult:
     val_images: int = 0  # the sizes the accuracies were measured on (for their intervals)
     test_images: int = 0
     final: FinalOutcome | None = None  # what the final phase delivered, and its decisions
+    per_class: PerClass | None = None  # the delivered model's per-class figures on the test split
+    metric: str = "accuracy"  # what the search optimised: accuracy or balanced_accuracy (--metric)
+    metric_reason: str = ""  # why (auto: the classes' imbalance)
 
     @property
     def delivered(self) -> list[dict[str, Any]]:
@@ -78,7 +82,11 @@ class SearchResult:
         """What was delivered and why, for the summary: one line per decision, in a fixed order."""
         if not self.final:
             return []
-        return delivered_lines(self.final)
+        lines = delivered_lines(self.final)
+        if self.metric != "accuracy":  # the decisions' scores are in the search's metric
+            lines = [f"how it was chosen (every score is {self.metric.replace('_', ' ')}):" if line ==
+                     "how it was chosen:" else line for line in lines]  # fmt: skip
+        return lines
 
     def summary(self) -> str:
         test = f"{self.test_accuracy:.4f}"
@@ -111,14 +119,16 @@ class SearchResult:
                 f"best architecture   {self.candidate.architecture.describe()}",
                 f"                    {self.model.info.get('params', 0):,} parameters, "
                 f"{self.model.info.get('flops', 0):,} FLOPs (trial {self.best_trial})",
-                f"validation accuracy {with_interval(self.val_accuracy, self.val_images)}",
+                *self._metric_lines(),
                 f"test accuracy       {with_interval(self.test_accuracy, self.test_images)}{test[6:]}",
+                *self._balanced_lines(),
                 *(
                     [f"                    {INTERVAL_NOTE.format(self.val_images, self.test_images)}"]
                     if self.val_images and self.test_images
                     else []
                 ),
                 *self.delivered_lines(),
+                *(self.per_class.summary_lines() if self.per_class else []),
                 f"trials              {counts}",
                 f"wall time           {self.wall_seconds:.0f} s",
                 f"model folder        {self.out_dir}",
@@ -127,6 +137,22 @@ class SearchResult:
                 f"browse              automl-cnn ui --tracking-uri {self.tracking_uri}",
             ]
         )
+
+    def _metric_lines(self) -> list[str]:
+        """The search's metric (when not plain accuracy) and the winner's validation score in it."""
+        if self.metric == "accuracy":
+            return [f"validation accuracy {with_interval(self.val_accuracy, self.val_images)}"]
+        return [
+            f"metric              balanced accuracy ({self.metric_reason}): it chose, pruned and promoted",
+            f"validation score    {100 * self.val_accuracy:.1f}% balanced accuracy ({self.val_images} images)",
+        ]
+
+    def _balanced_lines(self) -> list[str]:
+        if self.metric == "accuracy" or self.per_class is None:
+            return []
+        lo, hi = self.per_class.balanced_interval()
+        value = self.per_class.balanced_accuracy
+        return [f"test balanced acc.  {100 * value:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}, normal approx. over classes)"]
 
 
 def delivered_lines(final: FinalOutcome) -> list[str]:

@@ -95,20 +95,23 @@ def draw_confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, class_names: t
     np.add.at(cm, (y_true, y_pred), 1)
     size = min(16, 3 + 0.5 * k)
     fig, ax = plt.subplots(figsize=(size, size * 0.85), layout="constrained")
-    im = ax.imshow(cm, cmap="Blues")
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)  # coloured by row: each true class's recall
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(im, ax=ax, fraction=0.046)
     ticks = np.arange(k)
     labels = [_short(c, 16) for c in class_names]
     crowded = k > 10 or k * max(len(c) for c in labels) > 48  # side by side they would overlap
     ax.set_xticks(ticks, labels, rotation=90 if crowded else 0)
     ax.set_yticks(ticks, labels)
-    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion matrix (accuracy {np.trace(cm) / cm.sum():.4f})")
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        title=f"test confusion matrix (accuracy {np.trace(cm) / cm.sum():.4f}; colour: share of the row)",
+    )
     if k <= 20:
         for i in range(k):
             for j in range(k):
-                ax.text(
-                    j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black"
-                )
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if share[i, j] > 0.5 else "black")
     return fig
 
 

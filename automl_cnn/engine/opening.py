@@ -7,6 +7,7 @@ from typing import Any
 
 from automl_cnn.data import DataBundle
 from automl_cnn.engine.config import SearchConfig
+from automl_cnn.engine.imbalance import searches_weighting
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
 from automl_cnn.services.tracking import MlflowTracker
@@ -87,6 +88,13 @@ def announce(session: SearchSession, records: list[TrialRecord], resumable: list
     )
     for note in session.space.backbone.notes:  # a backbone family training from scratch
         progress.message(f"backbone: {note}")
+    metric, why = session.metric
+    if metric != "accuracy" or cfg.search.metric != "auto":
+        tries = "; the search also tries a class-weighted loss" if searches_weighting(session.space) else ""
+        progress.message(
+            f"metric: {metric.replace('_', ' ')} ({why}); it chooses, prunes, ensembles and promotes{tries}"
+        )
+    session.tracker.set_tags(session.parent_run, {"automl_cnn.metric": metric})
     if session.resumed:
         progress.message(
             f"resuming {session.out}: {len(records)} trials finished, {len(resumable)} to continue, "

@@ -9,6 +9,7 @@ but never sampled (its driver died first) is no trial here (:mod:`automl_cnn.eng
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,7 +54,8 @@ class TrialRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record as one ``trials.jsonl`` line's object."""
-        return to_jsonable(self)  # type: ignore[no-any-return]
+        # the candidate by its own writer, as it is read: settings added later stay out at their defaults
+        return {**to_jsonable(self), "candidate": json.loads(self.candidate.to_json())}
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> TrialRecord:

@@ -251,6 +251,10 @@ class RunState:
     def load_trial_weights(self, number: int) -> dict[str, Any] | None:
         return self._load_output(number, "weights")  # type: ignore[no-any-return]
 
+    def drop_trial_weights(self, number: int) -> None:
+        """Delete trial ``number``'s stored weights (its probabilities stay)."""
+        self._output_path(number, "weights").unlink(missing_ok=True)
+
     def keep_trial_weights(self, numbers: set[int]) -> None:
         """Delete the stored weights of every trial not in ``numbers`` (their probabilities stay)."""
         for path in (self.folder / OUTPUTS).glob("trial-*.weights.pt"):

@@ -9,6 +9,7 @@ sampler, the pruner and the storage through its study.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from automl_cnn.engine.config import SearchConfig
 from automl_cnn.engine.fidelity import DataLadder, ladder_for
 from automl_cnn.engine.progress import Progress
 from automl_cnn.engine.runstate import RunState
+from automl_cnn.metrics import image_weights, resolve
 from automl_cnn.services.executor import Executor
 from automl_cnn.services.tracking import MlflowTracker
 from automl_cnn.space.schema import SearchSpace
@@ -77,13 +79,13 @@ class SearchSession:
     @functools.cached_property
     def search_data(self) -> Any:
         """The train and validation splits, where the executor's workers read them."""
-        return self.executor.put(self.bundle.search_data())
+        return self.executor.put(dataclasses.replace(self.bundle.search_data(), metric=self.metric[0]))
 
     @functools.cached_property
     def refit_data(self) -> Any:
         """The final fit's data: train + the selection half of validation, scored on the check
         half (:meth:`DataBundle.refit_data`), where the executor's workers read them."""
-        return self.executor.put(self.bundle.refit_data())
+        return self.executor.put(dataclasses.replace(self.bundle.refit_data(), metric=self.metric[0]))
 
     @functools.cached_property
     def data_ladder(self) -> DataLadder | None:
@@ -96,6 +98,16 @@ class SearchSession:
         backward cost about three forward passes)."""
         n_train, n_val = len(self.bundle.train_idx), len(self.bundle.val_idx)
         return n_val / (3 * n_train + n_val)
+
+    @functools.cached_property
+    def metric(self) -> tuple[str, str]:
+        """The score this search optimises (``accuracy`` or ``balanced_accuracy``: ``--metric``,
+        ``auto`` resolved on the training split's class sizes), and why."""
+        return resolve(self.config.search.metric, self.bundle.counts()["train"])
+
+    def weights(self, labels: Any) -> Any:
+        """Per-image weights of ``labels`` under the search's metric (None: accuracy)."""
+        return image_weights(self.metric[0], labels)
 
     @property
     def objectives(self) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_cnn.errors import UserInputError
+from automl_cnn.metrics import AUTO_IMBALANCE, METRICS
 from automl_cnn.options import (
     Switch,
     duration,
@@ -94,6 +95,14 @@ class SearchSettings:
         "stratified subsets (1/9, then 1/3 of the data) and only survivors see all of it; off: every "
         "epoch trains on all of the data",
     )
+    metric: str = option(  # see automl_cnn/metrics.py
+        "auto",
+        "--metric",
+        choices=METRICS,
+        help="what the search optimises and reports: auto (default: balanced_accuracy when the largest class has "
+        f"more than {AUTO_IMBALANCE:g}x the training images of the smallest, else accuracy), accuracy, "
+        "balanced_accuracy (the mean recall over classes)",
+    )
     seed: int = option(0, "--seed", parse=int, help="seeds the split, the sampler and every trial")
     warm_start: tuple[str, ...] = option(  # presets, groups, or earlier searches' folders; text: a,b or none
         ("classics",),
@@ -123,6 +132,8 @@ class SearchSettings:
             raise UserInputError(f"unknown sampler {self.sampler!r}; use one of: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise UserInputError(f"unknown pruner {self.pruner!r}; use one of: {', '.join(PRUNERS)}")
+        if self.metric not in METRICS:
+            raise UserInputError(f"unknown metric {self.metric!r}; use one of: {', '.join(METRICS)}")
         if self.data_fidelity not in DATA_FIDELITIES:
             raise UserInputError(f"--data-fidelity {self.data_fidelity!r}: use auto or off")
         if isinstance(self.warm_start, str):

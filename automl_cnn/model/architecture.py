@@ -163,10 +163,23 @@ class Augmentation:
     translate: float = 0.0  # fraction of the image size
     scale: float = 0.0  # +/- fraction
     color_jitter: float = 0.0  # brightness / contrast strength
+    # added later (see LATER): a named policy the space searched (space/augment_policies.py), or
+    # "" for the settings above; torchvision's TrivialAugmentWide; random erasing's probability
+    policy: str = ""
+    trivial: bool = False
+    erasing: float = 0.0
+
+    # fields added after candidates' keys were first recorded: left out of a candidate's JSON (and
+    # so of its key) while at their defaults, so earlier searches' candidates keep their keys
+    LATER: ClassVar[dict[str, Any]] = {"policy": "", "trivial": False, "erasing": 0.0}
 
     @property
     def enabled(self) -> bool:
-        return self != Augmentation()
+        return self != Augmentation(policy=self.policy)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items() if k not in self.LATER or v != self.LATER[k]}
 
 
 @dataclass(frozen=True)
@@ -180,6 +193,14 @@ class TrainConfig:
     lr_schedule: str = "constant"
     label_smoothing: float = 0.0
     augmentation: Augmentation = field(default_factory=Augmentation)
+    # added later (see Augmentation.LATER): the loss weighted by inverse class frequency
+    class_weighted: bool = False
+
+    LATER: ClassVar[dict[str, Any]] = {"class_weighted": False}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {**dataclasses.asdict(self), "augmentation": self.augmentation.to_dict()}
+        return {k: v for k, v in out.items() if k not in self.LATER or v != self.LATER[k]}
 
     def canonical(self) -> TrainConfig:
         return dataclasses.replace(
@@ -207,7 +228,7 @@ class Candidate:
         return Candidate(self.architecture.canonical(), self.training.canonical())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"architecture": self.architecture.to_dict(), "training": dataclasses.asdict(self.training)}
+        return {"architecture": self.architecture.to_dict(), "training": self.training.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Candidate:

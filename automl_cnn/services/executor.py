@@ -38,8 +38,11 @@ class Executor(Protocol):
         """Start a job on a free slot: it runs its first epoch (or the one after its checkpoint)."""
         ...
 
-    def advance(self, job: str, want_checkpoint: bool = False, fraction: float = 1.0) -> None:
-        """Run the job's next epoch, on ``fraction`` of its training split."""
+    def advance(
+        self, job: str, want_checkpoint: bool = False, fraction: float = 1.0, threads: int | None = None
+    ) -> None:
+        """Run the job's next epoch, on ``fraction`` of its training split; ``threads``: its CPU
+        threads from then on (default: unchanged)."""
         ...
 
     def request_weights(self, job: str) -> None:

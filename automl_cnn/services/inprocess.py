@@ -56,9 +56,11 @@ class InProcessExecutor:
         slot.job = spec.job
         slot.call = lambda: slot.worker.begin(spec)
 
-    def advance(self, job: str, want_checkpoint: bool = False, fraction: float = 1.0) -> None:
+    def advance(
+        self, job: str, want_checkpoint: bool = False, fraction: float = 1.0, threads: int | None = None
+    ) -> None:
         slot = self._slot(job)
-        slot.call = lambda: slot.worker.step(want_checkpoint, fraction)
+        slot.call = lambda: slot.worker.step(want_checkpoint, fraction, threads)
 
     def request_weights(self, job: str) -> None:
         slot = self._slot(job)

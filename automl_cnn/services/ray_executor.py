@@ -184,9 +184,11 @@ class RayExecutor:
         while self._queued and any(s.job is None and s.placed for s in self.slots):
             self.submit(self._queued.pop(0))
 
-    def advance(self, job: str, want_checkpoint: bool = False, fraction: float = 1.0) -> None:
+    def advance(
+        self, job: str, want_checkpoint: bool = False, fraction: float = 1.0, threads: int | None = None
+    ) -> None:
         slot = self._by_job[job]
-        slot.future = slot.actor.step.remote(want_checkpoint, fraction)
+        slot.future = slot.actor.step.remote(want_checkpoint, fraction, threads)
         slot.step_started = time.monotonic()
 
     def request_weights(self, job: str) -> None:

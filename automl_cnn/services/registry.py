@@ -62,6 +62,10 @@ class Score:
     test_accuracy: float
     # per test image, in the split's order: whether the model gets it right (None: not recorded)
     correct: tuple[bool, ...] | None = None
+    # the search's metric (automl_cnn/metrics.py) and its per-image weights on the test split
+    # (None: accuracy, every image alike); derived from the test labels, not recorded
+    metric: str = "accuracy"
+    weights: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +145,12 @@ def _if_better(score: Score, theirs: Score, version: str) -> Decision:
             return Decision(CHAMPION, version, f"promoted: {against}")
         tie = "; a tie keeps the champion" if score.test_accuracy == theirs.test_accuracy else ""
         return Decision(CHALLENGER, version, f"not promoted: {against}{tie}")
-    test = mcnemar(np.array(score.correct), np.array(theirs.correct))
+    weights = None if score.weights is None else np.array(score.weights)
+    if weights is not None:  # balanced accuracy: both models scored with this search's weights
+        mine, yours = float(weights @ np.array(score.correct)), float(weights @ np.array(theirs.correct))
+        label = score.metric.replace("_", " ")
+        ours, name = f"test {label} {mine:.2%}", f"champion version {version}'s {yours:.2%}"
+    test = mcnemar(np.array(score.correct), np.array(theirs.correct), weights)
     against = f"{ours} vs {name} on the same {len(score.correct)} test images"
     why = (
         f"McNemar p={test.p_value:.2g}; of the images only one model gets right, {test.only_a} are "
@@ -149,7 +158,7 @@ def _if_better(score: Score, theirs: Score, version: str) -> Decision:
     )
     if test.a_better(LEVEL):
         return Decision(CHAMPION, version, f"promoted: {against}, significantly better ({why})")
-    verdict = "is not significantly better" if test.only_a > test.only_b else "is not better"
+    verdict = "is not significantly better" if test.lead > 0 else "is not better"
     return Decision(CHALLENGER, version, f"not promoted: {against} {verdict} ({why})")
 
 
@@ -264,6 +273,7 @@ class ModelRegistry:
             "fingerprint": score.fingerprint,
             "split": score.split,
             "test_accuracy": repr(score.test_accuracy),
+            "metric": score.metric,
             **({"test_correct": encoded} if (encoded := encode_correct(score.correct)) else {}),
             "promotion": decision.alias,
             "compared_with": decision.compared_with or "none",

@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.measures import EpochResult
 from automl_cnn.services.credentials import mask_password, split_credentials, tracking_credentials
+from automl_cnn.services.tracking_writer import BatchWriter, TrackingWriteError
 
 if TYPE_CHECKING:
     from automl_cnn.data import DataBundle
@@ -158,9 +159,46 @@ class MlflowTracker:
         check_reachable(tracking_uri)
         self.uri = tracking_credentials(tracking_uri)
         self.shown_uri = mask_password(self.uri) or ""
-        self.client = MlflowClient(self.uri)
+        self._client = MlflowClient(self.uri)
+        self._writer: BatchWriter | None = None  # while batched(): writes go through it
         self.experiment_id = self._experiment(experiment)
         self._dataset: tuple[DataBundle, DatasetInput] | None = None
+
+    @property
+    def client(self) -> MlflowClient:
+        """The MLflow client, for reads and writes the tracker does not wrap: while writes are
+        batched, everything queued is written first (a read sees what was logged before it)."""
+        if self._writer is not None:
+            self._writer.flush()
+        return self._client
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Within the block, params, metrics, tags, dataset inputs and run endings are queued and
+        written by a background thread (:mod:`automl_cnn.services.tracking_writer`); leaving it
+        writes everything queued, also on an exception. A failed write is raised by a later call,
+        or on leaving (logged instead when the block is left by another exception)."""
+        if self._writer is not None:  # already batched: one writer
+            yield
+            return
+        writer = self._writer = BatchWriter(self._client)
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            self._writer = None
+            try:
+                writer.close()
+            except TrackingWriteError as exc:
+                if not failed:
+                    raise
+                log.error("%s", exc)  # the block's own exception goes on
+
+    def flush(self) -> None:
+        """Write everything queued so far (nothing to do unless batched)."""
+        if self._writer is not None:
+            self._writer.flush()
 
     def _experiment(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -196,13 +234,16 @@ class MlflowTracker:
         """Record ``bundle`` as the run's dataset input; the entity is built once per search."""
         if self._dataset is None or self._dataset[0] is not bundle:
             self._dataset = (bundle, dataset_input(bundle))
-        self.client.log_inputs(run_id, datasets=[self._dataset[1]])
+        if self._writer is not None:
+            self._writer.log_inputs(run_id, [self._dataset[1]])
+        else:
+            self._client.log_inputs(run_id, datasets=[self._dataset[1]])
 
     # -- runs ----------------------------------------------------------------------------------
     def start_run(self, name: str, params: dict[str, Any], tags: dict[str, str], parent: str | None = None) -> str:
         if parent is not None:
             tags = {**tags, "mlflow.parentRunId": parent}
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        run = self._client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = str(run.info.run_id)
         self.log_params(run_id, params)
         return run_id
@@ -210,13 +251,13 @@ class MlflowTracker:
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         items = [Param(str(k), _param_value(v)) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(run_id, params=items[i : i + 100])
+            self._log_batch(run_id, params=items[i : i + 100])
 
     def log_metrics(self, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
         ts = _now_ms()
         items = [Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None and v == v]  # no NaN
         if items:
-            self.client.log_batch(run_id, metrics=items)
+            self._log_batch(run_id, metrics=items)
 
     def log_epoch(self, run_id: str, r: EpochResult) -> None:
         self.log_metrics(
@@ -234,10 +275,25 @@ class MlflowTracker:
         )
 
     def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+        self._log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def _log_batch(
+        self,
+        run_id: str,
+        params: list[Param] | None = None,
+        metrics: list[Metric] | None = None,
+        tags: list[RunTag] | None = None,
+    ) -> None:
+        if self._writer is not None:
+            self._writer.log_batch(run_id, params or [], metrics or [], tags or [])
+        else:
+            self._client.log_batch(run_id, metrics=metrics or [], params=params or [], tags=tags or [])
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status=status)
+        if self._writer is not None:
+            self._writer.end_run(run_id, status)
+        else:
+            self._client.set_terminated(run_id, status=status)
 
     def log_text(self, run_id: str, text: str, path: str) -> None:
         self.client.log_text(run_id, text, path)

@@ -24,8 +24,9 @@ from automl_cnn.model.architecture import (
     Head,
     TrainConfig,
 )
+from automl_cnn.space.augment_policies import CUSTOM, POLICIES
 from automl_cnn.space.params import Choice, Fixed, FloatRange, IntRange, Param
-from automl_cnn.space.schema import SearchSpace
+from automl_cnn.space.schema import AugmentSpace, SearchSpace
 
 
 def suggest(trial: BaseTrial, name: str, param: Param) -> Any:
@@ -118,7 +119,6 @@ def _sample_backbone(trial: BaseTrial, space: SearchSpace, family: str) -> Backb
 def _training(trial: BaseTrial, space: SearchSpace) -> TrainConfig:
     ts = space.training
     optimizer = suggest(trial, "train.optimizer", ts.optimizer)
-    a = space.augmentation
     return TrainConfig(
         optimizer=optimizer,
         learning_rate=suggest(trial, "train.learning_rate", ts.learning_rate),
@@ -128,12 +128,24 @@ def _training(trial: BaseTrial, space: SearchSpace) -> TrainConfig:
         epochs=suggest(trial, "train.epochs", ts.epochs),
         lr_schedule=suggest(trial, "train.lr_schedule", ts.lr_schedule),
         label_smoothing=suggest(trial, "train.label_smoothing", ts.label_smoothing),
-        augmentation=Augmentation(
-            hflip=suggest(trial, "augment.hflip", a.hflip),
-            crop_padding=suggest(trial, "augment.crop_padding", a.crop_padding),
-            rotation=suggest(trial, "augment.rotation", a.rotation),
-            translate=suggest(trial, "augment.translate", a.translate),
-            scale=suggest(trial, "augment.scale", a.scale),
-            color_jitter=suggest(trial, "augment.color_jitter", a.color_jitter),
-        ),
+        class_weighted=suggest(trial, "train.class_weighted", ts.class_weighted),
+        augmentation=_augmentation(trial, space.augmentation),
+    )
+
+
+def _augmentation(trial: BaseTrial, a: AugmentSpace) -> Augmentation:
+    """A named policy (space/augment_policies.py), or the space's single settings; then random
+    erasing. Fixed settings are not suggestions, so a space without a policy samples as before."""
+    policy = suggest(trial, "augment.policy", a.policy)
+    erasing = float(suggest(trial, "augment.erasing", a.erasing))
+    if policy != CUSTOM:
+        return Augmentation(policy=policy, erasing=erasing, **POLICIES[policy])
+    return Augmentation(
+        hflip=suggest(trial, "augment.hflip", a.hflip),
+        crop_padding=suggest(trial, "augment.crop_padding", a.crop_padding),
+        rotation=suggest(trial, "augment.rotation", a.rotation),
+        translate=suggest(trial, "augment.translate", a.translate),
+        scale=suggest(trial, "augment.scale", a.scale),
+        color_jitter=suggest(trial, "augment.color_jitter", a.color_jitter),
+        erasing=erasing,
     )

@@ -29,6 +29,8 @@ from typing import Any
 import yaml
 
 from automl_cnn.errors import SpaceError
+from automl_cnn.space.augment_policies import CUSTOM
+from automl_cnn.space.augment_policies import NAMES as AUGMENT_POLICIES
 from automl_cnn.space.backbone import BackboneSpace, backbone_to_yaml, parse_backbone
 from automl_cnn.space.params import (
     Choice,
@@ -43,7 +45,7 @@ from automl_cnn.space.params import (
 
 ACTIVATIONS = ("relu", "gelu", "silu", "elu", "leaky_relu", "tanh", "mish")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "onecycle", "step")
+SCHEDULES = ("constant", "cosine", "onecycle", "step", "wsd")  # wsd: extendable (training/schedules.py)
 
 
 def _key(kind: str, default: Param, **spec: Any) -> Any:
@@ -99,6 +101,9 @@ class TrainingSpace:
     label_smoothing: Param = _key(
         "float", Fixed(0.0), minimum=0.0, maximum=1.0, maximum_open=True, hint="a rate in [0, 1)"
     )
+    # the loss weighted by inverse class frequency; left at this default, a search that optimises
+    # balanced accuracy tries both (app.make_plan: engine/imbalance.py)
+    class_weighted: Param = _key("bool", Fixed(False))
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,9 @@ class AugmentSpace:
     translate: Param = _key("float", Fixed(0.0), minimum=0.0, maximum=0.5, hint="a fraction of the image size")
     scale: Param = _key("float", Fixed(0.0), minimum=0.0, maximum=0.5, maximum_open=True)
     color_jitter: Param = _key("float", Fixed(0.0), minimum=0.0, maximum=1.0, maximum_open=True)
+    # a named recipe (space/augment_policies.py) instead of the settings above, and random erasing
+    policy: Param = _key("str", Fixed(CUSTOM), options=AUGMENT_POLICIES)
+    erasing: Param = _key("float", Fixed(0.0), minimum=0.0, maximum=1.0, hint="the probability an image is erased")
 
 
 Section = BlockSpace | HeadSpace | TrainingSpace | AugmentSpace

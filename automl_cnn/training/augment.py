@@ -5,6 +5,13 @@ tensor every image gets the same flip and the same shift; looping over images in
 than the training step for small CNNs. Here flips are a masked ``where``, and rotation,
 translation, scale and crop-with-padding fold into one affine matrix per image applied with a
 single ``affine_grid`` + ``grid_sample``.
+
+TrivialAugmentWide (torchvision's v2 transform, a policy a space may search) picks one op and
+magnitude per call; it is called once per group of :data:`TRIVIAL_GROUPS` images, on uint8, with
+torch's random state forked and seeded from the trial's generator (so a resumed trial draws the
+same ops, and dropout's random stream is untouched). Random erasing is per image: with its
+probability, a box of 2-33% of the image with aspect ratio 0.3-3.3 is set to zero (after
+normalisation's input, i.e. black), as torchvision's ``RandomErasing`` does.
 """
 
 from __future__ import annotations
@@ -13,8 +20,11 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms import v2
 
 from automl_cnn.model.architecture import Augmentation
+
+TRIVIAL_GROUPS = 8  # TrivialAugmentWide: one op per this many images
 
 
 def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
@@ -44,6 +54,10 @@ def augment(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.T
         theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1).to(dev, x.dtype)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if aug.trivial:
+        x = _trivial(x, gen)
+    if aug.erasing:
+        x = _erase(x, aug.erasing, gen)
     if aug.color_jitter:
         j = aug.color_jitter
         brightness = _uniform(n, 1 - j, 1 + j, gen).to(dev, x.dtype).view(n, 1, 1, 1)
@@ -52,3 +66,31 @@ def augment(x: torch.Tensor, aug: Augmentation, gen: torch.Generator) -> torch.T
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = ((x - mean) * contrast + mean).clamp_(0.0, 1.0)
     return x
+
+
+def _trivial(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """TrivialAugmentWide on groups of :data:`TRIVIAL_GROUPS` images (float in [0, 1] in and out)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+    policy = v2.TrivialAugmentWide()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        as_bytes = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+        groups = [policy(group) for group in as_bytes.split(TRIVIAL_GROUPS)]
+    return torch.cat(groups).to(x.dtype) / 255.0
+
+
+def _erase(x: torch.Tensor, probability: float, gen: torch.Generator) -> torch.Tensor:
+    """Random erasing per image: with ``probability``, one box zeroed."""
+    n, _, h, w = x.shape
+    area = _uniform(n, 0.02, 0.33, gen) * h * w
+    ratio = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), gen))
+    bh = (area * ratio).sqrt().clamp(1, h).round()
+    bw = (area / ratio).sqrt().clamp(1, w).round()
+    top = (torch.rand(n, generator=gen) * (h - bh + 1)).floor()
+    left = (torch.rand(n, generator=gen) * (w - bw + 1)).floor()
+    erase = torch.rand(n, generator=gen) < probability
+    rows, cols = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    inside = (rows >= top.view(n, 1, 1)) & (rows < (top + bh).view(n, 1, 1))
+    inside = inside & (cols >= left.view(n, 1, 1)) & (cols < (left + bw).view(n, 1, 1))
+    mask = (inside & erase.view(n, 1, 1)).unsqueeze(1).to(x.device)
+    return x.masked_fill(mask, 0.0)

@@ -10,6 +10,12 @@ fidelity: :mod:`automl_cnn.training.subsets` draws the nested, stratified subset
 rate schedule runs in full-data steps, by the share of the epochs done, so the same schedule
 holds whatever fractions the epochs train on.
 
+On the ``wsd`` schedule (:mod:`automl_cnn.training.schedules`) the learning rate at a step does
+not depend on the planned number of epochs, so a trial trained to epoch k and continued from its
+checkpoint to epoch m ends with the weights of one trained straight to m. Each epoch's score (and
+so a rung's) is then that of the weight average (:meth:`Trainer.scored`), the stand-in for the
+schedule's cooldown, and the average is what the trial's :class:`Outputs` hold.
+
 An epoch that runs out of memory is not the end of the job: it reruns from the state before it
 with half the batch size and the learning rate scaled with it (at most
 :data:`~automl_cnn.training.oom.MAX_OOM_BACKOFFS` halvings a job); every :class:`EpochResult`
@@ -21,7 +27,6 @@ from __future__ import annotations
 import io
 import math
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl_cnn.data.bundle import TrainData
+from automl_cnn.data.bundle import class_weights_for as inverse_frequency
 from automl_cnn.errors import TrialError
+from automl_cnn.metrics import score
 from automl_cnn.model.architecture import Candidate, TrainConfig
 from automl_cnn.model.backbone import load_pretrained, optimizer_params, set_phase
 from automl_cnn.model.builder import build_model
@@ -48,6 +55,7 @@ from automl_cnn.training.oom import (
     is_out_of_memory,
     out_of_memory_message,
 )
+from automl_cnn.training.schedules import fast_forward, make_scheduler, move_to
 from automl_cnn.training.subsets import nested_order, subset_size
 
 EVAL_BATCH = 1024
@@ -66,36 +74,6 @@ def _optimizer(cfg: TrainConfig, model: nn.Module, lr: float) -> torch.optim.Opt
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=cfg.momentum)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
-
-
-def _lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
-    if schedule == "cosine":
-        return lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
-    if schedule == "step":
-        return lambda s: 0.1 ** ((s >= total_steps // 2) + (s >= 3 * total_steps // 4))
-    return lambda s: 1.0
-
-
-def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, total_steps: int, lr: float) -> Any:
-    if cfg.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total_steps
-        )
-    return torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(cfg.lr_schedule, total_steps))
-
-
-def _move_to(scheduler: Any, steps: int) -> None:
-    """Move a schedule to ``steps`` (every schedule here is a closed form of the step)."""
-    if steps > 0:
-        scheduler.last_epoch = steps - 1
-        scheduler.step()
-
-
-def _fast_forward(scheduler: Any, steps: int) -> None:
-    """Move a fresh schedule to ``steps``, before any optimizer step (a restored checkpoint's)."""
-    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": on purpose
-        warnings.simplefilter("ignore", UserWarning)
-        _move_to(scheduler, steps)
 
 
 def pick_device(prefer: str | None = None) -> torch.device:
@@ -134,9 +112,11 @@ class Trainer:
         load_pretrained(self.model)  # a backbone candidate's weights file, if it has one
         self.train_batches = make_batches(data.x_train, data.y_train, self.device, LOADER_WORKERS)
         self.eval_batches = make_batches(data.x_eval, data.y_eval, self.device, LOADER_WORKERS)
-        self.class_weights = (
-            torch.tensor(data.class_weights, dtype=torch.float32, device=self.device) if data.class_weights else None
-        )
+        self.metric = data.metric  # what an epoch's score is: accuracy, or balanced accuracy
+        weights = data.class_weights  # --class-weights, or a candidate that searched a weighted loss
+        if weights is None and self.cfg.class_weighted:
+            weights = inverse_frequency(data.y_train, data.num_classes)
+        self.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=self.device)
         n = len(self.train_batches)
         self.first_batch_size = max(1, min(self.cfg.batch_size, n))  # the candidate's, before any back-off
         self.batch_size = self.first_batch_size
@@ -144,12 +124,26 @@ class Trainer:
         self.lr = self.cfg.learning_rate
         self.steps_per_epoch = max(1, n // self.batch_size)  # drop the ragged last batch
         self.optimizer = _optimizer(self.cfg, self.model, self.lr)
-        self.scheduler = _scheduler(self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs, self.lr)
+        self.scheduler = self._schedule()
         self.epoch = 0
         self.y_train = data.y_train
         self._order: torch.Tensor | None = None  # nested_order of the training split, when a subset is used
         self._saved: tuple[int, bytes] | None = None  # a checkpoint taken since the last training step
-        self.average = WeightAverage(self.model, self.steps_per_epoch * self.cfg.epochs) if average else None
+        # on wsd the average is kept always, and is what is scored: its horizon follows the steps
+        # taken so far (the decay branch of warmup-stable-decay, without extra steps)
+        self.extendable = self.cfg.lr_schedule == "wsd"
+        horizon = None if self.extendable else self.steps_per_epoch * self.cfg.epochs
+        self.average = WeightAverage(self.model, horizon) if average or self.extendable else None
+        self.average_requested = average
+
+    def _schedule(self) -> Any:
+        total = self.steps_per_epoch * self.cfg.epochs
+        return make_scheduler(self.cfg.lr_schedule, self.optimizer, total, self.steps_per_epoch, self.lr)
+
+    @property
+    def scored(self) -> nn.Module:
+        """The network each epoch is scored with: the weight average on ``wsd``, else the one training."""
+        return self.average.module if self.extendable and self.average is not None else self.model
 
     # -- one epoch -----------------------------------------------------------------------------
     def _batch(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,8 +209,8 @@ class Trainer:
         moments = self.optimizer.state_dict()["state"]
         self.optimizer = _optimizer(self.cfg, self.model, self.lr)
         self.optimizer.load_state_dict({**self.optimizer.state_dict(), "state": moments})
-        self.scheduler = _scheduler(self.cfg, self.optimizer, self.steps_per_epoch * self.cfg.epochs, self.lr)
-        _fast_forward(self.scheduler, self.epoch * self.steps_per_epoch)
+        self.scheduler = self._schedule()
+        fast_forward(self.scheduler, self.epoch * self.steps_per_epoch)
         self._saved = None
 
     def _subset(self, fraction: float) -> torch.Tensor:
@@ -259,7 +253,7 @@ class Trainer:
             if full:
                 self.scheduler.step()
             else:
-                _move_to(self.scheduler, first_step + round((step + 1) * self.steps_per_epoch / steps))
+                move_to(self.scheduler, first_step + round((step + 1) * self.steps_per_epoch / steps))
             if self.average is not None:
                 self.average.update(self.model)
             total_loss += loss.detach() * len(yb)
@@ -268,7 +262,7 @@ class Trainer:
         if not torch.isfinite(total_loss):
             raise TrialError(f"NaN/inf loss ({float(total_loss)}) during epoch {self.epoch + 1}")
         lr = float(self.optimizer.param_groups[0]["lr"])
-        val_loss, val_acc = self.evaluate(self.eval_batches)
+        val_loss, val_acc = self.evaluate(self.eval_batches, self.scored)
         self.epoch += 1
         return EpochResult(
             epoch=self.epoch,
@@ -305,21 +299,26 @@ class Trainer:
         return torch.softmax(logits, dim=1).to("cpu", torch.float16).numpy()
 
     def outputs(self) -> Outputs:
-        """The weights and the scoring split's probabilities, and the same of the weight average."""
+        """The weights and the scoring split's probabilities, and the same of the weight average
+        (when asked for). On ``wsd`` without an average asked for: the average's, which is what
+        each epoch was scored with."""
         if self.average is None:
             return Outputs(self.cpu_state_dict(), self.eval_probs())
+        if not self.average_requested:
+            return Outputs(self.average.cpu_weights(), self.eval_probs(self.average.module))
         averaged = self.average.module
         return Outputs(self.cpu_state_dict(), self.eval_probs(), self.average.cpu_weights(), self.eval_probs(averaged))
 
-    def evaluate(self, batches: Batches) -> tuple[float, float]:
+    def evaluate(self, batches: Batches, model: nn.Module | None = None) -> tuple[float, float]:
         if len(batches) == 0:
             return float("nan"), float("nan")
-        logits, y = self.predict_logits(batches)
+        logits, y = self.predict_logits(batches, model)
         loss = float(F.cross_entropy(logits, y))
         if not math.isfinite(loss):
             raise TrialError(f"NaN/inf validation loss ({loss}) at epoch {self.epoch + 1}")
-        acc = float((logits.argmax(1) == y).float().mean())
-        return loss, acc
+        if self.metric == "accuracy":
+            return loss, float((logits.argmax(1) == y).float().mean())
+        return loss, score(self.metric, logits.argmax(1).cpu().numpy(), y.cpu().numpy())
 
     @property
     def done(self) -> bool:

@@ -66,8 +66,7 @@ class TrialWorker:
         ``spec.checkpoint``). ``spec.threads``: CPU threads for this job (default: this worker's
         share), at most the node's cores: a final fit takes the cores idle search workers leave."""
         self.release()
-        threads = spec.threads
-        torch.set_num_threads(min(threads, os.cpu_count() or threads) if threads else self.threads)
+        self._use_threads(spec.threads or self.threads)
         self.job = spec.job
         try:
             candidate = Candidate.from_dict(spec.candidate)
@@ -81,8 +80,16 @@ class TrialWorker:
             return JobResult.failed(spec.job, _reason(exc))
         return self.step(spec.want_checkpoint, spec.fraction)
 
-    def step(self, want_checkpoint: bool = False, fraction: float = 1.0) -> JobResult:
-        """Run the next epoch of the current job, on ``fraction`` of its training split."""
+    @staticmethod
+    def _use_threads(threads: int) -> None:
+        torch.set_num_threads(max(1, min(threads, os.cpu_count() or threads)))
+
+    def step(self, want_checkpoint: bool = False, fraction: float = 1.0, threads: int | None = None) -> JobResult:
+        """Run the next epoch of the current job, on ``fraction`` of its training split;
+        ``threads``: CPU threads from this epoch on (default: as before; at most the node's
+        cores), for a job left running alone on cores other jobs freed."""
+        if threads:
+            self._use_threads(threads)
         job, trainer = self.job, self.trainer
         if trainer is None:
             return JobResult.failed(job, "no job is running on this worker")

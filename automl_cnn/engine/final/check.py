@@ -57,13 +57,13 @@ def check_labels(session: SearchSession) -> np.ndarray:
     return b.images.y[b.val_idx][b.check_positions()]
 
 
-def _ema(out: Outputs, labels: np.ndarray) -> Decision:
-    """The last weights against their average, on the check half."""
-    raw = accuracy(out.eval_probs, labels)
+def _ema(out: Outputs, labels: np.ndarray, weights: np.ndarray | None) -> Decision:
+    """The last weights against their average, on the check half (``weights``: the metric's)."""
+    raw = accuracy(out.eval_probs, labels, weights)
     candidates, n = ("last weights", "weight average"), len(labels)
     if out.ema_eval_probs is None or out.ema_weights is None:
         return Decision(EMA, EMA_QUESTION, candidates[:1], (raw,), n, EMA_RULE, "last weights", "no average was kept")
-    ema = accuracy(out.ema_eval_probs, labels)
+    ema = accuracy(out.ema_eval_probs, labels, weights)
     versus = f"{ema:.2%} against {raw:.2%} for the last weights on {n} held-out images"
     if ema > raw:
         answer, reason = "weight average", f"higher accuracy: {versus}"
@@ -74,10 +74,10 @@ def _ema(out: Outputs, labels: np.ndarray) -> Decision:
     return Decision(EMA, EMA_QUESTION, candidates, (raw, ema), n, EMA_RULE, answer, reason)
 
 
-def _own(fitted: np.ndarray, own: np.ndarray, labels: np.ndarray) -> Decision:
+def _own(fitted: np.ndarray, own: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> Decision:
     """The final fit (``fitted`` probabilities) against the trial's own weights, on the check half."""
-    p = mcnemar_p(own.argmax(1) == labels, fitted.argmax(1) == labels)
-    fit_acc, own_acc, n = accuracy(fitted, labels), accuracy(own, labels), len(labels)
+    p = mcnemar_p(own.argmax(1) == labels, fitted.argmax(1) == labels, weights)
+    fit_acc, own_acc, n = accuracy(fitted, labels, weights), accuracy(own, labels, weights), len(labels)
     versus = f"{own_acc:.2%} against {fit_acc:.2%} for the final fit on {n} held-out images"
     if p < 0.05:
         answer, reason = "trial's own weights", f"significantly better (McNemar p={p:.2g}): {versus}"
@@ -103,7 +103,7 @@ def choose(session: SearchSession, fit: FinalFit, weight: float = 1.0) -> Choice
         own = Decision(FINAL_FIT, OWN_QUESTION, rule=OWN_RULE, answer="final fit", reason=why)
         ema = Decision(EMA, EMA_QUESTION, rule=EMA_RULE, answer="last weights", reason=why)
         return Choice(fit.trial, fit.seed, weight, FINAL, fit.weights, None, own, ema)
-    ema = _ema(out, y)
+    ema = _ema(out, y, session.weights(y))
     source, weights, probs = FINAL, fit.weights, out.eval_probs.astype(np.float32)
     if ema.answer == "weight average" and out.ema_eval_probs is not None and out.ema_weights is not None:
         source, weights, probs = AVERAGE, out.ema_weights, out.ema_eval_probs.astype(np.float32)
@@ -114,7 +114,7 @@ def choose(session: SearchSession, fit: FinalFit, weight: float = 1.0) -> Choice
         own = Decision(FINAL_FIT, OWN_QUESTION, rule=OWN_RULE, answer="final fit", reason=why)
         return Choice(fit.trial, fit.seed, weight, source, weights, probs, own, ema)
     mine = trial_probs[session.bundle.check_positions()]
-    own = _own(probs, mine, y)
+    own = _own(probs, mine, y, session.weights(y))
     if own.answer == "trial's own weights":
         return Choice(fit.trial, fit.seed, weight, TRIAL, trial_weights, mine, own, ema)
     return Choice(fit.trial, fit.seed, weight, source, weights, probs, own, ema)
@@ -125,4 +125,5 @@ def delivered_check_accuracy(session: SearchSession, choices: list[Choice]) -> f
     if any(c.check_probs is None for c in choices):
         return None
     probs = [c.check_probs for c in choices if c.check_probs is not None]
-    return accuracy(blend(probs, [c.weight for c in choices]), check_labels(session))
+    y = check_labels(session)
+    return accuracy(blend(probs, [c.weight for c in choices]), y, session.weights(y))

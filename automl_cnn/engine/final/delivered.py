@@ -6,6 +6,7 @@ report, MLflow tags, registered model's description).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,8 +30,8 @@ from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.trained import TrainedModel
 
-# the validation accuracy below which a task is called far from solved: less than halfway from
-# chance to perfect
+# the delivered model's check-half accuracy below which a task is called far from solved: less
+# than halfway from chance to perfect
 SOLVED_SHARE = 0.5
 
 
@@ -92,13 +93,9 @@ def build_delivery(
     if all(c.source == TRIAL for c in choices):
         ema = Decision(EMA, ema.question, answer="not asked", reason="the trial's own weights are delivered")
     decisions += [own, ema]
-    outcome = FinalOutcome(
-        _members(choices, by_number),
-        tuple(decisions),
-        delivered_check_accuracy(session, choices),
-        len(b.check_positions()),
-        tuple(_warnings(session, by_number, plan)),
-    )
+    check, images = delivered_check_accuracy(session, choices), len(b.check_positions())
+    warnings = _warnings(session, by_number, plan, check, images)
+    outcome = FinalOutcome(_members(choices, by_number), tuple(decisions), check, images, tuple(warnings))
     return Delivery(model, choices, outcome)
 
 
@@ -144,8 +141,9 @@ def _seed_ensemble(
     if any(c.check_probs is None for c in each):
         return alone, None
     y = check_labels(session)
-    together = accuracy(blend([c.check_probs for c in each if c.check_probs is not None], [c.weight for c in each]), y)
-    first = accuracy(np.asarray(each[0].check_probs), y)
+    weights = session.weights(y)
+    blended = blend([c.check_probs for c in each if c.check_probs is not None], [c.weight for c in each])
+    together, first = accuracy(blended, y, weights), accuracy(np.asarray(each[0].check_probs), y, weights)
     versus = f"{together:.2%} against {first:.2%} for the first seed alone on {len(y)} held-out images"
     k, trial = len(each), fits[0].trial
     candidates = (f"{k} seeds of trial {trial}", f"trial {trial}, first seed")
@@ -159,18 +157,38 @@ def _seed_ensemble(
     return chosen, decision
 
 
-def _warnings(session: SearchSession, by_number: dict[int, TrialRecord], plan: FinalPlan) -> list[str]:
-    """What a user must not miss: a task far from solved; a winner without convolutions."""
+def far_from_solved_warning(delivered: float | None, images: int, best_val: float, classes: int) -> str | None:
+    """The "far from solved" line, or None: judged on what is delivered, its accuracy on the
+    ``images`` held-out images of the check half (``delivered``); on the best trial's validation
+    accuracy only where the delivered model has no check score (no check half)."""
+    chance = 1.0 / classes
+    if delivered is not None and images > 0 and math.isfinite(delivered):
+        acc, what = delivered, f"the delivered model scores {delivered:.1%} on {images} held-out images"
+    else:
+        acc, what = best_val, f"the best validation accuracy is {best_val:.1%}"
+    if acc >= chance + SOLVED_SHARE * (1.0 - chance):
+        return None
+    return (
+        f"far from solved: {what} where chance is {chance:.1%} ({classes} classes); a longer "
+        "--time-budget, more images or another space may do much better. It is registered as a "
+        "challenger, not promoted to champion (--promote always overrides)"
+    )
+
+
+def _warnings(
+    session: SearchSession,
+    by_number: dict[int, TrialRecord],
+    plan: FinalPlan,
+    delivered: float | None = None,
+    images: int = 0,
+) -> list[str]:
+    """What a user must not miss: a task far from solved (judged on the delivered model's
+    ``delivered`` accuracy on the check half's ``images``); a winner without convolutions."""
     out = []
-    k = session.bundle.num_classes
-    chance = 1.0 / k
-    acc = max(float(by_number[n].val_acc or 0.0) for n, _ in plan.members)
-    if acc < chance + SOLVED_SHARE * (1.0 - chance):
-        out.append(
-            f"far from solved: the best validation accuracy is {acc:.1%} where chance is {chance:.1%} "
-            f"({k} classes); a longer --time-budget, more images or another space may do much better. "
-            "It is registered as a challenger, not promoted to champion (--promote always overrides)"
-        )
+    best = max(float(by_number[n].val_acc or 0.0) for n, _ in plan.members)
+    unsolved = far_from_solved_warning(delivered, images, best, session.bundle.num_classes)
+    if unsolved is not None:
+        out.append(unsolved)
     # said where networks without convolutions carry the delivered model (at least half an ensemble's weight)
     candidates = [(by_number[n].candidate, w) for n, w in plan.members]
     flat = [w for c, w in candidates if c is not None and not c.architecture.convolutional]

@@ -26,8 +26,13 @@ EPS = 1e-7
 ROUNDS = 25  # greedy steps of ensemble selection
 
 
-def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float((probs.argmax(1) == labels).mean()) if len(labels) else float("nan")
+def accuracy(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """The share of images predicted right; with ``weights`` (per image, summing to 1: the
+    search's metric, :mod:`automl_cnn.metrics`) their weighted share."""
+    if not len(labels):
+        return float("nan")
+    right = probs.argmax(1) == labels
+    return float(right.mean()) if weights is None else float(np.sum(weights * right))
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -37,9 +42,10 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(p, EPS, 1.0)).mean())
 
 
-def score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """What ensemble selection maximises: accuracy, then the negative log loss."""
-    return accuracy(probs, labels), -log_loss(probs, labels)
+def score(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+    """What ensemble selection maximises: accuracy (weighted: the search's metric), then the
+    negative log loss."""
+    return accuracy(probs, labels, weights), -log_loss(probs, labels)
 
 
 def blend(probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -64,21 +70,26 @@ class Selection:
 
 
 def select_ensemble(
-    probs: Sequence[np.ndarray], labels: np.ndarray, first: int, max_members: int, rounds: int = ROUNDS
+    probs: Sequence[np.ndarray],
+    labels: np.ndarray,
+    first: int,
+    max_members: int,
+    rounds: int = ROUNDS,
+    weights: np.ndarray | None = None,
 ) -> Selection:
     """Greedy ensemble selection with replacement over ``probs`` (one array per candidate, the
     same images), starting from candidate ``first``, with at most ``max_members`` distinct
     members; the best prefix of ``rounds`` steps by :func:`score` on ``y``."""
     bag = [first]
     total = probs[first].astype(np.float64)
-    best_bag, best = list(bag), score(total, labels)
+    best_bag, best = list(bag), score(total, labels, weights)
     for _ in range(rounds - 1):
         allowed = range(len(probs)) if len(set(bag)) < max_members else sorted(set(bag))
         n = len(bag)
-        step = max(allowed, key=lambda i: (score((total + probs[i]) / (n + 1), labels), -i))
+        step = max(allowed, key=lambda i: (score((total + probs[i]) / (n + 1), labels, weights), -i))
         bag.append(step)
         total = total + probs[step]
-        now = score(total / len(bag), labels)
+        now = score(total / len(bag), labels, weights)
         if now > best:
             best_bag, best = list(bag), now
     counts = Counter(best_bag)

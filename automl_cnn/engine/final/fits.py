@@ -259,7 +259,12 @@ class FinalFits:
             self.pending_weights.add(job)
             self.session.executor.request_weights(job)
         else:
-            self.session.executor.advance(job, want_checkpoint=True)
+            self.session.executor.advance(job, want_checkpoint=True, threads=self._threads_now())
+
+    def _threads_now(self) -> int:
+        """Threads for each fit still to run: the cores of fits that finished go to the others
+        (a lone fit left uses every core of the search)."""
+        return self.session.executor.threads_for(len(self.session.executor.jobs) + len(self.todo))
 
     def _fail(self, job: str, number: int, seed: int, error: str) -> None:
         run_id = self.runs.pop(job)

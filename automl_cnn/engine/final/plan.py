@@ -102,7 +102,7 @@ def check_accuracy(pool: Scored, members: Members, session: SearchSession) -> fl
     chk = b.check_positions()
     y = b.images.y[b.val_idx][chk]
     probs = {rec.number: p for rec, p in pool}
-    return score(blend([probs[n][chk] for n, _ in members], [w for _, w in members]), y)[0]
+    return score(blend([probs[n][chk] for n, _ in members], [w for _, w in members]), y, session.weights(y))[0]
 
 
 def choose_members(
@@ -121,8 +121,8 @@ def choose_members(
     b = session.bundle
     y = b.images.y[b.val_idx]
     sel, chk = b.select_positions(), b.check_positions()
-    picked = select_ensemble([p[sel] for _, p in pool], y[sel], 0, limit)
-    single = score(pool[0][1][chk], y[chk])[0]
+    picked = select_ensemble([p[sel] for _, p in pool], y[sel], 0, limit, weights=session.weights(y[sel]))
+    single = score(pool[0][1][chk], y[chk], session.weights(y[chk]))[0]
     check = {"single": single}
     if picked.size == 1:
         return alone, _no_ensemble("ensemble selection on the selection half kept the winner alone"), check, pool

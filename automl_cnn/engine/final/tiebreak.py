@@ -45,8 +45,8 @@ def contenders(session: SearchSession, records: list[TrialRecord], winner: Trial
     if not pool:
         return []
     y = session.bundle.images.y[session.bundle.val_idx]
-    best = pool[0][1].argmax(1) == y
-    close = [rec for rec, probs in pool[1:] if not significantly_better(best, probs.argmax(1) == y)]
+    best, weights = pool[0][1].argmax(1) == y, session.weights(y)
+    close = [rec for rec, probs in pool[1:] if not significantly_better(best, probs.argmax(1) == y, weights=weights)]
     return [winner, *close[: MAX_CONTENDERS - 1]] if close else []
 
 
@@ -64,8 +64,9 @@ def winner_decision(session: SearchSession, records: list[TrialRecord], winner: 
         return Decision(WINNER, question, (answer,), (winner.val_acc or 0.0,), n, rule, answer, reason)
     y = session.bundle.images.y[session.bundle.val_idx]
     (_, best), (second, probs) = pool[0], pool[1]
-    p = mcnemar_p(best.argmax(1) == y, probs.argmax(1) == y)
-    mine, theirs = accuracy(best, y), accuracy(probs, y)
+    weights = session.weights(y)
+    p = mcnemar_p(best.argmax(1) == y, probs.argmax(1) == y, weights)
+    mine, theirs = accuracy(best, y, weights), accuracy(probs, y, weights)
     lead = "significantly better" if p < 0.05 else "better, but not significantly"
     versus = f"{mine:.2%} on {n} validation images against {theirs:.2%} for the runner-up, trial {second.number}"
     reason = f"{versus}: {lead} (McNemar p={p:.2g})"
@@ -119,7 +120,7 @@ def break_ties(
     y = session.bundle.images.y[session.bundle.val_idx]
     means = {}
     for rec, fit in zip(group, fits, strict=True):
-        second = accuracy(fit.outputs.eval_probs, y) if fit.outputs is not None else float("nan")
+        second = accuracy(fit.outputs.eval_probs, y, session.weights(y)) if fit.outputs is not None else float("nan")
         means[rec.number] = float(np.nanmean([rec.val_acc or 0.0, second]))
     chosen, decision = _seeds_decision(group, means, winner, len(y))
     return TieBreak(chosen, (first, decision), means)

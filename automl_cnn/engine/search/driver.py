@@ -4,6 +4,9 @@ The driver asks the study for a trial whenever a worker is free, passes the cand
 the gate (:mod:`automl_cnn.engine.search.gate`) and then steps it one epoch at a time. After each epoch
 it reports the validation accuracy to the trial and asks the pruner; how each ending reaches the
 study and MLflow is in :mod:`automl_cnn.engine.outcome` and :mod:`automl_cnn.engine.search.endings`.
+To keep many workers busy it launches one trial at a time between the results that are ready
+(:mod:`automl_cnn.engine.search.launching`), and its MLflow writes go through a background
+writer during the search (``MlflowTracker.batched``), all written before ``run`` returns or raises.
 
 The sampler never mistakes a partial score for a final one, and it learns which regions are
 infeasible (Optuna's samplers rank trials with a positive constraint below feasible ones).
@@ -23,19 +26,19 @@ from collections.abc import Callable
 
 import optuna
 
-from automl_cnn.engine.fidelity import fitted_plan, held_plan, restored_plan
+from automl_cnn.engine.fidelity import fitted_plan, held_plan
 from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
-from automl_cnn.engine.records import TrialRecord, trial_seed
-from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.cost import CostModel, to_next_rung
 from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.search.endings import Endings
 from automl_cnn.engine.search.gate import static_check
+from automl_cnn.engine.search.launching import LAUNCHES_PER_PASS, KeptWeights, open_trial, restore_ladder
 from automl_cnn.engine.search.moasha import MultiObjectiveHalving, Verdict, for_pruner
 from automl_cnn.engine.search.recovery import never_started
 from automl_cnn.engine.search.running import Running, RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.measures import EpochResult
-from automl_cnn.space.sampling import sample_candidate
 from automl_cnn.training.messages import JobResult, JobSpec
 
 MAX_REPEATS_IN_A_ROW = 200  # the sampler keeps proposing known candidates: the space is exhausted
@@ -71,6 +74,7 @@ class SearchDriver:
         self._asked = len(self._trials) + len(self._resumable) + never_started(session.study)
         self._exhausted = False
         self._waiting: str | None = None  # what the executor waits for, as last shown
+        self.kept = KeptWeights(session.state, list(records or []), KEPT_WEIGHTS)
         self.halving: MultiObjectiveHalving | None = None  # early stopping with several objectives
         if session.multi_objective:
             self.halving = for_pruner(session.config.search.pruner, session.space.max_epochs())
@@ -86,27 +90,31 @@ class SearchDriver:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
+        with self.session.tracker.batched():  # MLflow writes off the decision path, all written on leaving
+            try:
+                self._loop()
+            except BaseException:
+                self.interrupt()
+                raise
+        return self.records
+
+    def _loop(self) -> None:
         budget = self.session.budget
         saved = budget.elapsed()
-        try:
-            while True:
-                if budget.elapsed() - saved > SAVE_EVERY_SECONDS:
-                    self.session.state.save()  # the time spent, for a resume after a crash
-                    saved = budget.elapsed()
-                self._launch()
-                if not self._running and not self._waiting_for_workers():
-                    break
-                if budget.elapsed() >= self.deadline(self.records):
-                    self.stop_all("time budget reached")
-                    break
-                for result in self.session.executor.wait(timeout=0.5):
-                    self._on_result(result)
-                self._show_waiting()
-                self.session.progress.refresh()
-        except BaseException:
-            self.interrupt()
-            raise
-        return self.records
+        while True:
+            if budget.elapsed() - saved > SAVE_EVERY_SECONDS:
+                self.session.state.save()  # the time spent, for a resume after a crash
+                saved = budget.elapsed()
+            more = self._launch()
+            if not self._running and not self._waiting_for_workers():
+                break
+            if budget.elapsed() >= self.deadline(self.records):
+                self.stop_all("time budget reached")
+                break
+            for result in self.session.executor.wait(timeout=0.0 if more else 0.5):  # then launch the rest
+                self._on_result(result)
+            self._show_waiting()
+            self.session.progress.refresh()
 
     def _waiting_for_workers(self) -> bool:
         """Work is left but nothing runs: no worker had started when ``_launch`` looked (Ray is
@@ -143,11 +151,16 @@ class SearchDriver:
             return False
         return self.session.budget.elapsed() < self.deadline(self.records)
 
-    def _launch(self) -> None:
-        while self.session.executor.free > 0 and self._resumable:
+    def _launch(self) -> bool:
+        """Launch at most :data:`LAUNCHES_PER_PASS` trials; True when free slots wait for more."""
+        executor, launched = self.session.executor, 0
+        while executor.free > 0 and self._resumable and launched < LAUNCHES_PER_PASS:
             self._resume_one(*self._resumable.pop(0))
-        while self.session.executor.free > 0 and self._may_launch():
+            launched += 1
+        while executor.free > 0 and launched < LAUNCHES_PER_PASS and self._may_launch():
             self._launch_one()
+            launched += 1
+        return launched >= LAUNCHES_PER_PASS and executor.free > 0
 
     def _submit(self, run: RunningTrial, trial: optuna.Trial, checkpoint: bytes | None = None) -> None:
         rec = run.record
@@ -210,25 +223,8 @@ class SearchDriver:
             )
 
     def _new_trial(self, trial: optuna.Trial) -> RunningTrial:
-        """Sample the trial's candidate, open its MLflow run and record both in the study."""
-        session, number = self.session, trial.number
-        seed = trial_seed(session.config.search.seed, number)
-        candidate = sample_candidate(trial, session.space)
-        # at once: a driver killed from here on leaves a trial that a resume can record
-        TrialAttrs(seed=seed, candidate=candidate.to_json(), candidate_key=candidate.key()).write(trial)
-        preset = TrialAttrs.read(trial).preset
-        tags = {"automl_cnn.trial": str(number), "automl_cnn.outcome": Outcome.RUNNING}
-        if preset:
-            tags["automl_cnn.preset"] = str(preset)
-        name = f"trial-{number}" + (f" ({preset})" if preset else "")
-        run_id = session.tracker.start_run(
-            name, {**candidate.flat_params(), "seed": seed}, tags, parent=session.parent_run
-        )
-        session.tracker.log_dataset(run_id, session.bundle)
-        run = RunningTrial(TrialRecord(number=number, seed=seed, run_id=run_id, candidate=candidate, preset=preset))
-        self._restore_ladder(run)
+        run = open_trial(self.session, trial)
         self._trials.append(run)
-        TrialAttrs(mlflow_run_id=run_id).write(trial)
         return run
 
     # -- results -------------------------------------------------------------------------------
@@ -311,16 +307,16 @@ class SearchDriver:
         # on the data ladder, judged by the cheapest way left to finish: holding its current share
         ladder = self.session.data_ladder
         held = held_plan(ladder, rec) if ladder is not None and rec.fractions else None
-        projected = rec.projected_seconds(held) or 0.0
+        projected, rung, slack = to_next_rung(self.session, rec, held)  # the next rung, not the full schedule
         # from the first epoch alone only when far over: it is slowed by warm-up and start-up
-        over = limit is not None and projected > limit * (2 if len(rec.history) == 1 else 1)
+        over = limit is not None and projected > limit * slack
         if result.done:
             return Ending(Outcome.COMPLETED)
         if over and limit is not None:
             run.update(too_slow=True)
             share = f" even on {rec.fraction(epoch):.0%} of the data" if held is not None else ""
             reason = (
-                f"stopped at epoch {epoch}/{rec.epochs}: would take {projected:.0f} s{share}, over the "
+                f"stopped at epoch {epoch}/{rec.epochs}: {rung} would take {projected:.0f} s{share}, over the "
                 f"{limit:.0f} s a trial may take in this time budget"
             )
             return Ending(Outcome.PRUNED, reason, constraints={"trial_seconds": projected / limit - 1})
@@ -335,10 +331,7 @@ class SearchDriver:
         return None
 
     def _restore_ladder(self, run: RunningTrial) -> None:
-        """A trial's shares of the data on the ladder (a new trial, or one a resume continues)."""
-        ladder = self.session.data_ladder
-        if ladder is not None:
-            run.update(fractions=tuple(restored_plan(ladder, run.record)), eval_share=self.session.eval_share)
+        restore_ladder(self.session, run)
 
     def _fit_ladder(self, run: RunningTrial) -> TrialRecord:
         """At a stage of the data ladder: lower the trial's share to what its time allows."""
@@ -387,11 +380,8 @@ class SearchDriver:
         """Store a finished trial's validation probabilities, and its weights while it is among the
         best :data:`KEPT_WEIGHTS` completed trials."""
         assert result.outputs is not None and result.epoch is not None
-        state = self.session.state
-        state.save_outputs(rec.number, result.outputs.weights, result.outputs.eval_probs)
-        scored = [(r.val_acc or 0.0, r.number) for r in self.records if r.outcome == "completed" and r.history]
-        scored.append((result.epoch.val_acc, rec.number))
-        state.keep_trial_weights({n for _acc, n in sorted(scored, reverse=True)[:KEPT_WEIGHTS]})
+        self.session.state.save_outputs(rec.number, result.outputs.weights, result.outputs.eval_probs)
+        self.kept.add(rec.number, result.epoch.val_acc)
 
     def _finish(self, run: RunningTrial, trial: optuna.Trial, ending: Ending) -> None:
         self._running.pop(run.job, None)

@@ -1,19 +1,41 @@
 """The gate before training: a candidate that cannot be built, breaks a ``--max-*`` limit or
-cannot finish inside its share of the time budget is refused before it costs anything.
+cannot reach its first rung inside its share of the time budget is refused before it costs anything.
+
+The driver runs the gate for every trial it launches; a network's profile (parameters, FLOPs) and
+its measured latency are kept per architecture, so a network proposed again (with other training
+settings, or by another search in this process) is not counted or timed again.
 """
 
 from __future__ import annotations
+
+import functools
 
 from optuna.trial import TrialState
 
 from automl_cnn.engine.outcome import Ending, Outcome
 from automl_cnn.engine.records import TrialRecord
-from automl_cnn.engine.search.cost import CostModel
+from automl_cnn.engine.search.cost import GATE_SLACK, CostModel, first_rung_floor, rung_words
 from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import InfeasibleArchitecture
+from automl_cnn.model.architecture import Architecture
 from automl_cnn.model.builder import build_model
+from automl_cnn.model.measures import Profile, Shape
 from automl_cnn.model.profile import measure_latency_ms, profile
+
+CACHED_ARCHITECTURES = 4096
+
+
+@functools.lru_cache(maxsize=CACHED_ARCHITECTURES)
+def cached_profile(architecture: Architecture, input_shape: Shape, num_classes: int) -> Profile:
+    """:func:`~automl_cnn.model.profile.profile`, once per architecture (a refusal is not kept)."""
+    return profile(architecture, input_shape, num_classes)
+
+
+@functools.lru_cache(maxsize=CACHED_ARCHITECTURES)
+def cached_latency_ms(architecture: Architecture, input_shape: Shape, num_classes: int) -> float:
+    """The latency of one image through the network, timed once per architecture."""
+    return measure_latency_ms(build_model(architecture, input_shape, num_classes), input_shape)
 
 
 def static_check(session: SearchSession, run: RunningTrial, cost: CostModel) -> Ending | None:
@@ -21,7 +43,7 @@ def static_check(session: SearchSession, run: RunningTrial, cost: CostModel) -> 
     bundle, tracker = session.bundle, session.tracker
     architecture, run_id = run.record.candidate.architecture, run.record.run_id
     try:
-        measured = profile(architecture, bundle.input_shape, bundle.num_classes)
+        measured = cached_profile(architecture, tuple(bundle.input_shape), bundle.num_classes)
     except InfeasibleArchitecture as exc:
         return Ending(Outcome.FAILED, f"not trained: {exc}", TrialState.FAIL)
     run.update(profile=measured)
@@ -33,9 +55,7 @@ def static_check(session: SearchSession, run: RunningTrial, cost: CostModel) -> 
         if too_slow is not None:
             return too_slow
         # worth timing: it may be trained
-        latency = measure_latency_ms(
-            build_model(architecture, bundle.input_shape, bundle.num_classes), bundle.input_shape
-        )
+        latency = cached_latency_ms(architecture, tuple(bundle.input_shape), bundle.num_classes)
         run.update(latency_ms=latency)
         tracker.log_metrics(run_id, {"latency_ms": latency})
         broken = limits.check(measured, latency)
@@ -46,19 +66,18 @@ def static_check(session: SearchSession, run: RunningTrial, cost: CostModel) -> 
 
 
 def _too_slow(session: SearchSession, rec: TrialRecord, cost: CostModel) -> Ending | None:
+    """Refused only when its first rung cannot fit a trial's share of the budget (never for a
+    full schedule's projection: a trial that reaches a rung is judged there again)."""
     limit = session.budget.trial_cap
-    if limit is None or rec.profile is None:
+    floor = first_rung_floor(session, rec, cost) if limit is not None else None
+    if limit is None or floor is None or floor[0] <= GATE_SLACK * limit:
         return None
-    # with the data-size fidelity, the cheapest run it may make: every epoch at the ladder's lowest share
-    ladder = session.data_ladder
-    cheapest = ladder.plan(rec.epochs, ladder.shares[0]) if ladder is not None else [1.0] * rec.epochs
-    floor = cost.lower_bound_seconds(rec.profile.flops, sum(rec.work(share) for share in cheapest))
-    if floor is None or floor <= 1.5 * limit:
-        return None
+    seconds, rung = floor
+    subset = " on the smallest subset" if session.data_ladder is not None else ""
     return Ending(
         Outcome.FAILED,
-        f"not trained: at least {floor:.0f} s to train on this machine{' on the smallest subset' if ladder else ''}, "
-        f"over the {limit:.0f} s a trial may take in this time budget",
+        f"not trained: {rung_words(rung, rec.epochs, 'first')} takes at least {seconds:.0f} s to train on this "
+        f"machine{subset}, over the {limit:.0f} s a trial may take in this time budget",
         TrialState.PRUNED,
-        {"trial_seconds": floor / limit - 1},
+        {"trial_seconds": seconds / limit - 1},
     )

@@ -1,0 +1,83 @@
+"""Opening trials for the driver, and keeping the best trials' weights, at a cost that does not
+grow with the number of concurrent workers or of trials.
+
+A launch costs the driver a few hundred milliseconds (sampling, the gate, opening the MLflow run);
+deciding after an epoch a few tens. Filling 256 free slots in one go would leave every result
+that comes in meanwhile waiting for the whole burst, its worker idle: the driver launches at
+most :data:`LAUNCHES_PER_PASS` trial, then handles every result that is ready (the cheaper way
+to keep a worker busy), then launches the next. The cap is a count, not a time, so that what the
+study has been told before each ``ask`` does not depend on the machine's speed (with one worker,
+nothing changes: a launch only ever waits for a free slot).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+import optuna
+
+from automl_cnn.engine.fidelity import restored_plan
+from automl_cnn.engine.outcome import Outcome, TrialAttrs
+from automl_cnn.engine.records import TrialRecord, trial_seed
+from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.search.running import RunningTrial
+from automl_cnn.engine.session import SearchSession
+from automl_cnn.space.sampling import sample_candidate
+
+LAUNCHES_PER_PASS = 1  # trials launched before the driver handles the results ready
+
+
+def open_trial(session: SearchSession, trial: optuna.Trial) -> RunningTrial:
+    """Sample the trial's candidate, open its MLflow run and record both in the study."""
+    number = trial.number
+    seed = trial_seed(session.config.search.seed, number)
+    candidate = sample_candidate(trial, session.space)
+    # at once: a driver killed from here on leaves a trial that a resume can record
+    TrialAttrs(seed=seed, candidate=candidate.to_json(), candidate_key=candidate.key()).write(trial)
+    preset = TrialAttrs.read(trial).preset
+    tags = {"automl_cnn.trial": str(number), "automl_cnn.outcome": Outcome.RUNNING}
+    if preset:
+        tags["automl_cnn.preset"] = str(preset)
+    name = f"trial-{number}" + (f" ({preset})" if preset else "")
+    run_id = session.tracker.start_run(name, {**candidate.flat_params(), "seed": seed}, tags, parent=session.parent_run)
+    session.tracker.log_dataset(run_id, session.bundle)
+    run = RunningTrial(TrialRecord(number=number, seed=seed, run_id=run_id, candidate=candidate, preset=preset))
+    restore_ladder(session, run)
+    TrialAttrs(mlflow_run_id=run_id).write(trial)
+    return run
+
+
+def restore_ladder(session: SearchSession, run: RunningTrial) -> None:
+    """A trial's shares of the data on the ladder (a new trial, or one a resume continues)."""
+    ladder = session.data_ladder
+    if ladder is not None:
+        run.update(fractions=tuple(restored_plan(ladder, run.record)), eval_share=session.eval_share)
+
+
+class KeptWeights:
+    """The completed trials whose weights the run folder keeps: the best ``size`` by validation
+    accuracy (ties: the later trial). Each completion costs one insertion and at most one file
+    deleted, not a scan of every record and every stored file."""
+
+    def __init__(self, state: RunState, records: list[TrialRecord], size: int) -> None:
+        self.state, self.size = state, size
+        scored = [(r.val_acc or 0.0, r.number) for r in records if r.outcome == Outcome.COMPLETED and r.history]
+        self._best = sorted(scored)[-size:] if size > 0 else []  # ascending: the first is the next out
+        self._tidied = False  # files an earlier driver left are removed at the first completion
+
+    @property
+    def numbers(self) -> set[int]:
+        return {number for _acc, number in self._best}
+
+    def add(self, number: int, val_acc: float) -> None:
+        """Trial ``number`` completed with ``val_acc``, its weights just saved: keep them while it
+        is among the best, and delete the weights of the trial it pushes out."""
+        score = val_acc if math.isfinite(val_acc) else -math.inf
+        bisect.insort(self._best, (score, number))
+        dropped = self._best.pop(0) if len(self._best) > self.size else None
+        if not self._tidied:
+            self.state.keep_trial_weights(self.numbers)
+            self._tidied = True
+        elif dropped is not None:
+            self.state.drop_trial_weights(dropped[1])
