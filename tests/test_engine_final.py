@@ -49,6 +49,20 @@ def test_final_fit_trains_on_train_and_val_and_closes_its_runs(tmp_path: Path) -
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED"]
 
 
+def test_final_fits_stop_when_the_time_budget_is_spent(tmp_path: Path) -> None:
+    """Under load the fits can run past the time planned for them: once the final phase's share
+    is spent a fit still training stops after its epoch and hands in its weights, a further seed
+    of a trial already fitted is not started, and the verdict says the fit was stopped."""
+    with session_for(plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))) as s:
+        winner = SearchDriver(s, never).run()[0]
+        s.budget.seconds = s.budget.elapsed() + s.budget.export_reserve  # the fits' share is spent now
+        fits = final_fit(s, [(winner, 5), (winner, 6)], epochs={winner.number: 20})
+        [run] = _final_runs(s)
+    assert [(f.trial, f.seed, len(f.history)) for f in fits] == [(winner.number, 5, 1)]
+    assert fits[0].outputs is not None and fits[0].weights
+    assert run.data.tags["automl_cnn.stopped_at_epoch"] == "1" and run.info.status == "FINISHED"
+
+
 class ThreadsExecutor(InProcessExecutor):
     """Two workers of one thread each (a search of two CPUs), recording the threads each job asks for."""
 

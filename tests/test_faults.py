@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from runfolders import ended_trials, mid_trials
 from stores import mlflow_store
 
 from automl_cnn.engine.search.warmstart import load_study
@@ -82,35 +83,6 @@ def _worker_pids(ray_tmp: str) -> list[int]:
     return pids
 
 
-def _records(run: Path) -> list[dict]:  # type: ignore[type-arg]
-    """The finished trials' records; a last line the driver is still writing is not one yet."""
-    path = run / "trials.jsonl"
-    records = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break
-    return records
-
-
-def _mid_trials(run: Path, epochs: int) -> list[int]:
-    """Trials part-way with two epochs or more still to train: each has a checkpoint and no
-    record yet, so none can finish in the moment it takes to kill a process after this returns
-    (a trial whose checkpoint is still on disk may have just finished: its record comes first)."""
-    done = {r["number"] for r in _records(run)}
-    found = []
-    for meta in sorted((run / "checkpoints").glob("trial-*.json")):
-        number = int(meta.stem.split("-")[1])
-        try:
-            trained = len(json.loads(meta.read_text()))
-        except (OSError, json.JSONDecodeError):  # being replaced, or just dropped
-            continue
-        if number not in done and trained <= epochs - 2 and meta.with_suffix(".pt").is_file():
-            found.append(number)
-    return found
-
-
 def _no_running_runs(store: str) -> None:
     client = MlflowClient(store)
     for exp in client.search_experiments():
@@ -128,10 +100,10 @@ def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path: Path, 
         """The pid of a worker whose trial has saved a checkpoint and has epochs left (so it is
         mid-trial, and still will be when killed: the trial is checked again after the slow
         look-ups, right before the kill)."""
-        for number in _mid_trials(run, 25):
+        for number in mid_trials(run, 25):
             found = client.search_runs(["1"], filter_string=f"tags.`automl_cnn.trial` = '{number}'")
             pid = found[0].data.tags.get("automl_cnn.worker.pid") if found else None
-            if pid and int(pid) in _worker_pids(ray_tmp) and number in _mid_trials(run, 25):
+            if pid and int(pid) in _worker_pids(ray_tmp) and number in mid_trials(run, 25):
                 return int(pid)
         return None
 
@@ -149,7 +121,7 @@ def test_worker_killed_mid_trial_is_retried_from_its_checkpoint(tmp_path: Path, 
             os.killpg(proc.pid, signal.SIGKILL)
     log = (tmp_path / "out.log").read_text()
     assert "its worker died; retry 1/2 from epoch" in log
-    records = _records(run)
+    records = list(ended_trials(run).values())
     retried = [r for r in records if r["retries"] >= 1]
     assert retried and all(r["outcome"] == "completed" for r in retried)
     assert len(records) == 3 and all(r["outcome"] in ("completed", "pruned", "failed") for r in records)
@@ -167,14 +139,14 @@ def test_driver_killed_then_resumed_finishes_the_same_search(tmp_path: Path, ray
     proc = _cli(args, tmp_path, ray_tmp)
     try:
         # wait until one trial finished and another is part-way, with epochs left to train
-        _wait_for(lambda: len(_records(run)) >= 1 and bool(_mid_trials(run, 15)))
+        _wait_for(lambda: len(ended_trials(run)) >= 1 and bool(mid_trials(run, 15)))
         os.kill(proc.pid, signal.SIGKILL)  # the driver only: no clean-up of any kind
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    before = {r["number"]: r for r in _records(run)}
-    interrupted = _mid_trials(run, 15 + 2)  # every unfinished trial with a checkpoint
+    before = ended_trials(run)
+    interrupted = mid_trials(run, 15 + 2)  # every unfinished trial with a checkpoint
     assert before and interrupted
     _wait_for(lambda: not _worker_pids(ray_tmp), timeout=60)  # Ray ends the dead driver's workers
 
@@ -188,7 +160,7 @@ def test_driver_killed_then_resumed_finishes_the_same_search(tmp_path: Path, ray
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resumed from epoch" in resumed.stdout
-    after = {r["number"]: r for r in _records(run)}
+    after = ended_trials(run)
     # the budget of 4 trials, as a whole; a trial the driver was killed in before it sampled its candidate has no record
     unsampled = {t.number for t in load_study(run).trials if "candidate" not in t.user_attrs}
     assert sorted(after) == sorted({0, 1, 2, 3} - unsampled) and len(unsampled) <= 1
@@ -219,7 +191,7 @@ def test_interrupted_search_closes_its_runs_and_resumes(tmp_path: Path, ray_tmp:
     args = _search_args(run, 3)
     proc = _cli(args, tmp_path, ray_tmp)
     try:
-        _wait_for(lambda: bool(_mid_trials(run, 25)))
+        _wait_for(lambda: bool(mid_trials(run, 25)))
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=120) == 130
     finally:
@@ -238,5 +210,5 @@ def test_interrupted_search_closes_its_runs_and_resumes(tmp_path: Path, ray_tmp:
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "resumed from epoch" in resumed.stdout
-    assert len(_records(run)) == 3
+    assert len(ended_trials(run)) == 3
     _no_running_runs(store)

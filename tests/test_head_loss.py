@@ -26,37 +26,11 @@ import pytest
 from compose_hosts import ROOT, healthy, run_service, service, service_env, start_postgres
 from compose_hosts import dotenv as make_dotenv
 from netns import Host, network, skip_reason
+from runfolders import checkpointed, ended_trials, mid_trials
 
 HOSTS = ["db", "head", "worker", "laptop", "head2"]
 SLOW = ROOT / "tests" / "spaces" / "slow.yaml"
 EPOCHS = 25  # the space's: enough left to train when the head goes that a trial is cut short
-
-
-def _records(run: Path) -> dict[int, dict]:  # type: ignore[type-arg]
-    path = run / "trials.jsonl"
-    if not path.exists():
-        return {}
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["number"]: r for r in lines}
-
-
-def _mid_trials(run: Path) -> list[int]:
-    """Unfinished trials with a checkpoint and at least two epochs still to train."""
-    done = set(_records(run))
-    found = []
-    for meta in sorted((run / "checkpoints").glob("trial-*.json")):
-        number = int(meta.stem.split("-")[1])
-        try:
-            trained = len(json.loads(meta.read_text()))
-        except (OSError, json.JSONDecodeError):  # being replaced, or just dropped
-            continue
-        if number not in done and trained <= EPOCHS - 2:
-            found.append(number)
-    return found
-
-
-def _checkpointed(run: Path) -> list[int]:
-    return sorted(int(meta.stem.split("-")[1]) for meta in (run / "checkpoints").glob("trial-*.json"))
 
 
 def _nodes(host: Host, env: dict[str, str], head: str) -> int:
@@ -161,7 +135,7 @@ def test_a_search_whose_head_is_lost_continues_on_a_new_head() -> None:
             laptop = hosts["laptop"]
             driver = laptop.popen(_search(out), laptop_env, logs / "driver.log")
             _wait("no trial finished while another had a checkpoint",
-                  lambda: driver.poll() is None and len(_records(out)) >= 1 and bool(_mid_trials(out)),
+                  lambda: driver.poll() is None and len(ended_trials(out)) >= 1 and bool(mid_trials(out, EPOCHS)),
                   240, logs / "driver.log")  # fmt: skip
             hosts["head"].power_off()  # the head host is lost, with the GCS and everything on it
             lost = time.monotonic()
@@ -173,8 +147,8 @@ def test_a_search_whose_head_is_lost_continues_on_a_new_head() -> None:
             print(f"the driver ended {time.monotonic() - lost:.0f} s after the head was lost: {last}")
             state = json.loads((out / "run.json").read_text())  # whole, and not finished
             assert state["state"] != "finished"
-            before = _records(out)
-            interrupted = [n for n in _checkpointed(out) if n not in before]
+            before = ended_trials(out)
+            interrupted = [n for n in checkpointed(out) if n not in before]
             assert before and interrupted, (sorted(before), said[-2000:])
 
             laptop.power_off()  # the dead driver's zero-CPU node goes with it
@@ -190,7 +164,7 @@ def test_a_search_whose_head_is_lost_continues_on_a_new_head() -> None:
             print(f"resume finished in {time.monotonic() - resumed_at:.0f} s")
             assert "resumed from epoch" in done.stdout, said[-3000:]
 
-            after = _records(out)
+            after = ended_trials(out)
             for number, rec in before.items():  # nothing finished was run again
                 assert after[number] == rec
             assert len((out / "trials.jsonl").read_text().splitlines()) == len(after)

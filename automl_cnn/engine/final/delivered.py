@@ -88,7 +88,7 @@ def build_delivery(
     one_trial = len({c.trial for c in choices}) == 1
     labels = [f"seed {c.seed}" if one_trial else f"trial {c.trial}{_seed(c, choices)}" for c in choices]
     own = merged(FINAL_FIT, [(label, c.own) for label, c in zip(labels, choices, strict=True)])
-    own = _with_epochs(own, plan, by_number)
+    own = _with_epochs(own, plan, by_number, len(first_fit[plan.members[0][0]].history))
     ema = merged(EMA, [(label, c.ema) for label, c in zip(labels, choices, strict=True) if c.source != TRIAL])
     if all(c.source == TRIAL for c in choices):
         ema = Decision(EMA, ema.question, answer="not asked", reason="the trial's own weights are delivered")
@@ -99,15 +99,18 @@ def build_delivery(
     return Delivery(model, choices, outcome)
 
 
-def _with_epochs(decision: Decision, plan: FinalPlan, by_number: dict[int, TrialRecord]) -> Decision:
-    """The final fit's verdict, saying where it trained for more (or fewer) epochs than its trial."""
+def _with_epochs(decision: Decision, plan: FinalPlan, by_number: dict[int, TrialRecord], trained: int) -> Decision:
+    """The final fit's verdict, saying where it trained for more (or fewer) epochs than its trial,
+    and where the time budget stopped it before its planned epochs (``trained`` of them)."""
     lead = by_number[plan.members[0][0]]
     epochs = plan.epochs.get(lead.number, lead.epochs)
-    if epochs == lead.epochs:
+    if trained < epochs:
+        note = f"the final fit was stopped at epoch {trained} of {epochs} when the time budget ran out"
+    elif epochs != lead.epochs:
+        note = f"the final fit trained {epochs} epochs, the trial {lead.epochs}"
+    else:
         return decision
-    return dataclasses.replace(
-        decision, reason=f"{decision.reason} (the final fit trained {epochs} epochs, the trial {lead.epochs})"
-    )
+    return dataclasses.replace(decision, reason=f"{decision.reason} ({note})")
 
 
 def _with_seeds(planned: Decision, seeds: Decision) -> Decision:

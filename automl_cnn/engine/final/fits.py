@@ -138,6 +138,7 @@ class FinalFits:
         self.pending_weights: set[str] = set()
         self.checkpoints: dict[str, tuple[int, bytes]] = {}  # job -> (epochs done, checkpoint) before its last
         self.retries: dict[str, int] = {name: 0 for name in self.names}
+        self.started: set[int] = set()  # trials with a fit started (a further seed may be skipped)
         self.waiting: str | None = None  # what the executor waits for, as last shown
         self.phase = session.progress.phase
 
@@ -147,6 +148,7 @@ class FinalFits:
         self.runs.clear()
 
     def _start(self, job: str, rec: TrialRecord, seed: int) -> None:
+        self.started.add(rec.number)
         finished = self.session.state.load_weights(job)  # an earlier driver of this run trained it
         if finished is not None:
             self.done[job] = FinalFit(rec.number, seed, finished[0], finished[1], finished[2])
@@ -202,7 +204,11 @@ class FinalFits:
         saved = time.monotonic()
         while self.todo or executor.jobs:
             while self.todo and executor.free > 0:
-                self._start(*self.todo.pop(0))
+                job, rec, seed = self.todo.pop(0)
+                if self._time_is_up() and rec.number in self.started:
+                    self._skip(job, rec)
+                else:
+                    self._start(job, rec, seed)
             for result in executor.wait(timeout=0.5):
                 self._on_result(result)
             self._show_waiting()
@@ -212,6 +218,29 @@ class FinalFits:
                 saved = time.monotonic()
         self.session.state.save()
         return [self.done[name] for name in self.names]
+
+    def _time_is_up(self) -> bool:
+        """The final fits' share of the time budget is spent (the export reserve is kept). Second
+        seeds are never cut: a cut fit's score would not stand beside its trial's."""
+        left = self.session.budget.fit_time_left()
+        return not self.kind.second_seed and left is not None and left <= 0.0
+
+    def _skip(self, job: str, rec: TrialRecord) -> None:
+        """A further seed of a trial already fitted is not started once the time is spent."""
+        self.names.remove(job)
+        self.session.progress.message(
+            f"{job}: not started: the time budget is spent, and trial {rec.number} is fitted with fewer seeds"
+        )
+
+    def _cut(self, job: str, rec: TrialRecord, epoch: EpochResult) -> None:
+        """A fit still training when the time is spent stops after this epoch; its weights are
+        checked against the trial's own like any final fit's."""
+        total = self._candidate(rec).training.epochs
+        self.session.tracker.set_tags(self.runs[job], {"automl_cnn.stopped_at_epoch": epoch.epoch})
+        self.session.progress.message(
+            f"{job}: stopped at epoch {epoch.epoch}/{total}: the time budget is spent (its weights are checked "
+            "against the trial's own)"
+        )
 
     def _show_waiting(self) -> None:
         """The panel says when the fit waits for a worker to start (a lost node, an autoscaler)."""
@@ -255,6 +284,9 @@ class FinalFits:
         score = "" if math.isnan(epoch.val_acc) else f"  {on} {epoch.val_acc:.4f}"
         text = f"{self.what} of trial {rec.number}: epoch {epoch.epoch}/{total}{score}"
         self.session.progress.trial_running(job, text)
+        if not done and self._time_is_up():
+            self._cut(job, rec, epoch)
+            done = True
         if done:
             self.pending_weights.add(job)
             self.session.executor.request_weights(job)
