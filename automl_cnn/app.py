@@ -42,7 +42,7 @@ from automl_cnn.services.credentials import resume_url
 from automl_cnn.services.executor import Executor, cpu_count
 from automl_cnn.services.study import STUDY_FILE, create_study, make_pruner, make_sampler, make_storage
 from automl_cnn.services.tracking import MlflowTracker, check_reachable
-from automl_cnn.space.backbone import prepare_backbones
+from automl_cnn.space.backbone import override_weights, prepare_backbones
 from automl_cnn.space.inputs import check_input_fits
 from automl_cnn.space.presets import GROUPS, PRESETS
 from automl_cnn.space.schema import SearchSpace, load_space
@@ -160,6 +160,10 @@ def make_plan(
     if resume is None:  # a class-weighted loss is tried where the metric is balanced accuracy
         space = with_loss_weighting(space, resolve(cfg.search.metric, bundle.counts()["train"])[0])
     check_input_fits(space, bundle.input_shape, bundle.name)
+    if cfg.search.backbone_weights is not None and resume is None:  # resume: space.yaml holds them
+        space = dataclasses.replace(
+            space, backbone=override_weights(space.backbone, cfg.search.backbone_weights, space.name)
+        )
     backbones = prepare_backbones(space.backbone, bundle.input_shape, bundle.name, cfg.data.download)
     space = dataclasses.replace(space, backbone=backbones)  # weights resolved to files, before training
     for name in cfg.search.warm_start:  # earlier searches must fit before anything is written

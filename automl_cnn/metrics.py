@@ -25,6 +25,23 @@ AUTO_IMBALANCE = 1.5
 LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
 
 
+MACRO_F1_REFUSAL = (
+    "macro F1 is reported per class in the summary but not selectable yet; "
+    "use --metric balanced_accuracy, the closest selectable metric"
+)
+
+
+def metric_name(text: str) -> str:
+    """``--metric``'s text: one of :data:`METRICS` (argparse reports the error in one line)."""
+    import argparse
+
+    if text == "macro_f1":
+        raise argparse.ArgumentTypeError(MACRO_F1_REFUSAL)
+    if text not in METRICS:
+        raise argparse.ArgumentTypeError(f"unknown metric {text!r}; use one of: {', '.join(METRICS)}")
+    return text
+
+
 def resolve(metric: str, train_counts: Sequence[int]) -> tuple[str, str]:
     """The metric ``metric`` stands for on a training split with ``train_counts`` images per
     class, and why (one phrase)."""

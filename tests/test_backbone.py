@@ -283,3 +283,66 @@ def test_the_codec_writes_a_backbone_and_omits_an_absent_one() -> None:
     arch = candidate(trainable="last_k", last_k=2).architecture
     assert from_jsonable(Architecture, to_jsonable(arch)) == arch
     assert "backbone" not in to_jsonable(Architecture(()))
+
+
+def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from automl_cnn.cli import main
+
+    try:
+        code = main(["search", "--data", "digits", "--no-progress", *args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--backbone-weights", "resnet18.pth"], "--backbone-weights: space default has no backbone candidates"),
+        (
+            ["--space", "transfer", "--backbone-weights", "nope.pth"],
+            "--backbone-weights: weights file nope.pth not found; give a .pth or .safetensors file",
+        ),
+        (  # one file for every family: mobilenet_v3_small is refused, naming the keys
+            ["--space", "transfer", "--backbone-weights", "resnet18.pth"],
+            "resnet18.pth: weights do not fit mobilenet_v3_small: ",
+        ),
+        (
+            ["--space", "transfer", "--backbone-weights", "resnet34=resnet18.pth"],
+            "--backbone-weights: 'resnet34' is not a backbone family of space transfer; "
+            "its families: resnet18, mobilenet_v3_small",
+        ),
+    ],
+)
+def test_backbone_weights_on_the_command_line_refuse_in_one_line_and_write_nothing(
+    args: list[str], words: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    torch.save(resnet18_state(), tmp_path / "resnet18.pth")
+    code, err = _cli(args, capsys)
+    assert code == 2, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: ") and words in line, line
+    assert [p.name for p in tmp_path.iterdir()] == ["resnet18.pth"]  # no runs/, no mlflow.db
+
+
+def test_backbone_weights_override_the_spaces_for_one_family_or_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, weights_file: Path
+) -> None:
+    from automl_cnn.app import make_plan
+    from automl_cnn.cli import build_parser
+    from automl_cnn.engine.config import SearchConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # no cached ImageNet weights
+    store = ["--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]
+    args = ["search", "--data", "digits", "--space", "transfer", "--backbone-weights", "resnet18=resnet18.pth", *store]
+    plan = make_plan("digits", "transfer", SearchConfig.from_cli(build_parser().parse_args(args)), None)
+    assert plan.space.backbone.weights == (("resnet18", str(weights_file)), ("mobilenet_v3_small", "none"))
+    assert plan.space.backbone.notes[0].startswith("mobilenet_v3_small trains from scratch: its ImageNet weights")
+    # from Python, a Path for a space of resnet18 alone; the space file's own weights are replaced
+    space = parse_space({"backbone": {"family": ["none", "resnet18"], "weights": "elsewhere.pth", "resize": 32}})
+    cfg = SearchConfig.from_settings(backbone_weights=weights_file, tracking_uri=store[1])
+    assert cfg.search.backbone_weights == str(weights_file)
+    assert make_plan("digits", space, cfg, None).space.backbone.weights == (("resnet18", str(weights_file)),)
+    assert not (tmp_path / "runs").exists()

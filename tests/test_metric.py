@@ -139,3 +139,24 @@ def test_a_class_weighted_candidate_trains_with_inverse_frequency_weights() -> N
     counts = np.bincount(data.y_train, minlength=4)
     assert weights is not None and weights.tolist() == pytest.approx((len(data.y_train) / (4 * counts)).tolist())
     assert int(weights.argmax()) == 3  # the rare class weighs most
+
+
+def test_macro_f1_is_refused_in_one_line_pointing_at_balanced_accuracy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from automl_cnn.cli import main
+    from automl_cnn.engine.config import SearchConfig
+    from automl_cnn.errors import UserInputError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["search", "--data", "digits", "--metric", "macro_f1"])
+    assert info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: argument --metric: macro F1 is reported per class in the summary but not ")
+    assert "use --metric balanced_accuracy, the closest selectable metric" in line
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(UserInputError, match="--metric 'macro_f1': macro F1 is reported per class"):
+        SearchConfig.from_settings(metric="macro_f1")
+    with pytest.raises(UserInputError, match="unknown metric 'f2'; use one of: auto, accuracy, balanced_accuracy"):
+        SearchConfig.from_settings(metric="f2")

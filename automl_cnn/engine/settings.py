@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from automl_cnn.errors import UserInputError
-from automl_cnn.metrics import AUTO_IMBALANCE, METRICS
+from automl_cnn.metrics import AUTO_IMBALANCE, METRICS, metric_name
 from automl_cnn.options import (
     Switch,
     duration,
@@ -98,7 +98,7 @@ class SearchSettings:
     metric: str = option(  # see automl_cnn/metrics.py
         "auto",
         "--metric",
-        choices=METRICS,
+        parse=metric_name,
         help="what the search optimises and reports: auto (default: balanced_accuracy when the largest class has "
         f"more than {AUTO_IMBALANCE:g}x the training images of the smallest, else accuracy), accuracy, "
         "balanced_accuracy (the mean recall over classes)",
@@ -124,6 +124,13 @@ class SearchSettings:
         help="which Pareto member to deliver: accuracy, or OBJECTIVE@TOLERANCE, e.g. params@0.005 (the default: "
         "fewest of the second objective within 0.5 points of the best accuracy)",
     )
+    backbone_weights: str | None = option(  # see space/backbone.py override_weights
+        None,
+        "--backbone-weights",
+        help="a weights file (.pth or .safetensors) for every backbone family of the space, or "
+        "FAMILY=FILE[,FAMILY=FILE] for some; also torchvision or none",
+        shown="the space's backbone.weights",
+    )
     enqueue: tuple[dict[str, Any], ...] = not_an_option(())  # Optuna params of trials to run first
 
     def __post_init__(self) -> None:
@@ -132,6 +139,8 @@ class SearchSettings:
             raise UserInputError(f"unknown sampler {self.sampler!r}; use one of: {', '.join(SAMPLERS)}")
         if self.pruner not in PRUNERS:
             raise UserInputError(f"unknown pruner {self.pruner!r}; use one of: {', '.join(PRUNERS)}")
+        if isinstance(self.backbone_weights, Path):
+            object.__setattr__(self, "backbone_weights", str(self.backbone_weights))
         if self.metric not in METRICS:
             raise UserInputError(f"unknown metric {self.metric!r}; use one of: {', '.join(METRICS)}")
         if self.data_fidelity not in DATA_FIDELITIES:

@@ -22,6 +22,7 @@ and the run says so) or ``none``. :func:`prepare_backbones` checks it all before
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from automl_cnn.space.params import Fixed, KeySpec, Param, param_to_yaml, parse_
 FAMILY_CHOICES = ("none", *FAMILIES)
 WEIGHT_SOURCES = ("torchvision", "none")
 ANY_FAMILY = "*"
+_FAMILY_PREFIX = re.compile(r"^[a-z][a-z0-9_]*=")  # FAMILY=PATH in --backbone-weights
 
 
 def _key(kind: str, default: Param, **spec: Any) -> Any:
@@ -135,6 +137,33 @@ def with_backbone_weights(section: BackboneSpace, weights: str, family: str = AN
     resolved = _parse_weights({family: weights}, "<override>")[0]
     kept = tuple(item for item in section.weights if family not in (ANY_FAMILY, item[0]))
     return dataclasses.replace(section, weights=(*kept, resolved))
+
+
+def override_weights(section: BackboneSpace, given: str, space_name: str) -> BackboneSpace:
+    """``section`` with the weights of ``--backbone-weights``: ``PATH`` (or ``torchvision``,
+    ``none``) for every backbone family of the space, or ``FAMILY=PATH[,FAMILY=PATH...]`` for some;
+    a relative path is read from the working directory. A space without backbone candidates, a
+    family the space does not search or a file that is not there is a one-line error."""
+    if not section.families:
+        raise UserInputError(
+            f"--backbone-weights: space {space_name} has no backbone candidates; "
+            "use --space transfer, or a space with a backbone section"
+        )
+    for item in (part.strip() for part in given.split(",")):
+        family, _, value = item.rpartition("=") if _FAMILY_PREFIX.match(item) else ("", "", item)
+        if family and family not in section.families:
+            raise UserInputError(
+                f"--backbone-weights: {family!r} is not a backbone family of space {space_name}; "
+                f"its families: {', '.join(section.families)}"
+            )
+        if not value:
+            raise UserInputError("--backbone-weights: give a weights file, FAMILY=FILE, torchvision or none")
+        if value not in WEIGHT_SOURCES and not Path(value).expanduser().is_file():
+            raise UserInputError(
+                f"--backbone-weights: weights file {value} not found; give a .pth or .safetensors file"
+            )
+        section = with_backbone_weights(section, value, family or ANY_FAMILY)
+    return section
 
 
 def prepare_backbones(section: BackboneSpace, input_shape: Shape, data_name: str, download: bool) -> BackboneSpace:
