@@ -1,0 +1,104 @@
+"""The learned training length in the driver (``--epochs auto``): trials on ``wsd`` pause at the
+ceiling, continue from their checkpoints when it grows, and complete when the search ends; real
+training of small networks on the in-process executor."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from sessions import HERE, InterruptingExecutor, plan_for, session_for
+
+from automl_cnn.engine.outcome import Outcome
+from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.runstate import RunState
+from automl_cnn.engine.search.driver import SearchDriver
+from automl_cnn.engine.search.pausing import STATE_KEY, length_line
+from automl_cnn.engine.search.recovery import recover
+
+WSD = HERE / "spaces" / "wsd.yaml"
+SETTINGS: dict[str, Any] = {"pruner": "none"}  # every trial reaches the ceiling
+
+
+def never(_records: list[TrialRecord]) -> float:
+    return math.inf
+
+
+def _epochs(rec: TrialRecord) -> list[int]:
+    return [e.epoch for e in rec.history]
+
+
+def test_a_trial_at_the_ceiling_is_paused_then_completed_when_the_search_ends(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, WSD, trials=1, **SETTINGS)
+    with session_for(plan) as s:
+        (rec,) = SearchDriver(s, never).run()
+        state = s.study.get_trials(deepcopy=False)[0].state
+        probs, saved = s.state.load_val_probs(0), s.state.extra[STATE_KEY]
+    # alone at the ceiling of 3 (of its 9 epochs): nothing to compare, so it never grew
+    assert rec.outcome == Outcome.COMPLETED and _epochs(rec) == [1, 2, 3], rec.reason
+    assert rec.epochs == 9 and "trained 3 of its 9 epochs: the learned ceiling" in rec.reason
+    assert state == TrialState.COMPLETE and probs is not None and len(probs) == len(s.bundle.val_idx)
+    assert saved == {"mode": "learned", "ceiling": 3, "cap": 9, "decisions": []}
+    assert MlflowClient(plan.config.resolved_tracking_uri()).get_run(rec.run_id).info.status == "FINISHED"
+    assert "learned, 3 epochs, where it started" in length_line(s.state.extra, 9)
+
+
+def test_the_ceiling_grows_and_paused_trials_continue_from_their_checkpoints(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, WSD, trials=2, **SETTINGS)
+    with session_for(plan) as s:
+        records = SearchDriver(s, never).run()
+        saved = s.state.extra[STATE_KEY]
+        kept = [s.state.load_val_probs(r.number) is not None for r in records]
+    # both paused at 3; the leader still rose from epoch 1 beyond noise: the ceiling grew to 9
+    (decision,) = saved["decisions"]
+    assert (decision["previous"], decision["ceiling"], saved["ceiling"]) == (3, 9, 9), saved
+    assert [r.outcome for r in records] == [Outcome.COMPLETED] * 2, [r.reason for r in records]
+    # continued, not restarted: one run of epochs 1..9 each (a restart would count from 1 again)
+    assert [_epochs(r) for r in records] == [list(range(1, 10))] * 2
+    assert all(kept)
+    line = length_line(s.state.extra, 9)
+    assert line.startswith("learned, 9 epochs: ") and "trials at epoch 3" in line, line
+
+
+def test_epochs_fixed_trains_every_trial_its_own_epochs(tmp_path: Path) -> None:
+    with session_for(plan_for(tmp_path, WSD, trials=1, epochs="fixed", **SETTINGS)) as s:
+        (rec,) = SearchDriver(s, never).run()
+        extra = s.state.extra
+    assert rec.outcome == Outcome.COMPLETED and _epochs(rec) == list(range(1, 10)) and rec.reason == ""
+    assert extra[STATE_KEY] == {"mode": "fixed", "why": "--epochs fixed"}
+    assert length_line(extra, 9) == "fixed, 9 epochs: --epochs fixed"
+
+
+def test_a_space_that_cannot_sample_wsd_searches_as_before(tmp_path: Path) -> None:
+    with session_for(plan_for(tmp_path, trials=1, **SETTINGS)) as s:  # tiny: constant, 3 epochs
+        (rec,) = SearchDriver(s, never).run()
+        line = length_line(s.state.extra, rec.epochs)
+    assert _epochs(rec) == [1, 2, 3] and rec.reason == ""
+    assert (
+        line == "fixed, 3 epochs: the space's schedules (constant) are not learned; lr_schedule: wsd lets "
+        "the search learn it"
+    )
+
+
+def test_a_resume_restores_the_ceiling_and_pauses_again_a_trial_found_at_it(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, WSD, trials=2, **SETTINGS)
+    # trial 0 trains epochs 1-3 and pauses; trial 1's first epoch comes back, then Ctrl-C
+    with pytest.raises(KeyboardInterrupt), session_for(plan, InterruptingExecutor(after_results=4)) as s:
+        SearchDriver(s, never).run()
+    state = RunState.load(plan.out)
+    assert state.extra[STATE_KEY]["ceiling"] == 3
+    client = MlflowClient(plan.config.resolved_tracking_uri())
+    with session_for(plan_for(tmp_path, WSD, resume=state, trials=2, **SETTINGS)) as s:
+        records, resumable = recover(s)
+        assert records == [] and [r.number for r, _t in resumable] == [0, 1]  # both RUNNING in the study
+        assert client.get_run(resumable[0][0].record.run_id).info.status == "KILLED"
+        driver = SearchDriver(s, never, records=records, resumable=resumable)
+        final = driver.run()
+        saved = s.state.extra[STATE_KEY]
+    assert saved["ceiling"] == 9 and len(saved["decisions"]) == 1
+    assert [r.outcome for r in final] == [Outcome.COMPLETED] * 2, [r.reason for r in final]
+    assert [_epochs(r) for r in final] == [list(range(1, 10))] * 2  # each from its checkpoint
