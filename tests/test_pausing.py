@@ -4,6 +4,7 @@ training of small networks on the in-process executor."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -102,3 +103,20 @@ def test_a_resume_restores_the_ceiling_and_pauses_again_a_trial_found_at_it(tmp_
     assert saved["ceiling"] == 9 and len(saved["decisions"]) == 1
     assert [r.outcome for r in final] == [Outcome.COMPLETED] * 2, [r.reason for r in final]
     assert [_epochs(r) for r in final] == [list(range(1, 10))] * 2  # each from its checkpoint
+
+
+def test_the_summary_says_which_training_length_the_search_settled_on(tmp_path: Path) -> None:
+    from stores import mlflow_store
+
+    from automl_cnn import search
+
+    r = search(
+        "digits", WSD, trials=2, warm_start="none", executor="inprocess", time_budget="5m", seed=0,
+        progress=False, out=tmp_path / "out", tracking_uri=mlflow_store(tmp_path / "m.db"), **SETTINGS,
+    )  # fmt: skip
+    [line] = [line for line in r.summary().splitlines() if line.startswith("training length")]
+    assert line.startswith("training length     learned, 9 epochs: "), line
+    assert {t.outcome for t in r.trials} == {Outcome.COMPLETED} and all(len(t.history) == 9 for t in r.trials)
+    record = json.loads((r.out_dir / "search.json").read_text())
+    assert record["training_length"] == r.training_length == line.removeprefix("training length     ")
+    assert "| training length | learned, 9 epochs |" in (r.out_dir / "report.md").read_text()

@@ -68,10 +68,11 @@ def decision_to_json(decision: CeilingDecision) -> dict[str, Any]:
     return d
 
 
-def decision_from_json(d: dict[str, Any]) -> CeilingDecision:
-    swaps = tuple(Swap(int(a), int(b)) for a, b in d.get("swaps", []))
-    rising = tuple(int(t) for t in d.get("rising", []))
-    return CeilingDecision(int(d["ceiling"]), int(d["previous"]), int(d["trials"]), swaps, rising, bool(d["at_cap"]))
+def decision_from_json(saved: dict[str, Any]) -> CeilingDecision:
+    swaps = tuple(Swap(int(a), int(b)) for a, b in saved.get("swaps", []))
+    rising = tuple(int(t) for t in saved.get("rising", []))
+    numbers = int(saved["ceiling"]), int(saved["previous"]), int(saved["trials"])
+    return CeilingDecision(*numbers, swaps, rising, bool(saved["at_cap"]))
 
 
 class TrainingLength:
