@@ -20,6 +20,7 @@ from automl_cnn.engine.runstate import RunState
 from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.engine.search.pausing import STATE_KEY, length_line
 from automl_cnn.engine.search.recovery import recover
+from automl_cnn.services.inprocess import InProcessExecutor
 
 WSD = HERE / "spaces" / "wsd.yaml"
 SETTINGS: dict[str, Any] = {"pruner": "none"}  # every trial reaches the ceiling
@@ -63,6 +64,33 @@ def test_the_ceiling_grows_and_paused_trials_continue_from_their_checkpoints(tmp
     assert all(kept)
     line = length_line(s.state.extra, 9)
     assert line.startswith("learned, 9 epochs: ") and "trials at epoch 3" in line, line
+
+
+def test_a_trial_the_ceiling_grew_under_while_it_trained_goes_on_to_the_new_one(tmp_path: Path) -> None:
+    # two workers: trial 0 pauses first and trial 2 takes its slot, to the ceiling of 3; then
+    # trial 1 reaches 3 and the ceiling grows to 9 while trial 2 trains
+    plan = plan_for(tmp_path, WSD, trials=3, workers=2, **SETTINGS)
+    with session_for(plan, InProcessExecutor(2)) as s:
+        records = SearchDriver(s, never).run()
+        saved = s.state.extra[STATE_KEY]
+    assert saved["ceiling"] == 9 and [r.outcome for r in records] == [Outcome.COMPLETED] * 3
+    assert [_epochs(r) for r in records] == [list(range(1, 10))] * 3, [r.reason for r in records]
+
+
+def test_a_trial_extended_when_the_time_budget_ends_is_scored_where_it_paused(tmp_path: Path) -> None:
+    def at_epoch_5(records: list[TrialRecord]) -> float:  # the time budget ends at any trial's epoch 5
+        return 0.0 if any(len(r.history) >= 5 for r in records) else math.inf
+
+    plan = plan_for(tmp_path, WSD, trials=2, **SETTINGS)
+    with session_for(plan) as s:
+        records = SearchDriver(s, at_epoch_5).run()
+        saved = s.state.extra[STATE_KEY]
+        kept = [s.state.load_val_probs(r.number) is not None for r in records]
+    assert saved["ceiling"] == 9 and [r.outcome for r in records] == [Outcome.COMPLETED] * 2
+    assert [_epochs(r) for r in records] == [[1, 2, 3]] * 2 and all(kept)
+    extended, waiting = records
+    assert "time budget reached at epoch 5 while extended; scored where it was paused, at epoch 3" in extended.reason
+    assert "trained 3 of its 9 epochs: the learned ceiling" in waiting.reason
 
 
 def test_epochs_fixed_trains_every_trial_its_own_epochs(tmp_path: Path) -> None:

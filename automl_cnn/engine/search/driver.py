@@ -269,7 +269,7 @@ class SearchDriver:
         ending = self._decide(run, trial, result, verdict)
         if ending is not None:
             self._finish(run, trial, ending)
-        elif self.length.at_ceiling(run.record):  # below its cap: it waits for the ceiling to grow
+        elif result.done:  # at the learned ceiling, below its cap: paused (pausing.py)
             self.length.pause(self._running.pop(job), self.records)
         else:
             rec = run.record
@@ -330,7 +330,7 @@ class SearchDriver:
         projected, rung, slack = to_next_rung(self.session, self.length.as_trained(rec), held)  # not the full schedule
         # from the first epoch alone only when far over: it is slowed by warm-up and start-up
         over = limit is not None and projected > limit * slack
-        if result.done and not self.length.at_ceiling(rec):
+        if result.done and not self.length.pauses(rec):
             return Ending(Outcome.COMPLETED)
         if over and limit is not None:
             run.update(too_slow=True)

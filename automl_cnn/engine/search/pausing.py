@@ -133,17 +133,25 @@ class TrainingLength:
         """``rec`` with the epochs its job trains to (for the cost guard's next rung)."""
         return dataclasses.replace(rec, candidate=self.job_candidate(rec)) if self.learns(rec) else rec
 
+    def pauses(self, rec: TrialRecord) -> bool:
+        """``rec``'s job is done below its cap: it pauses rather than completes (and continues at
+        once if the ceiling grew while it trained)."""
+        return self.learns(rec) and len(rec.history) < self.cap(rec)
+
     def at_ceiling(self, rec: TrialRecord) -> bool:
-        """``rec`` has trained to the ceiling, below its cap: it pauses rather than completes."""
-        return self.learns(rec) and len(rec.history) >= self.target(rec) and self.target(rec) < self.cap(rec)
+        """``rec`` has trained to the current ceiling, below its cap (a trial found on resume)."""
+        return self.pauses(rec) and len(rec.history) >= self.target(rec)
 
     # -- pausing and continuing ----------------------------------------------------------------
     def pause(self, running: Running, records: Iterable[TrialRecord]) -> None:
         """Park a trial at the ceiling (its worker released), then let the ceiling decide."""
         run = running[0]
         self.session.executor.release(run.job)
-        self.paused[run.job] = running
         self.at_pause[run.job] = run.record.history
+        if self.target(run.record) > len(run.record.history):  # the ceiling grew while it trained
+            self.waiting.append(running)
+            return
+        self.paused[run.job] = running
         done = len(run.record.history)
         self.session.progress.trial_running(run.job, f"paused at epoch {done}, the learned ceiling")
         self.decide(records)
