@@ -93,6 +93,17 @@ def test_a_trial_extended_when_the_time_budget_ends_is_scored_where_it_paused(tm
     assert "trained 3 of its 9 epochs: the learned ceiling" in waiting.reason
 
 
+def test_with_max_epochs_the_ceiling_may_grow_past_the_spaces_epochs(tmp_path: Path) -> None:
+    space = tmp_path / "wsd3.yaml"
+    space.write_text(WSD.read_text().replace("epochs: 9", "epochs: 3"))
+    with session_for(plan_for(tmp_path, space, trials=2, max_epochs=9, **SETTINGS)) as s:
+        records = SearchDriver(s, never).run()
+        saved = s.state.extra[STATE_KEY]
+    assert (saved["cap"], saved["ceiling"]) == (9, 9) and [r.epochs for r in records] == [3, 3]  # as sampled
+    assert [r.outcome for r in records] == [Outcome.COMPLETED] * 2
+    assert [_epochs(r) for r in records] == [list(range(1, 10))] * 2
+
+
 def test_epochs_fixed_trains_every_trial_its_own_epochs(tmp_path: Path) -> None:
     with session_for(plan_for(tmp_path, WSD, trials=1, epochs="fixed", **SETTINGS)) as s:
         (rec,) = SearchDriver(s, never).run()
