@@ -44,7 +44,7 @@ def test_a_trial_at_the_ceiling_is_paused_then_completed_when_the_search_ends(tm
     assert rec.outcome == Outcome.COMPLETED and _epochs(rec) == [1, 2, 3], rec.reason
     assert rec.epochs == 9 and "trained 3 of its 9 epochs: the learned ceiling" in rec.reason
     assert state == TrialState.COMPLETE and probs is not None and len(probs) == len(s.bundle.val_idx)
-    assert saved == {"mode": "learned", "ceiling": 3, "cap": 9, "decisions": []}
+    assert saved == {"mode": "learned", "ceiling": 3, "cap": 9, "decisions": [], "paused_at": {rec.job: 3}}
     assert MlflowClient(plan.config.resolved_tracking_uri()).get_run(rec.run_id).info.status == "FINISHED"
     assert "learned, 3 epochs, where it started" in length_line(s.state.extra, 9)
 
@@ -159,3 +159,23 @@ def test_the_summary_says_which_training_length_the_search_settled_on(tmp_path: 
     record = json.loads((r.out_dir / "search.json").read_text())
     assert record["training_length"] == r.training_length == line.removeprefix("training length     ")
     assert "| training length | learned, 9 epochs |" in (r.out_dir / "report.md").read_text()
+
+
+def test_a_resume_scores_a_trial_it_was_extending_where_that_trial_paused(tmp_path: Path) -> None:
+    def at_epoch_7(records: list[TrialRecord]) -> float:  # the time budget ends at any trial's epoch 7
+        return 0.0 if any(len(r.history) >= 7 for r in records) else math.inf
+
+    plan = plan_for(tmp_path, WSD, trials=2, **SETTINGS)
+    # both pause at 3, the ceiling grows to 9, trial 0 continues to epoch 5; then Ctrl-C
+    with pytest.raises(KeyboardInterrupt), session_for(plan, InterruptingExecutor(after_results=8)) as s:
+        SearchDriver(s, never).run()
+    state = RunState.load(plan.out)
+    assert state.extra[STATE_KEY]["ceiling"] == 9 and set(state.extra[STATE_KEY]["paused_at"].values()) == {3}
+    with session_for(plan_for(tmp_path, WSD, resume=state, trials=2, **SETTINGS), InProcessExecutor(2)) as s:
+        records, resumable = recover(s)
+        assert [len(s.state.load_checkpoint(r.number)[1]) for r, _t in resumable] == [5, 3]  # type: ignore[index]
+        final = SearchDriver(s, at_epoch_7, records=records, resumable=resumable).run()
+        kept = [s.state.load_val_probs(r.number) is not None for r in final]
+    assert [r.outcome for r in final] == [Outcome.COMPLETED] * 2 and all(kept)
+    assert [_epochs(r) for r in final] == [[1, 2, 3]] * 2, [r.reason for r in final]
+    assert all("while extended; scored where it was paused, at epoch 3" in r.reason for r in final)

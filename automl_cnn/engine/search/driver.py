@@ -197,10 +197,7 @@ class SearchDriver:
         self._restore_ladder(run)
         self._replay_rungs(run.record)
         self.session.tracker.client.update_run(run.record.run_id, status="RUNNING")
-        if blob is not None and self.length.at_ceiling(run.record):  # paused when the search stopped
-            self.kept.add(run.number, run.record.history[-1].val_acc)  # its outputs stay while it is paused
-            self.length.pause((run, trial), self.records)
-        else:
+        if blob is None or not self.length.resumed((run, trial), self.kept, self.records):  # True: paused again
             self._submit(run, trial, blob)
         where = f"from epoch {len(run.record.history)}" if blob else "from the start (no checkpoint)"
         self.session.progress.message(f"{run.job}: resumed {where}")

@@ -35,6 +35,7 @@ from typing import Any
 from automl_cnn.engine.outcome import Ending, Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.ceiling import Ceiling, CeilingDecision, Swap, curves_of, extended, start_ceiling
+from automl_cnn.engine.search.launching import KeptWeights
 from automl_cnn.engine.search.running import Running, RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.architecture import Candidate
@@ -87,6 +88,7 @@ class TrainingLength:
         self.waiting: list[Running] = []  # paused trials to continue to a higher ceiling
         self.at_pause: dict[str, tuple[EpochResult, ...]] = {}  # job -> its history when last paused
         self._said = ""
+        self._paused_before: dict[str, int] = {}  # job -> the epoch it last paused at, as run.json says
         if self.fixed is None:
             self.ceiling = self._restored() or self._started()
         self._save()
@@ -100,6 +102,7 @@ class TrainingLength:
         if "ceiling" not in saved:
             return None
         decisions = [decision_from_json(d) for d in saved.get("decisions", [])]
+        self._paused_before = {str(job): int(epochs) for job, epochs in saved.get("paused_at", {}).items()}
         n_val = len(self.session.bundle.val_idx)
         return Ceiling(int(saved["ceiling"]), cap=int(saved["cap"]), n_val=n_val, decisions=decisions)
 
@@ -110,6 +113,7 @@ class TrainingLength:
         else:
             ceiling, decisions = self.ceiling, [decision_to_json(d) for d in self.ceiling.decisions]
             record = {"mode": "learned", "ceiling": ceiling.ceiling, "cap": ceiling.cap, "decisions": decisions}
+            record["paused_at"] = {**self._paused_before, **{job: len(h) for job, h in self.at_pause.items()}}
         state.extra = {**state.extra, STATE_KEY: record}
 
     # -- a trial's length ----------------------------------------------------------------------
@@ -148,6 +152,7 @@ class TrainingLength:
         run = running[0]
         self.session.executor.release(run.job)
         self.at_pause[run.job] = run.record.history
+        self._save()
         if self.target(run.record) > len(run.record.history):  # the ceiling grew while it trained
             self.waiting.append(running)
             return
@@ -176,6 +181,21 @@ class TrainingLength:
             self.session.progress.message(f"training length: {said}")
             self._said = said
         return decision
+
+    def resumed(self, running: Running, kept: KeptWeights, records: Iterable[TrialRecord]) -> bool:
+        """A trial an earlier driver left RUNNING, its checkpoint's epochs restored: paused again
+        when it is at the restored ceiling (True); one that driver was extending remembers where
+        it paused (the time budget scores it there). Either keeps its outputs of that epoch."""
+        rec = running[0].record
+        if self.at_ceiling(rec):
+            kept.add(rec.number, rec.history[-1].val_acc)
+            self.pause(running, records)
+            return True
+        paused = self._paused_before.get(rec.job)
+        if self.pauses(rec) and paused is not None and 0 < paused <= len(rec.history):
+            kept.add(rec.number, rec.history[paused - 1].val_acc)
+            self.at_pause[rec.job] = rec.history[:paused]
+        return False
 
     def next_waiting(self) -> Running:
         """A paused trial to continue now from its checkpoint, to the new ceiling."""
