@@ -74,6 +74,7 @@ ADDED = {
     "--data-fidelity",
     "--metric",
     "--backbone-weights",
+    "--epochs",
 }  # settings that came later
 
 
@@ -131,6 +132,8 @@ def test_the_flags_and_help_texts_are_the_hand_written_ones_with_their_defaults(
     assert actions["--sampler"].choices == ("tpe", "random", "cmaes", "gp", "qmc")
     assert actions["--pruner"].choices == ("asha", "hyperband", "median", "none")
     assert actions["--data-fidelity"].choices == ("auto", "off") and actions["--data-fidelity"].default == "auto"
+    assert actions["--epochs"].choices == ("auto", "fixed") and actions["--epochs"].default == "auto"
+    assert "learns" in actions["--epochs"].help and "(default)" in actions["--epochs"].help
     assert actions["--device"].choices == ("cpu", "cuda")
     assert actions["--objective"].metavar == "OBJECTIVE" and actions["--objective"].dest == "objectives"
     assert actions["--no-progress"].dest == "progress" and actions["--no-progress"].const is False
@@ -344,6 +347,15 @@ def test_settings_given_as_text_or_lists_are_normalised() -> None:
 def test_a_bad_ensemble_policy_is_one_line(value: str) -> None:
     with pytest.raises(UserInputError, match=rf"^--ensemble '{re.escape(value)}': use off, auto, or a number"):
         SearchConfig.from_settings(ensemble=value)
+
+
+def test_epochs_from_python_is_parsed_as_on_the_command_line() -> None:
+    assert SearchConfig.from_settings().search.epochs == "auto"
+    assert (
+        SearchConfig.from_settings(epochs="fixed").search.epochs == "fixed" == _cli("--epochs", "fixed").search.epochs
+    )
+    with pytest.raises(UserInputError, match=r"^--epochs 'long': use auto or fixed$"):
+        SearchConfig.from_settings(epochs="long")
 
 
 def test_a_bad_data_fidelity_from_python_is_one_line() -> None:

@@ -30,6 +30,7 @@ from automl_cnn.engine.final.plan import FinalPlan
 from automl_cnn.engine.more import earlier_versions
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.pausing import length_line
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.trained import TrainedModel
 from automl_cnn.services.registry import ModelEntry, ModelRegistry, Registration, Score
@@ -157,6 +158,7 @@ def _result(
         per_class=per_class(b.images.y[b.test_idx], scored.probs.argmax(1), b.class_names),
         metric=session.metric[0],
         metric_reason=session.metric[1],
+        training_length=length_line(session.state.extra, winner.epochs),
     )
 
 
@@ -311,6 +313,7 @@ def _summary(session: SearchSession, result: SearchResult, winner: TrialRecord) 
         "delivered_params": sum(m.params or 0 for m in result.final.members),
         "per_class": result.per_class.to_record() if result.per_class else None,
         "metric": result.metric,
+        "training_length": result.training_length,
         **{("delivered" if k == "members" else k): v for k, v in final.items()},
     }
 

@@ -173,6 +173,9 @@ def _delivered_tables(model: dict[str, Any]) -> list[Table]:
     if model.get("check_accuracy") is not None:
         check = _with_interval(model["check_accuracy"], model.get("check_images", 0))
         chosen.insert(0, ["held-out score", check, HELD_OUT_TEXT, ""])
+    if model.get("training_length"):  # which epochs the search settled on (engine/search/pausing.py)
+        length, _, why = model["training_length"].partition(": ")
+        chosen.append(["training length", length, why, ""])
     chosen += [["warning", "", w, ""] for w in model.get("warnings", [])]
     if chosen:
         metric = model.get("metric", "accuracy")

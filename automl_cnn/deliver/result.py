@@ -46,6 +46,7 @@ class SearchResult:
     per_class: PerClass | None = None  # the delivered model's per-class figures on the test split
     metric: str = "accuracy"  # what the search optimised: accuracy or balanced_accuracy (--metric)
     metric_reason: str = ""  # why (auto: the classes' imbalance)
+    training_length: str = ""  # the epochs the search settled on, and why (engine/search/pausing.py)
 
     @property
     def delivered(self) -> list[dict[str, Any]]:
@@ -127,6 +128,7 @@ class SearchResult:
                     if self.val_images and self.test_images
                     else []
                 ),
+                *([f"training length     {self.training_length}"] if self.training_length else []),
                 *self.delivered_lines(),
                 *(self.per_class.summary_lines() if self.per_class else []),
                 f"trials              {counts}",

@@ -31,6 +31,7 @@ from automl_cnn.services.study import PRUNERS, SAMPLERS
 from automl_cnn.space.presets import GROUPS, PRESETS
 
 DATA_FIDELITIES = ("auto", "off")
+EPOCHS = ("auto", "fixed")
 EXECUTORS = ("ray", "inprocess")
 AUTO_ENSEMBLE = 5  # --ensemble auto: at most this many members
 
@@ -65,7 +66,11 @@ class BudgetSettings:
         None, "--trials", parse=positive_int, help="the most trials to run", shown="no limit but the time budget"
     )
     max_epochs: int | None = option(
-        None, "--max-epochs", parse=positive_int, help="cap every trial's epochs", shown="the space's own"
+        None,
+        "--max-epochs",
+        parse=positive_int,
+        help="cap every trial's epochs (under --epochs auto also how far the learned ceiling grows)",
+        shown="the space's own",
     )
 
     def __post_init__(self) -> None:
@@ -94,6 +99,16 @@ class SearchSettings:
         help="auto (default): on 10,000 training images or more, the pruner's first rungs train on "
         "stratified subsets (1/9, then 1/3 of the data) and only survivors see all of it; off: every "
         "epoch trains on all of the data",
+    )
+    epochs: str = option(  # see engine/search/pausing.py
+        "auto",
+        "--epochs",
+        choices=EPOCHS,
+        help="auto (default): trials on the wsd schedule train to a ceiling the search learns: it starts "
+        "at 3 epochs and triples while the ranking of the trials that reached it changes beyond noise or "
+        "the leaders still rise; trials at the old ceiling continue from their checkpoints; the cap is "
+        "--max-epochs, else each trial's own epochs (other schedules always train their own epochs); "
+        "fixed: every trial trains its own epochs",
     )
     metric: str = option(  # see automl_cnn/metrics.py
         "auto",
@@ -143,6 +158,8 @@ class SearchSettings:
             object.__setattr__(self, "backbone_weights", str(self.backbone_weights))
         if self.metric not in METRICS:
             raise UserInputError(f"unknown metric {self.metric!r}; use one of: {', '.join(METRICS)}")
+        if self.epochs not in EPOCHS:
+            raise UserInputError(f"--epochs {self.epochs!r}: use auto or fixed")
         if self.data_fidelity not in DATA_FIDELITIES:
             raise UserInputError(f"--data-fidelity {self.data_fidelity!r}: use auto or off")
         if isinstance(self.warm_start, str):

@@ -17,7 +17,8 @@ samplers rank below completed trials, never as a final score. On a resume the ru
 rebuilt from the trials' histories; with a time budget, a trial whose remaining epochs cost
 less than :data:`CHEAP_SHARE` of it is not stopped (there is nothing to save). Warm-start
 presets are not pruned: they are known-good designs whose full results calibrate the search
-(the time limit still applies; their scores are recorded at the rungs).
+(the time limit still applies; their scores are recorded at the rungs). Under ``--epochs auto``
+trials on ``wsd`` train to a learned ceiling and pause there (:mod:`automl_cnn.engine.search.pausing`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ import optuna
 from automl_cnn.engine.fidelity import fitted_plan, held_plan
 from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord
-from automl_cnn.engine.search.cost import CostModel, to_next_rung
+from automl_cnn.engine.search.cost import CostModel, cheap_to_finish, to_next_rung
 from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.search.endings import Endings
 from automl_cnn.engine.search.gate import static_check
 from automl_cnn.engine.search.launching import LAUNCHES_PER_PASS, KeptWeights, open_trial, restore_ladder
 from automl_cnn.engine.search.moasha import MultiObjectiveHalving, Verdict, for_pruner
+from automl_cnn.engine.search.pausing import TrainingLength
 from automl_cnn.engine.search.recovery import never_started
 from automl_cnn.engine.search.running import Running, RunningTrial
 from automl_cnn.engine.session import SearchSession
@@ -43,7 +45,6 @@ from automl_cnn.training.messages import JobResult, JobSpec
 
 MAX_REPEATS_IN_A_ROW = 200  # the sampler keeps proposing known candidates: the space is exhausted
 SAVE_EVERY_SECONDS = 5.0
-CHEAP_SHARE = 0.03  # with several objectives, a trial this close to done (share of the budget) is not stopped
 KEPT_WEIGHTS = 8  # completed trials whose weights the run folder keeps (the best by validation)
 
 # when the search stops, on the budget's clock, given the records (engine.estimates.SearchDeadline)
@@ -76,6 +77,7 @@ class SearchDriver:
         self._waiting: str | None = None  # what the executor waits for, as last shown
         self.kept = KeptWeights(session.state, list(records or []), KEPT_WEIGHTS)
         self.halving: MultiObjectiveHalving | None = None  # early stopping with several objectives
+        self.length = TrainingLength(session)  # the learned ceiling and the trials paused at it
         if session.multi_objective:
             self.halving = for_pruner(session.config.search.pruner, session.space.max_epochs())
         for rec in records or []:  # results of an earlier driver of this run are known
@@ -115,11 +117,13 @@ class SearchDriver:
                 self._on_result(result)
             self._show_waiting()
             self.session.progress.refresh()
+        for (run, trial), ending in self.length.end_paused():  # the search phase is over
+            self._finish(run, trial, ending)
 
     def _waiting_for_workers(self) -> bool:
         """Work is left but nothing runs: no worker had started when ``_launch`` looked (Ray is
         still placing them). Slots freed since then are used by the next ``_launch``."""
-        return bool(self._resumable or self._may_launch())
+        return bool(self._resumable or self.length.waiting or self._may_launch())
 
     def _show_waiting(self) -> None:
         waiting = self.session.executor.waiting()
@@ -138,22 +142,31 @@ class SearchDriver:
             tracker.set_tags(run.record.run_id, tags)
             tracker.end_run(run.record.run_id, Outcome.INTERRUPTED.run_status)
         self._running.clear()
+        self.length.interrupt()
 
     def stop_all(self, why: str, outcome: Outcome = Outcome.PRUNED) -> None:
         """Stop every running trial (time budget, interruption), recording why."""
         for run, trial in list(self._running.values()):
-            self._finish(run, trial, Ending(outcome, f"{why} at epoch {len(run.record.history)}"))
+            ending = self.length.stopped(run, why) or Ending(outcome, f"{why} at epoch {len(run.record.history)}")
+            self._finish(run, trial, ending)
 
     # -- launching -----------------------------------------------------------------------------
     def _may_launch(self) -> bool:
         max_trials = self.session.config.budget.trials
         if self._exhausted or (max_trials is not None and self._asked >= max_trials):
             return False
+        return self._in_time()
+
+    def _in_time(self) -> bool:
         return self.session.budget.elapsed() < self.deadline(self.records)
 
     def _launch(self) -> bool:
-        """Launch at most :data:`LAUNCHES_PER_PASS` trials; True when free slots wait for more."""
+        """Launch at most :data:`LAUNCHES_PER_PASS` trials, paused ones first; True when free slots wait for more."""
         executor, launched = self.session.executor, 0
+        while executor.free > 0 and launched < LAUNCHES_PER_PASS and self._in_time() and self.length.waiting:
+            run, trial = self.length.next_waiting()
+            self._submit(run, trial, self._checkpoints.get(run.job))
+            launched += 1
         while executor.free > 0 and self._resumable and launched < LAUNCHES_PER_PASS:
             self._resume_one(*self._resumable.pop(0))
             launched += 1
@@ -167,7 +180,8 @@ class SearchDriver:
         self._running[rec.job] = (run, trial)
         first = rec.fraction(len(rec.history) + 1)  # the epoch after the checkpoint
         data = self.session.search_data
-        spec = JobSpec(rec.job, rec.candidate.to_dict(), rec.seed, data, checkpoint, True, outputs=True, fraction=first)
+        candidate = self.length.job_candidate(rec).to_dict()  # to the learned ceiling, if it learns
+        spec = JobSpec(rec.job, candidate, rec.seed, data, checkpoint, True, outputs=True, fraction=first)
         self.session.executor.submit(spec)
 
     def _resume_one(self, run: RunningTrial, trial: optuna.Trial) -> None:
@@ -183,7 +197,8 @@ class SearchDriver:
         self._restore_ladder(run)
         self._replay_rungs(run.record)
         self.session.tracker.client.update_run(run.record.run_id, status="RUNNING")
-        self._submit(run, trial, blob)
+        if blob is None or not self.length.resumed((run, trial), self.kept, self.records):  # True: paused again
+            self._submit(run, trial, blob)
         where = f"from epoch {len(run.record.history)}" if blob else "from the start (no checkpoint)"
         self.session.progress.message(f"{run.job}: resumed {where}")
 
@@ -251,6 +266,8 @@ class SearchDriver:
         ending = self._decide(run, trial, result, verdict)
         if ending is not None:
             self._finish(run, trial, ending)
+        elif result.done:  # at the learned ceiling, below its cap: paused (pausing.py)
+            self.length.pause(self._running.pop(job), self.records)
         else:
             rec = run.record
             self.session.executor.advance(job, want_checkpoint=True, fraction=rec.fraction(len(rec.history) + 1))
@@ -307,10 +324,10 @@ class SearchDriver:
         # on the data ladder, judged by the cheapest way left to finish: holding its current share
         ladder = self.session.data_ladder
         held = held_plan(ladder, rec) if ladder is not None and rec.fractions else None
-        projected, rung, slack = to_next_rung(self.session, rec, held)  # the next rung, not the full schedule
+        projected, rung, slack = to_next_rung(self.session, self.length.as_trained(rec), held)  # not the full schedule
         # from the first epoch alone only when far over: it is slowed by warm-up and start-up
         over = limit is not None and projected > limit * slack
-        if result.done:
+        if result.done and not self.length.pauses(rec):
             return Ending(Outcome.COMPLETED)
         if over and limit is not None:
             run.update(too_slow=True)
@@ -322,7 +339,7 @@ class SearchDriver:
             return Ending(Outcome.PRUNED, reason, constraints={"trial_seconds": projected / limit - 1})
         if rec.preset is not None:
             return None
-        if verdict is not None and verdict.stop and self.halving is not None and not self._cheap_to_finish(rec):
+        if verdict is not None and verdict.stop and self.halving is not None and not cheap_to_finish(self.session, rec):
             reason = f"stopped at epoch {epoch}/{rec.epochs} by {self.halving.name}: {verdict.describe()}"
             return Ending(Outcome.PRUNED, reason)
         if not self.session.multi_objective and trial.should_prune():
@@ -348,17 +365,6 @@ class SearchDriver:
             f"shares would take {whole:.0f} s, over the {limit:.0f} s a trial may take"
         )
         return rec
-
-    def _cheap_to_finish(self, rec: TrialRecord) -> bool:
-        """With several objectives, a trial whose remaining epochs would take less than
-        :data:`CHEAP_SHARE` of the time budget is not stopped: stopping it saves next to nothing,
-        and cheap trials are where the front's low-cost end comes from (measured on mnist5k:
-        one-epoch MLPs stopped at the first rung that would have completed in 2 s)."""
-        budget = self.session.budget.seconds
-        projected = rec.projected_seconds()
-        if budget is None or projected is None:
-            return False
-        return projected - rec.train_seconds < CHEAP_SHARE * budget
 
     def _retry(self, run: RunningTrial) -> bool:
         """Restart a trial whose worker died, from its last checkpoint; False past the limit."""

@@ -72,8 +72,10 @@ class KeptWeights:
 
     def add(self, number: int, val_acc: float) -> None:
         """Trial ``number`` completed with ``val_acc``, its weights just saved: keep them while it
-        is among the best, and delete the weights of the trial it pushes out."""
+        is among the best, and delete the weights of the trial it pushes out. A trial paused at
+        the learned ceiling and completed later is added again: its new score replaces the old."""
         score = val_acc if math.isfinite(val_acc) else -math.inf
+        self._best = [kept for kept in self._best if kept[1] != number]
         bisect.insort(self._best, (score, number))
         dropped = self._best.pop(0) if len(self._best) > self.size else None
         if not self._tidied:
