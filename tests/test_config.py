@@ -74,6 +74,7 @@ ADDED = {
     "--data-fidelity",
     "--metric",
     "--backbone-weights",
+    "--final-start",
 }  # settings that came later
 
 
@@ -132,6 +133,7 @@ def test_the_flags_and_help_texts_are_the_hand_written_ones_with_their_defaults(
     assert actions["--pruner"].choices == ("asha", "hyperband", "median", "none")
     assert actions["--data-fidelity"].choices == ("auto", "off") and actions["--data-fidelity"].default == "auto"
     assert actions["--device"].choices == ("cpu", "cuda")
+    assert actions["--final-start"].choices == ("restart", "continue") and actions["--final-start"].default == "restart"
     assert actions["--objective"].metavar == "OBJECTIVE" and actions["--objective"].dest == "objectives"
     assert actions["--no-progress"].dest == "progress" and actions["--no-progress"].const is False
 
@@ -207,6 +209,7 @@ def test_a_full_command_line_gives_the_expected_config(tmp_path: Path) -> None:
         (["--time-budget", "1.5h"], "time_budget", 5400.0),
         (["--memory-budget", "2GB"], "memory_budget", 2 * 1024**3),
         (["--objective", "accuracy,latency"], "objectives", ("accuracy", "latency")),
+        (["--final-start", "continue"], "final_start", "continue"),
     ],
 )
 def test_one_flag_sets_its_setting(args: list[str], field: str, value: Any) -> None:
@@ -444,6 +447,7 @@ def test_durations_and_sizes_from_python_are_numbers() -> None:
         ({"memory_budget": "lots"}, "--memory-budget 'lots': expected a size like 512MB or 4GB"),
         ({"trials": "0"}, "--trials '0': expected a positive integer, got '0'"),
         ({"split": "1,2"}, "--split '1,2': expected three fractions like 0.7,0.15,0.15"),
+        ({"final_start": "resume"}, "--final-start 'resume': use restart or continue"),
     ],
 )
 def test_bad_text_from_python_is_one_line_naming_the_flag(given: dict[str, Any], words: str) -> None:

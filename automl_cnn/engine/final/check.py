@@ -14,6 +14,7 @@ on the check half it never saw. Three sets of weights of the same network compet
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +96,16 @@ def _own(fitted: np.ndarray, own: np.ndarray, labels: np.ndarray, weights: np.nd
 
 
 def choose(session: SearchSession, fit: FinalFit, weight: float = 1.0) -> Choice:
-    """Which weights of ``fit``'s trial to deliver (see the module's text)."""
+    """Which weights of ``fit``'s trial to deliver (see the module's text); the verdict says
+    where the final fit started under ``--final-start continue`` (its trial's weights or random)."""
+    choice = _choose(session, fit, weight)
+    if not fit.start:
+        return choice
+    own = dataclasses.replace(choice.own, reason=f"{choice.own.reason}; the final fit {fit.start}")
+    return dataclasses.replace(choice, own=own)
+
+
+def _choose(session: SearchSession, fit: FinalFit, weight: float) -> Choice:
     y = check_labels(session)
     out = fit.outputs
     if out is None or not len(y) or len(out.eval_probs) != len(y):
