@@ -3,7 +3,8 @@
 Each final fit trained on train + the selection half of validation and was scored, each epoch,
 on the check half it never saw. Three sets of weights of the same network compete there:
 
-* the final fit's last weights (the default: most data, the winner's own recipe),
+* the final fit's last weights (the default: most data, the winner's own recipe; under
+  ``--final-start continue`` started from the trial's own weights: :mod:`.start`),
 * the average of its weights along training (EMA), delivered when it scores strictly higher,
 * the trial's own weights (trained on the training split only, kept in the run folder),
   delivered when they are right significantly more often (McNemar's exact test, one-sided,
