@@ -75,6 +75,7 @@ ADDED = {
     "--metric",
     "--backbone-weights",
     "--epochs",
+    "--final-start",
 }  # settings that came later
 
 
@@ -135,6 +136,7 @@ def test_the_flags_and_help_texts_are_the_hand_written_ones_with_their_defaults(
     assert actions["--epochs"].choices == ("auto", "fixed") and actions["--epochs"].default == "auto"
     assert "learns" in actions["--epochs"].help and "(default)" in actions["--epochs"].help
     assert actions["--device"].choices == ("cpu", "cuda")
+    assert actions["--final-start"].choices == ("restart", "continue") and actions["--final-start"].default == "restart"
     assert actions["--objective"].metavar == "OBJECTIVE" and actions["--objective"].dest == "objectives"
     assert actions["--no-progress"].dest == "progress" and actions["--no-progress"].const is False
 
@@ -210,6 +212,7 @@ def test_a_full_command_line_gives_the_expected_config(tmp_path: Path) -> None:
         (["--time-budget", "1.5h"], "time_budget", 5400.0),
         (["--memory-budget", "2GB"], "memory_budget", 2 * 1024**3),
         (["--objective", "accuracy,latency"], "objectives", ("accuracy", "latency")),
+        (["--final-start", "continue"], "final_start", "continue"),
     ],
 )
 def test_one_flag_sets_its_setting(args: list[str], field: str, value: Any) -> None:
@@ -456,6 +459,7 @@ def test_durations_and_sizes_from_python_are_numbers() -> None:
         ({"memory_budget": "lots"}, "--memory-budget 'lots': expected a size like 512MB or 4GB"),
         ({"trials": "0"}, "--trials '0': expected a positive integer, got '0'"),
         ({"split": "1,2"}, "--split '1,2': expected three fractions like 0.7,0.15,0.15"),
+        ({"final_start": "resume"}, "--final-start 'resume': use restart or continue"),
     ],
 )
 def test_bad_text_from_python_is_one_line_naming_the_flag(given: dict[str, Any], words: str) -> None:

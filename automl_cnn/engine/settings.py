@@ -33,6 +33,7 @@ from automl_cnn.space.presets import GROUPS, PRESETS
 DATA_FIDELITIES = ("auto", "off")
 EPOCHS = ("auto", "fixed")
 EXECUTORS = ("ray", "inprocess")
+FINAL_STARTS = ("restart", "continue")  # a final fit from random weights, or from its trial's
 AUTO_ENSEMBLE = 5  # --ensemble auto: at most this many members
 
 
@@ -193,9 +194,18 @@ class FinalSettings:
         help="deliver an ensemble of trials when it beats the single winner on held-out validation: auto "
         f"(default: up to {AUTO_ENSEMBLE} members, as many as the time budget allows), off, or K (at most K members)",
     )
+    final_start: str = option(  # see engine/final/start.py
+        "restart",
+        "--final-start",
+        choices=FINAL_STARTS,
+        help="where each final fit starts: restart (default: from random weights) or continue (the first "
+        "seed of each trial from the trial's own weights, at a tenth of its learning rate)",
+    )
 
     def __post_init__(self) -> None:
         parse_given_text(self, UserInputError)
+        if self.final_start not in FINAL_STARTS:
+            raise UserInputError(f"--final-start {self.final_start!r}: use {' or '.join(FINAL_STARTS)}")
         for name in ("final_repeats", "final_top_k"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise UserInputError(f"--{name.replace('_', '-')} must be a positive integer")

@@ -34,6 +34,10 @@ class JobSpec:
     outputs: bool = False
     average: bool = False
     fraction: float = 1.0  # the first epoch trains on this share of the training split (a data-size fidelity)
+    # start from these weights (a state dict of the candidate's network) instead of a random init:
+    # weights only, the optimiser, schedule and epoch count start fresh (a final fit continuing
+    # from its trial's weights); ignored where ``checkpoint`` is given, which holds the weights
+    init_weights: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

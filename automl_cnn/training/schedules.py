@@ -14,6 +14,10 @@ steps taken so far, so it too never depends on the planned end. Averaging the ta
 constant-rate run is the cheap stand-in for a cooldown branch (Hägele et al. 2024, "Scaling
 laws and compute-optimal training beyond fixed training durations"): no extra training steps,
 one network's worth of memory.
+
+``warmup_cosine`` is never searched: it is the recipe of a final fit that continues from its
+trial's weights (:mod:`automl_cnn.engine.final.start`), a linear warmup over the first half epoch
+of steps, then a cosine to zero by the planned end.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ def lr_factor(schedule: str, total_steps: int, steps_per_epoch: int) -> Callable
         return lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / total_steps))
     if schedule == "step":
         return lambda s: 0.1 ** ((s >= total_steps // 2) + (s >= 3 * total_steps // 4))
+    if schedule == "warmup_cosine":  # not searched: a final fit continuing from its trial's weights
+        warmup = min(warmup_steps(steps_per_epoch), max(1, total_steps - 1))
+        rest = max(1, total_steps - warmup)
+        return lambda s: (
+            (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * min(s - warmup, rest) / rest))
+        )
     if schedule == "wsd":  # total_steps is not used: the point of it
         warmup = warmup_steps(steps_per_epoch)
         return lambda s: min(1.0, (s + 1) / warmup)

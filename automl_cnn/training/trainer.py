@@ -362,6 +362,16 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"].cpu())
         self.epoch = int(state["epoch"])
 
+    def start_from(self, weights: dict[str, torch.Tensor]) -> None:
+        """Train on from ``weights`` (this network's state dict, e.g. a trial's kept weights)
+        instead of the random init: the weights alone, before the first epoch; the optimiser,
+        schedule, epoch count and random streams stay those of a fresh job. The weight average
+        needs no reset: its first update copies the network."""
+        if self.epoch:
+            raise RuntimeError("start_from() is for a job that has not trained yet")
+        self.model.load_state_dict(weights)
+        self._saved = None
+
     def cpu_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()}
 

@@ -75,6 +75,8 @@ class TrialWorker:
             self.trainer.use_backoffs(spec.oom_backoffs)
             if spec.checkpoint is not None:  # holds the batch size it trained with
                 self.trainer.restore(spec.checkpoint)
+            elif spec.init_weights is not None:  # weights only: a fresh optimiser and schedule
+                self.trainer.start_from(spec.init_weights)
         except Exception as exc:
             self.release()
             return JobResult.failed(spec.job, _reason(exc))

@@ -3,7 +3,8 @@
 Each final fit trained on train + the selection half of validation and was scored, each epoch,
 on the check half it never saw. Three sets of weights of the same network compete there:
 
-* the final fit's last weights (the default: most data, the winner's own recipe),
+* the final fit's last weights (the default: most data, the winner's own recipe; under
+  ``--final-start continue`` started from the trial's own weights: :mod:`.start`),
 * the average of its weights along training (EMA), delivered when it scores strictly higher,
 * the trial's own weights (trained on the training split only, kept in the run folder),
   delivered when they are right significantly more often (McNemar's exact test, one-sided,
@@ -14,6 +15,7 @@ on the check half it never saw. Three sets of weights of the same network compet
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +97,16 @@ def _own(fitted: np.ndarray, own: np.ndarray, labels: np.ndarray, weights: np.nd
 
 
 def choose(session: SearchSession, fit: FinalFit, weight: float = 1.0) -> Choice:
-    """Which weights of ``fit``'s trial to deliver (see the module's text)."""
+    """Which weights of ``fit``'s trial to deliver (see the module's text); the verdict says
+    where the final fit started under ``--final-start continue`` (its trial's weights or random)."""
+    choice = _choose(session, fit, weight)
+    if not fit.start:
+        return choice
+    own = dataclasses.replace(choice.own, reason=f"{choice.own.reason}; the final fit {fit.start}")
+    return dataclasses.replace(choice, own=own)
+
+
+def _choose(session: SearchSession, fit: FinalFit, weight: float) -> Choice:
     y = check_labels(session)
     out = fit.outputs
     if out is None or not len(y) or len(out.eval_probs) != len(y):

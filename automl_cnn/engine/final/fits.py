@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from automl_cnn.engine.final.start import CONTINUE_LR_SCALE, Start, continued, plan_starts
 from automl_cnn.engine.objectives import OBJECTIVES, PickRule, pareto_front
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
@@ -75,6 +76,7 @@ class FinalFit:
     weights: dict[str, Any]
     history: list[EpochResult]
     outputs: Outputs | None = None  # the check split's probabilities, and the weight average's
+    start: str = ""  # where it started, for the verdict (--final-start continue): see engine/final/start.py
 
 
 def with_epochs(candidate: Candidate, epochs: int | None) -> Candidate:
@@ -132,6 +134,7 @@ class FinalFits:
         self.threads = session.executor.threads_for(len(jobs))
         self.names = [name for name, _, _ in self.todo]
         self.info = {name: (rec, seed) for name, rec, seed in self.todo}
+        self.starts: dict[str, Start] = plan_starts(session, [(n, rec) for n, rec, _ in self.todo], kind.second_seed)
         self.histories: dict[str, list[EpochResult]] = {name: [] for name in self.names}
         self.runs: dict[str, str] = {}  # job -> MLflow run still open
         self.done: dict[str, FinalFit] = {}
@@ -150,15 +153,16 @@ class FinalFits:
     def _start(self, job: str, rec: TrialRecord, seed: int) -> None:
         self.started.add(rec.number)
         finished = self.session.state.load_weights(job)  # an earlier driver of this run trained it
+        start = self.starts[job]
         if finished is not None:
-            self.done[job] = FinalFit(rec.number, seed, finished[0], finished[1], finished[2])
+            self.done[job] = FinalFit(rec.number, seed, finished[0], finished[1], finished[2], start.note)
             self.session.progress.message(f"{job}: trained by an earlier driver of this run; its weights are reused")
             return
         saved = self.session.state.load_checkpoint(job)
         self.runs[job] = self.session.tracker.start_run(
             f"{job} (trial {rec.number})",
-            {**self._candidate(rec).flat_params(), "seed": seed, "trial": rec.number},
-            {self.kind.tag: "true", self.kind.of_trial: str(rec.number)},
+            {**self._recipe(job, rec).flat_params(), "seed": seed, "trial": rec.number},
+            {self.kind.tag: "true", self.kind.of_trial: str(rec.number), **_start_tag(start)},
             parent=self.session.parent_run,
         )
         self.session.tracker.log_dataset(self.runs[job], self.session.bundle)
@@ -170,19 +174,34 @@ class FinalFits:
             self.session.progress.message(f"{job}: resumed from epoch {done} (checkpoint of an earlier driver)")
             return
         self._submit(job, rec, seed)
+        if start.note:
+            self.session.progress.message(f"{job}: {self._said(start)}")
         self.session.progress.trial_running(job, f"{self.what} of trial {rec.number}: starting")
 
     def _candidate(self, rec: TrialRecord) -> Candidate:
         return with_epochs(rec.candidate, self.epochs.get(rec.number))
 
+    def _recipe(self, job: str, rec: TrialRecord) -> Candidate:
+        """What ``job`` trains: its trial's candidate, for the planned epochs, with the
+        continuing recipe where it starts from the trial's weights."""
+        candidate = self._candidate(rec)
+        return continued(candidate) if self.starts[job].continued else candidate
+
+    @staticmethod
+    def _said(start: Start) -> str:
+        if not start.continued:
+            return start.note
+        return f"{start.note}, at {CONTINUE_LR_SCALE:g}x its learning rate (a half-epoch warmup, then a cosine to zero)"
+
     def _submit(self, job: str, rec: TrialRecord, seed: int, checkpoint: bytes | None = None) -> None:
         # a trial that ran out of memory is refitted at the batch size it backed off to
         backoffs = rec.history[-1].oom_backoffs if rec.history else 0
-        candidate = self._candidate(rec).to_dict()
+        candidate = self._recipe(job, rec).to_dict()
         second = self.kind.second_seed
         data = self.session.search_data if second else self.session.refit_data
+        init = self.starts[job].weights if checkpoint is None else None  # a checkpoint holds the weights
         spec = JobSpec(job, candidate, seed, data, checkpoint, True, self.threads, backoffs, average=not second)
-        self.session.executor.submit(spec)
+        self.session.executor.submit(dataclasses.replace(spec, init_weights=init) if init is not None else spec)
 
     def _retry(self, job: str, rec: TrialRecord, seed: int) -> bool:
         """Restart a fit whose worker died, from its last checkpoint; False past the limit. A fit
@@ -260,7 +279,8 @@ class FinalFits:
                 self._fail(job, rec.number, seed, result.error)
         elif result.weights is not None:
             self.pending_weights.discard(job)
-            self.done[job] = FinalFit(rec.number, seed, result.weights, self.histories[job], result.outputs)
+            history, outputs, note = self.histories[job], result.outputs, self.starts[job].note
+            self.done[job] = FinalFit(rec.number, seed, result.weights, history, outputs, note)
             self.session.state.save_weights(job, result.weights, self.histories[job], result.outputs)
             self.session.state.drop_checkpoint(job)
             self.session.executor.release(job)
@@ -305,6 +325,11 @@ class FinalFits:
         for other in self.session.executor.jobs:
             self.session.executor.release(other)
         raise AutoMLError(f"the {self.what} of trial {number} (seed {seed}) failed: {error}")
+
+
+def _start_tag(start: Start) -> dict[str, str]:
+    """The MLflow tag saying which trial's weights a final fit continued from (none: random weights)."""
+    return {"automl_cnn.continued_from_trial": str(start.trial)} if start.continued else {}
 
 
 def _nan(value: float) -> bool:
