@@ -117,7 +117,8 @@ def test_continue_starts_the_first_seed_from_the_trials_weights_and_says_so(tmp_
         assert kept is not None
         fits = final_fit(s, [(_frozen(winner), 5), (_frozen(winner), 6)])
         verdict = choose(s, fits[0]).own
-        runs = {r.info.run_name: r for r in MlflowClient(s.tracker.uri).search_runs([s.tracker.experiment_id])}
+        mine = f"tags.`mlflow.parentRunId` = '{s.parent_run}'"  # the unit tests share one store
+        runs = {r.info.run_name: r for r in MlflowClient(s.tracker.uri).search_runs([s.tracker.experiment_id], mine)}
     first, second = fits
     assert _same(first.weights, kept)  # a learning rate of 0 from the trial's weights: they are kept
     assert not _same(second.weights, kept)  # a further seed: random weights
