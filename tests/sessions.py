@@ -35,8 +35,9 @@ SINGLE = HERE / "spaces" / "single.yaml"  # one candidate: every later proposal 
 _STORE = Path(tempfile.mkdtemp(prefix="automl-cnn-unit-")) / "mlflow.db"  # one store for all: ~2 s saved a test
 
 
-def plan_for(tmp_path: Path, space: Path = TINY, resume: RunState | None = None, **settings: Any) -> Plan:
-    base: dict[str, Any] = {
+def base_settings(tmp_path: Path) -> dict[str, Any]:
+    """The unit tests' settings: in process, no presets, quiet, one shared MLflow store."""
+    return {
         "seed": 0,
         "progress": False,
         "warm_start": "none",
@@ -45,7 +46,10 @@ def plan_for(tmp_path: Path, space: Path = TINY, resume: RunState | None = None,
         "tracking_uri": mlflow_store(_STORE),
         "experiment": "unit",
     }
-    return make_plan("digits", space, SearchConfig.from_settings(**{**base, **settings}), resume)
+
+
+def plan_for(tmp_path: Path, space: Path = TINY, resume: RunState | None = None, **settings: Any) -> Plan:
+    return make_plan("digits", space, SearchConfig.from_settings(**{**base_settings(tmp_path), **settings}), resume)
 
 
 @contextlib.contextmanager

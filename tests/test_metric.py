@@ -160,3 +160,23 @@ def test_macro_f1_is_refused_in_one_line_pointing_at_balanced_accuracy(
         SearchConfig.from_settings(metric="macro_f1")
     with pytest.raises(UserInputError, match="unknown metric 'f2'; use one of: auto, accuracy, balanced_accuracy"):
         SearchConfig.from_settings(metric="f2")
+
+
+@pytest.mark.parametrize(("metric", "weighted"), [("auto", True), ("accuracy", False)])
+def test_under_balanced_accuracy_the_presets_weight_their_loss_by_class(
+    tmp_path: Path, metric: str, weighted: bool
+) -> None:
+    """On a short budget the warm-start presets may be the only trials that complete: under
+    balanced accuracy they train with the class-weighted loss the search tries."""
+    from optuna.trial import TrialState
+    from sessions import base_settings, session_for
+
+    from automl_cnn.app import make_plan
+    from automl_cnn.engine.config import SearchConfig
+
+    cfg = SearchConfig.from_settings(**{**base_settings(tmp_path), "warm_start": "classics", "metric": metric})
+    with session_for(make_plan(_imbalanced_digits(), "default", cfg, None)) as s:
+        presets = [t for t in s.study.get_trials(deepcopy=False) if t.state == TrialState.WAITING]
+    fixed = [t.system_attrs["fixed_params"] for t in presets]  # what each enqueued trial will run
+    assert len(fixed) >= 2 and all("blocks" in params for params in fixed)
+    assert all(params.get("train.class_weighted", False) is weighted for params in fixed)

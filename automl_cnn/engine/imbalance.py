@@ -5,7 +5,10 @@ on imbalanced data, or asked) also tries a class-weighted loss, unless its space
 ``[false, true]``, so the sampler learns whether weighting the loss by inverse class frequency
 pays on this data; a space that writes ``class_weighted: true`` or ``[false, true]`` keeps its
 own (``false``, the default, cannot be told from not writing it: ``--metric accuracy`` or a
-balanced dataset keep the loss unweighted).
+balanced dataset keep the loss unweighted). Where the loss is searched so, the warm-start presets
+run with the weighted loss (:func:`automl_cnn.engine.search.warmstart.apply_warm_starts`): on a
+short budget they may be the only trials that complete, and an unweighted preset then wins by
+never predicting the rare class (seen in the imbalance benchmark's trial logs, shapes at 1:10).
 """
 
 from __future__ import annotations

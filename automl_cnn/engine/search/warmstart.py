@@ -17,6 +17,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+from automl_cnn.engine.imbalance import searches_weighting
 from automl_cnn.engine.outcome import Outcome, TrialAttrs, study_history
 from automl_cnn.engine.runstate import RUN_FILE
 from automl_cnn.engine.search.dedupe import Known, KnownResult
@@ -119,7 +120,12 @@ def apply_warm_starts(session: SearchSession, known: Known) -> None:
     for params in cfg.search.enqueue:
         study.enqueue_trial(dict(params), skip_if_exists=True)
     presets = [n for n in cfg.search.warm_start if n in GROUPS or n in PRESETS]
+    # under balanced accuracy the presets weight their loss by class where the space searches it:
+    # on a short budget they may be the only trials that complete (engine/imbalance.py)
+    weighted = session.metric[0] == "balanced_accuracy" and searches_weighting(session.space)
     for preset, params in warm_start_params(presets, session.space):
+        if weighted:
+            params = {**params, "train.class_weighted": True}
         study.enqueue_trial(params, user_attrs={"preset": preset}, skip_if_exists=True)
     for name in cfg.search.warm_start:
         if name not in presets:
