@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 from optuna.storages import RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -15,7 +16,7 @@ from sqlalchemy import event
 
 from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.services.study import make_storage
-from automl_cnn.services.study_cache import SoleWriterStorage
+from automl_cnn.services.study_cache import SoleWriterStorage, params_written_together
 
 GOOD = {"blocks": 1, "block1.pooling": "max", "train.learning_rate": 0.05}
 IMPOSSIBLE = {"blocks": 4, **{f"block{i}.pooling": "max" for i in range(1, 5)}, "train.learning_rate": 0.05}
@@ -79,3 +80,26 @@ def test_running_trials_are_read_from_memory(tmp_path: Path) -> None:
     assert counts["sole"][0] < counts["plain"][0]
     assert [v[:8] for v in counts["sole"][1]] == [v[:8] for v in counts["plain"][1]]
     assert [v[6] for v in counts["sole"][1]] == [{"s": i} for i in range(6)]
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_trials_suggestions_are_written_together(tmp_path: Path, kind: str) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}" if kind == "sqlite" else None
+    journal = tmp_path / "study.journal"
+    study = optuna.create_study(storage=make_storage(url, journal), study_name="s")
+    backend = study._storage._backend
+    writes: list[str] = []
+    if kind == "sqlite":
+        event.listen(backend.engine, "commit", lambda _conn: writes.append("commit"))
+    else:
+        append = backend.append_logs
+        backend.append_logs = lambda logs: (writes.append("append"), append(logs))[1]
+    trial = study.ask()
+    writes.clear()
+    with params_written_together(study):
+        values = {f"x{i}": trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(8)}
+        values["n"] = trial.suggest_int("n", 1, 4)
+        assert trial.params == values  # the trial sees them at once
+    assert len(writes) == 1
+    fresh = optuna.load_study(study_name="s", storage=url or make_storage(None, journal))
+    assert fresh.trials[0].params == values and study.trials[0].params == values

@@ -15,7 +15,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from automl_cnn.options import Entry
 from automl_cnn.services.credentials import mask_password as mask_password  # the one masking, re-exported
-from automl_cnn.services.study_cache import SoleWriterStorage
+from automl_cnn.services.study_cache import BatchingJournalStorage, SoleWriterStorage
 
 STUDY_FILE = "study.journal"  # the study's journal in a run folder
 
@@ -93,14 +93,14 @@ def make_storage(url: str | None, default_journal: Path) -> Any:
     if url.startswith(("redis://", "rediss://")):
         from optuna.storages.journal import JournalRedisBackend
 
-        return JournalStorage(JournalRedisBackend(url))
+        return BatchingJournalStorage(JournalRedisBackend(url))
     return journal_storage(Path(url).expanduser())
 
 
 def journal_storage(path: Path) -> JournalStorage:
     """A journal file: safe for several processes on one machine, and a record to resume from."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return BatchingJournalStorage(JournalFileBackend(str(path)))
 
 
 def create_study(

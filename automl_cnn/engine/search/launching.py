@@ -23,6 +23,7 @@ from automl_cnn.engine.records import TrialRecord, trial_seed
 from automl_cnn.engine.runstate import RunState
 from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
+from automl_cnn.services.study_cache import params_written_together
 from automl_cnn.space.sampling import sample_candidate
 
 LAUNCHES_PER_PASS = 1  # trials launched before the driver handles the results ready
@@ -32,7 +33,8 @@ def open_trial(session: SearchSession, trial: optuna.Trial) -> RunningTrial:
     """Sample the trial's candidate (recorded in the study at once) and open its MLflow run."""
     number = trial.number
     seed = trial_seed(session.config.search.seed, number)
-    candidate = sample_candidate(trial, session.space)
+    with params_written_together(session.study):  # one write, not one per suggestion
+        candidate = sample_candidate(trial, session.space)
     preset = TrialAttrs.read(trial).preset  # an enqueued warm-start design's name
     # at once: a driver killed from here on leaves a trial that a resume can record
     TrialAttrs(seed=seed, candidate=candidate.to_json(), candidate_key=candidate.key(), preset=preset).write(trial)
