@@ -347,6 +347,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--cluster-stores", action="store_true", help="start PostgreSQL and an mlflow server over it (as the tests do)"
     )
+    parser.add_argument(
+        "--count-sql",
+        action="store_true",
+        help="count the SQL statements and commits this process sends (with --cluster-stores: Optuna's, "
+        "MLflow being over HTTP)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     args = parser.parse_args(argv)
@@ -365,12 +371,37 @@ def main(argv: list[str] | None = None) -> None:
         run_grid(args, base)
 
 
+def count_sql() -> dict[str, int]:
+    """A counter of the SQL statements and commits every SQLAlchemy engine in this process sends."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    counts = {"statements": 0, "commits": 0}
+
+    def statement(*_args: Any) -> None:
+        counts["statements"] += 1
+
+    def commit(*_args: Any) -> None:
+        counts["commits"] += 1
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "commit", commit)
+    return counts
+
+
 def run_grid(args: argparse.Namespace, base: Path) -> None:
     rows: list[Row] = []
+    sql = count_sql() if args.count_sql else None
     for slots in [int(v) for v in _floats(args.slots)]:
         for epoch in _floats(args.epoch):
+            before = dict(sql) if sql is not None else {}
             row = run_config(args, slots, epoch, base / f"{slots}x{epoch:g}s")
             print(HEADER.splitlines()[0] if not rows else "", row.markdown(), sep="\n" if not rows else "", flush=True)
+            if sql is not None:
+                spent = {k: v - before[k] for k, v in sql.items()}
+                trials = max(1, row.started)
+                per = f"{spent['statements'] / trials:.0f} statements, {spent['commits'] / trials:.1f} commits"
+                print(f"SQL: {spent['statements']} statements, {spent['commits']} commits ({per} a trial started)")
             rows.append(row)
     print("\n" + HEADER)
     for row in rows:

@@ -4,20 +4,24 @@ the budget stop."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import optuna
 from mlflow.tracking import MlflowClient
+from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import TrialState
 from sessions import FAILURES, SINGLE, plan_for, session_for
 
-from automl_cnn.engine.outcome import Outcome, TrialAttrs
+from automl_cnn.engine.outcome import ATTRS_KEY, Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.runstate import RunState
 from automl_cnn.engine.search.driver import SearchDriver
 from automl_cnn.engine.search.recovery import recover
 from automl_cnn.services.inprocess import InProcessExecutor
+from automl_cnn.services.study import STUDY_FILE
+from automl_cnn.space.sampling import sample_candidate
 from automl_cnn.training.messages import JobResult
 
 IMPOSSIBLE = {"blocks": 4, **{f"block{i}.pooling": "max" for i in range(1, 5)}, "train.learning_rate": 0.05}
@@ -199,3 +203,54 @@ def test_a_trial_asked_but_never_sampled_counts_against_the_trial_limit(tmp_path
     assert records == [] and [r.number for r in final] == [1]  # one more: two trials were asked
     assert states[0] == TrialState.FAIL and Outcome(final[0].outcome).finished
     assert all(r.candidate.key() for r in final)  # every record has its candidate
+
+
+def _attr_writes(journal: Path) -> dict[int, int]:
+    """Per trial id, the user-attribute writes in a study's journal."""
+    writes: dict[int, int] = {}
+    for line in journal.read_text().splitlines():
+        op = json.loads(line)
+        if op["op_code"] == JournalOperation.SET_TRIAL_USER_ATTR:
+            writes[op["trial_id"]] = writes.get(op["trial_id"], 0) + 1
+    return writes
+
+
+def test_a_trial_records_its_attributes_in_one_attribute_and_few_writes(tmp_path: Path) -> None:
+    """Each storage write is a round trip on PostgreSQL and an fsync on the journal: a trial
+    writes its attributes at launch, when it starts and when it ends (a refused one twice)."""
+    plan = plan_for(tmp_path, FAILURES, trials=3, pruner="none", enqueue=(IMPOSSIBLE, DIVERGENT, GOOD))
+    with session_for(plan) as s:
+        records = SearchDriver(s, never).run()
+        trials = s.study.get_trials(deepcopy=False)
+    assert {key for t in trials for key in t.user_attrs} == {ATTRS_KEY}
+    writes = _attr_writes(plan.out / STUDY_FILE)
+    assert [writes[t._trial_id] for t in trials] == [2, 3, 3]  # refused by the gate, diverged, completed
+    for t, rec in zip(trials, sorted(records, key=lambda r: r.number), strict=True):
+        attrs = TrialAttrs.read(t)
+        assert (attrs.mlflow_run_id, attrs.seed, attrs.outcome) == (rec.run_id, rec.seed, rec.outcome)
+        assert attrs.get_candidate() == rec.candidate and (attrs.reason or "") == rec.reason
+
+
+def test_a_study_the_older_writer_kept_one_attribute_per_field_recovers(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, trials=3, pruner="none")
+    with session_for(plan) as s:
+        run_ids = []
+        for number in range(2):
+            trial = s.study.ask()
+            candidate = sample_candidate(trial, s.space)
+            run_ids.append(s.tracker.start_run(f"trial-{number}", {}, {"automl_cnn.trial": str(number)}, s.parent_run))
+            old = {"seed": 7 + number, "mlflow_run_id": run_ids[-1], "candidate": candidate.to_json()}
+            old |= {"candidate_key": candidate.key(), "params": 1234, "flops": 5678, "latency_ms": 0.5}
+            for key, value in old.items():  # as the older writer stored them
+                trial.set_user_attr(key, value)
+            if number == 0:
+                trial.set_user_attr("outcome", "completed")
+                trial.report(0.75, 1)
+                s.study.tell(trial, 0.75)
+        (old_attrs,) = [TrialAttrs.read(t) for t in s.study.trials if t.number == 0]
+    assert (old_attrs.seed, old_attrs.params, old_attrs.flops, old_attrs.outcome) == (7, 1234, 5678, "completed")
+    with session_for(plan_for(tmp_path, trials=3, pruner="none", resume=RunState.load(plan.out))) as s:
+        records, resumable = recover(s)
+    assert [(r.number, r.seed, r.run_id, r.outcome) for r in records] == [(0, 7, run_ids[0], Outcome.COMPLETED)]
+    assert [(run.number, run.record.seed, run.record.run_id) for run, _trial in resumable] == [(1, 8, run_ids[1])]
+    assert resumable[0][0].record.latency_ms == 0.5

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from runfolders import ended_trials, mid_trials
 from stores import mlflow_store
 
+from automl_cnn.engine.outcome import TrialAttrs
 from automl_cnn.engine.search.warmstart import load_study
 
 pytestmark = pytest.mark.slow
@@ -162,7 +163,7 @@ def test_driver_killed_then_resumed_finishes_the_same_search(tmp_path: Path, ray
     assert "resumed from epoch" in resumed.stdout
     after = ended_trials(run)
     # the budget of 4 trials, as a whole; a trial the driver was killed in before it sampled its candidate has no record
-    unsampled = {t.number for t in load_study(run).trials if "candidate" not in t.user_attrs}
+    unsampled = {t.number for t in load_study(run).trials if TrialAttrs.read(t).candidate is None}
     assert sorted(after) == sorted({0, 1, 2, 3} - unsampled) and len(unsampled) <= 1
     for number, rec in before.items():  # no finished trial was run again
         assert after[number] == rec

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from automl_cnn import search
+from automl_cnn.engine.outcome import TrialAttrs
 
 pytestmark = pytest.mark.slow
 SPACES = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -85,7 +86,7 @@ def test_study_in_a_database_storage(ray_session: None, tmp_path: Path, store: s
     (name,) = optuna.get_all_study_names(url)
     study = optuna.load_study(study_name=name, storage=url)
     assert len(study.trials) == 3
-    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {r.run_id for r in result.trials}
+    assert {TrialAttrs.read(t).mlflow_run_id for t in study.trials} == {r.run_id for r in result.trials}
 
 
 def test_projected_training_time_goes_by_the_latest_epochs_not_the_warm_up() -> None:

@@ -14,7 +14,10 @@ our outcome        Optuna state          MLflow status  when
 =================  ====================  =============  ==========================================
 
 A trial stores in Optuna (``user_attrs``) exactly the fields of :class:`TrialAttrs`; the driver
-writes them and recovery and warm starts read them back through the same class.
+writes them and recovery and warm starts read them back through the same class. They are one
+JSON attribute (:data:`ATTRS_KEY`), so that recording them is one storage write (a round trip on
+PostgreSQL, an fsync on the journal), not one per field; studies written before kept one
+attribute per field, and read back the same.
 """
 
 from __future__ import annotations
@@ -72,9 +75,13 @@ _FROM_STATE = {
 }
 
 
+ATTRS_KEY = "automl_cnn"  # the user attribute that holds a trial's TrialAttrs
+
+
 @dataclass(frozen=True)
 class TrialAttrs:
-    """What a trial stores in the Optuna study (``trial.user_attrs``), one key per field."""
+    """What a trial stores in the Optuna study: ``trial.user_attrs[ATTRS_KEY]``, a dict of the
+    fields that are set (older studies: one attribute per field; both are read)."""
 
     seed: int | None = None
     mlflow_run_id: str | None = None
@@ -91,16 +98,21 @@ class TrialAttrs:
     REASON_LIMIT = 1000
 
     def write(self, trial: Trial) -> None:
-        """Store the fields that are set on ``trial``."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is not None:
-                trial.set_user_attr(f.name, value[: self.REASON_LIMIT] if f.name == "reason" else value)
+        """Store the fields that are set on ``trial``, in one write. It replaces what an earlier
+        write stored: write everything known of the trial (``RunningTrial.attrs``)."""
+        stored = self.to_dict()
+        if self.reason is not None:
+            stored["reason"] = self.reason[: self.REASON_LIMIT]
+        trial.set_user_attr(ATTRS_KEY, stored)
 
     @classmethod
     def read(cls, trial: FrozenTrial | Trial) -> TrialAttrs:
+        """The trial's fields: the one attribute, over any set one per field (by older writers, and
+        by ``enqueue_trial``/``add_trial`` calls: ``preset``, ``warm_start_from``)."""
         attrs = trial.user_attrs
-        return cls(**{f.name: attrs.get(f.name) for f in fields(cls)})
+        stored = attrs.get(ATTRS_KEY)
+        merged = {**attrs, **stored} if isinstance(stored, dict) else attrs
+        return cls(**{f.name: merged.get(f.name) for f in fields(cls)})
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}

@@ -15,6 +15,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from automl_cnn.options import Entry
 from automl_cnn.services.credentials import mask_password as mask_password  # the one masking, re-exported
+from automl_cnn.services.study_cache import BatchingJournalStorage, SoleWriterStorage
 
 STUDY_FILE = "study.journal"  # the study's journal in a run folder
 
@@ -87,18 +88,19 @@ def make_storage(url: str | None, default_journal: Path) -> Any:
     if not url:
         return journal_storage(default_journal)
     if url.startswith(("postgresql", "mysql", "sqlite:")):
-        return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        # read from memory by the one driver that writes it (services/study_cache.py)
+        return SoleWriterStorage(optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}))
     if url.startswith(("redis://", "rediss://")):
         from optuna.storages.journal import JournalRedisBackend
 
-        return JournalStorage(JournalRedisBackend(url))
+        return BatchingJournalStorage(JournalRedisBackend(url))
     return journal_storage(Path(url).expanduser())
 
 
 def journal_storage(path: Path) -> JournalStorage:
     """A journal file: safe for several processes on one machine, and a record to resume from."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return BatchingJournalStorage(JournalFileBackend(str(path)))
 
 
 def create_study(

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import optuna
 
 from automl_cnn.engine.fidelity import fitted_plan, held_plan
-from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
+from automl_cnn.engine.outcome import Ending, Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.cost import CostModel, cheap_to_finish, to_next_rung
 from automl_cnn.engine.search.dedupe import Known, KnownResult
@@ -92,7 +92,8 @@ class SearchDriver:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
-        with self.session.tracker.batched():  # MLflow writes off the decision path, all written on leaving
+        # MLflow writes and checkpoints off the decision path, all written on leaving
+        with self.session.tracker.batched(), self.session.state.writes_in_background():
             try:
                 self._loop()
             except BaseException:
@@ -211,6 +212,7 @@ class SearchDriver:
             self.endings.finish_repeat(run, trial, earlier)
             return True
         if isinstance(earlier, str):
+            run.attrs().write(trial)  # its run: a resume continues it
             self.known.wait_for(earlier, (run, trial))
             self.session.progress.message(f"{run.job}: a repeat of running {earlier}; it will reuse that result")
             return True
@@ -223,13 +225,12 @@ class SearchDriver:
         run = self._new_trial(trial)
         if not self._wait_or_reuse(run, trial):
             ending = static_check(self.session, run, self.cost)
-            rec = run.record
-            if rec.profile is not None:  # what warm starts from this search need to rank it
-                TrialAttrs(params=rec.profile.params, flops=rec.profile.flops, latency_ms=rec.latency_ms).write(trial)
             if ending is not None:
                 self._finish(run, trial, ending)
-            else:
+            else:  # its run and profile (warm starts from this search rank by it), in one write
+                run.attrs().write(trial)
                 self._submit(run, trial)
+                rec = run.record
                 self.session.progress.trial_running(rec.job, f"starting: {rec.candidate.architecture.describe()}")
         if self.known.repeats >= MAX_REPEATS_IN_A_ROW:
             self._exhausted = True

@@ -12,7 +12,7 @@ import math
 import optuna
 from optuna.trial import TrialState
 
-from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
+from automl_cnn.engine.outcome import Ending, Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.search.running import RunningTrial
@@ -54,7 +54,7 @@ class Endings:
         if ending.outcome == Outcome.COMPLETED and values is None:
             ending = Ending(Outcome.FAILED, "no finite validation accuracy")
         rec = run.ended(ending.outcome, ending.reason)
-        self._tell(trial, ending, values)
+        self._tell(trial, run, ending, values)
         self._log_end(rec, ending)
         self.session.state.append_record(rec)
         self.session.state.save()
@@ -88,13 +88,13 @@ class Endings:
                 trial.report(value, step)
         infeasible = earlier.outcome == Outcome.FAILED and earlier.constraints
         ending = Ending(earlier.outcome, rec.reason, TrialState.PRUNED if infeasible else None, earlier.constraints)
-        self._tell(trial, ending, earlier.values)
+        self._tell(trial, run, ending, earlier.values)
         self._log_end(rec, ending)
         self.session.state.append_record(rec)
         return rec
 
-    def _tell(self, trial: optuna.Trial, ending: Ending, values: tuple[float, ...] | None) -> None:
-        TrialAttrs(outcome=ending.outcome.value, reason=ending.reason or None).write(trial)
+    def _tell(self, trial: optuna.Trial, run: RunningTrial, ending: Ending, values: tuple[float, ...] | None) -> None:
+        run.attrs().write(trial)  # everything, with how it ended: one write
         for name, excess in ending.constraints.items():
             trial.set_constraint(name, max(excess, 1e-9))
         study = self.session.study

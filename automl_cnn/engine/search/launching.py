@@ -23,19 +23,21 @@ from automl_cnn.engine.records import TrialRecord, trial_seed
 from automl_cnn.engine.runstate import RunState
 from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
+from automl_cnn.services.study_cache import params_written_together
 from automl_cnn.space.sampling import sample_candidate
 
 LAUNCHES_PER_PASS = 1  # trials launched before the driver handles the results ready
 
 
 def open_trial(session: SearchSession, trial: optuna.Trial) -> RunningTrial:
-    """Sample the trial's candidate, open its MLflow run and record both in the study."""
+    """Sample the trial's candidate (recorded in the study at once) and open its MLflow run."""
     number = trial.number
     seed = trial_seed(session.config.search.seed, number)
-    candidate = sample_candidate(trial, session.space)
+    with params_written_together(session.study):  # one write, not one per suggestion
+        candidate = sample_candidate(trial, session.space)
+    preset = TrialAttrs.read(trial).preset  # an enqueued warm-start design's name
     # at once: a driver killed from here on leaves a trial that a resume can record
-    TrialAttrs(seed=seed, candidate=candidate.to_json(), candidate_key=candidate.key()).write(trial)
-    preset = TrialAttrs.read(trial).preset
+    TrialAttrs(seed=seed, candidate=candidate.to_json(), candidate_key=candidate.key(), preset=preset).write(trial)
     tags = {"automl_cnn.trial": str(number), "automl_cnn.outcome": Outcome.RUNNING}
     if preset:
         tags["automl_cnn.preset"] = str(preset)
@@ -44,8 +46,7 @@ def open_trial(session: SearchSession, trial: optuna.Trial) -> RunningTrial:
     session.tracker.log_dataset(run_id, session.bundle)
     run = RunningTrial(TrialRecord(number=number, seed=seed, run_id=run_id, candidate=candidate, preset=preset))
     restore_ladder(session, run)
-    TrialAttrs(mlflow_run_id=run_id).write(trial)
-    return run
+    return run  # the driver records its run in the study with what the gate finds (one write)
 
 
 def restore_ladder(session: SearchSession, run: RunningTrial) -> None:

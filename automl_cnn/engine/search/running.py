@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from automl_cnn.engine.outcome import Outcome
+from automl_cnn.engine.outcome import Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.model.measures import EpochResult
 
@@ -40,6 +40,23 @@ class RunningTrial:
 
     def add_epoch(self, epoch: EpochResult) -> TrialRecord:
         return self.update(history=(*self.record.history, epoch))
+
+    def attrs(self) -> TrialAttrs:
+        """What the study keeps of the trial so far (written at once by ``TrialAttrs.write``)."""
+        rec = self.record
+        finished = rec.outcome != Outcome.RUNNING
+        return TrialAttrs(
+            seed=rec.seed,
+            mlflow_run_id=rec.run_id or None,
+            candidate=rec.candidate.to_json(),
+            candidate_key=rec.candidate.key(),
+            preset=rec.preset,
+            params=rec.profile.params if rec.profile is not None else None,
+            flops=rec.profile.flops if rec.profile is not None else None,
+            latency_ms=rec.latency_ms,
+            outcome=Outcome(rec.outcome).value if finished else None,
+            reason=(rec.reason or None) if finished else None,
+        )
 
     def ended(self, outcome: Outcome, reason: str, **changes: Any) -> TrialRecord:
         """The trial's final record: how it ended, and how long it took."""
