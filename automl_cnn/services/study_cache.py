@@ -14,6 +14,9 @@ driver, read once when the study is loaded).
 Sampling a candidate makes ~20 suggestions, each one write (a transaction on PostgreSQL, an
 fsync of the journal file). Inside :func:`params_written_together` they go to the trial at once
 (the sampler reads the trial, not the storage) and to the storage together when sampling ends.
+
+Both build on Optuna's private storage classes, so ``pyproject.toml`` pins Optuna's minor version
+(5.1); a newer minor is admitted once ``tests/test_study_cache.py`` passes on it.
 """
 
 from __future__ import annotations
