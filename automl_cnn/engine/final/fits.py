@@ -239,9 +239,10 @@ class FinalFits:
         return [self.done[name] for name in self.names]
 
     def _time_is_up(self) -> bool:
-        """The final fits' share of the time budget is spent (the export reserve is kept). Second
-        seeds are never cut: a cut fit's score would not stand beside its trial's."""
-        left = self.session.budget.fit_time_left()
+        """The whole time budget is spent: the fits ran past the time planned for them and into
+        the export reserve. Second seeds are never cut: a cut fit's score would not stand beside
+        its trial's."""
+        left = self.session.budget.left()
         return not self.kind.second_seed and left is not None and left <= 0.0
 
     def _skip(self, job: str, rec: TrialRecord) -> None:
