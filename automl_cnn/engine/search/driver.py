@@ -92,8 +92,7 @@ class SearchDriver:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
-        # MLflow writes and checkpoints off the decision path, all written on leaving
-        with self.session.tracker.batched(), self.session.state.checkpoints_in_background():
+        with self.session.tracker.batched():  # MLflow writes off the decision path, all written on leaving
             try:
                 self._loop()
             except BaseException:
