@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from automl_cnn.engine.background import BackgroundFiles
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.runstate import FORMAT, LOCK_FILE, RUN_FILE, TRIALS_FILE, RunState
 from automl_cnn.errors import UserInputError
@@ -389,6 +390,31 @@ def test_checkpoints_save_load_and_drop(tmp_path: Path) -> None:
     state.drop_checkpoint(1)
     assert not state.checkpoint_path(1).exists()
     state.drop_checkpoint(1)  # dropping twice is fine
+
+
+def test_checkpoints_in_background_keep_the_latest_and_are_on_disk_when_it_ends(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    with state.checkpoints_in_background():
+        assert state.background is not None
+        for i in range(20):
+            state.save_checkpoint(1, f"epoch {i}".encode(), HISTORY[:1])
+            state.save_checkpoint(2, f"epoch {i}".encode(), HISTORY)
+        assert state.load_checkpoint(1) == (b"epoch 19", HISTORY[:1])  # a load waits for the writes
+        state.save_checkpoint(3, b"dropped before it was written, or after", HISTORY)
+        state.append_record(_record(3))  # drops trial 3's checkpoint, after any write of it
+        state.save_checkpoint(2, b"last", HISTORY)
+    assert state.background is None and "background" not in state.to_json()
+    assert (state.checkpoint_path(2).read_bytes(), state.load_checkpoint(2)) == (b"last", (b"last", HISTORY))
+    assert not state.checkpoint_path(3).exists() and not state.checkpoint_path(3).with_suffix(".json").exists()
+
+
+def test_a_background_write_that_fails_is_raised_not_dropped() -> None:
+    files = BackgroundFiles()
+    files.submit("a", lambda: None)
+    files.submit("b", lambda: [][0])  # type: ignore[func-returns-value]
+    with pytest.raises(IndexError):
+        files.flush()
+    files.close()
 
 
 def test_a_line_torn_by_a_crash_is_dropped_but_damage_elsewhere_is_refused(tmp_path: Path) -> None:

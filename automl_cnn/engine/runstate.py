@@ -4,7 +4,8 @@
                    run's :class:`~automl_cnn.engine.budget.Budget`, written with every save)
 ``trials.jsonl``   one line per finished trial (appended as each finishes)
 ``checkpoints/``   the last epoch checkpoint of each running trial and final fit, and the
-                   finished final fits' weights (written atomically)
+                   finished final fits' weights (written atomically; during the search by a
+                   writer thread, :meth:`RunState.checkpoints_in_background`)
 ``outputs/``       each completed trial's validation probabilities, and the weights of the best
                    ones (for ensembles and as the final fit's fallback)
 ``study.journal``  Optuna's own journal storage
@@ -12,15 +13,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from automl_cnn.codec import from_jsonable, to_jsonable
+from automl_cnn.engine.background import BackgroundFiles
 from automl_cnn.engine.budget import Budget, Clock
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.errors import UserInputError
@@ -76,8 +79,9 @@ class RunState:
     model_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     budget: Budget | None = field(default=None, repr=False, compare=False)  # this driver's, once opened
+    background: BackgroundFiles | None = field(default=None, repr=False, compare=False)  # while a search runs
 
-    __json_skip__: ClassVar[tuple[str, ...]] = ("budget",)  # written as ``elapsed``
+    __json_skip__: ClassVar[tuple[str, ...]] = ("budget", "background")  # budget: written as ``elapsed``
 
     # -- the run file --------------------------------------------------------------------------
     def open_budget(self, seconds: float | None, clock: Clock = time.monotonic) -> Budget:
@@ -161,13 +165,32 @@ class RunState:
         """A trial's checkpoint (``key`` its number) or a final fit's (``key`` its job name)."""
         return self.folder / CHECKPOINTS / (f"trial-{key}.pt" if isinstance(key, int) else f"{key}.pt")
 
+    @contextlib.contextmanager
+    def checkpoints_in_background(self) -> Iterator[None]:
+        """Inside, checkpoints are saved and dropped by a writer thread (engine/background.py),
+        off the caller's path; all are on disk when it leaves (or at ``load_checkpoint``)."""
+        self.background = BackgroundFiles()
+        try:
+            yield
+        finally:
+            background, self.background = self.background, None
+            background.close()
+
     def save_checkpoint(self, key: int | str, blob: bytes, history: Sequence[EpochResult]) -> None:
+        if self.background is not None:
+            self.background.submit(("checkpoint", key), lambda: self._write_checkpoint(key, blob, history))
+        else:
+            self._write_checkpoint(key, blob, history)
+
+    def _write_checkpoint(self, key: int | str, blob: bytes, history: Sequence[EpochResult]) -> None:
         path = self.checkpoint_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, blob)
         atomic_write(path.with_suffix(".json"), json.dumps([e.to_dict() for e in history]).encode())
 
     def load_checkpoint(self, key: int | str) -> tuple[bytes, list[EpochResult]] | None:
+        if self.background is not None:
+            self.background.flush()
         path = self.checkpoint_path(key)
         meta = path.with_suffix(".json")
         if not path.is_file() or not meta.is_file():
@@ -176,6 +199,12 @@ class RunState:
         return path.read_bytes(), history
 
     def drop_checkpoint(self, key: int | str) -> None:
+        if self.background is not None:
+            self.background.submit(("checkpoint", key), lambda: self._remove_checkpoint(key))
+        else:
+            self._remove_checkpoint(key)
+
+    def _remove_checkpoint(self, key: int | str) -> None:
         path = self.checkpoint_path(key)
         path.unlink(missing_ok=True)
         path.with_suffix(".json").unlink(missing_ok=True)

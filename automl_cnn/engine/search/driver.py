@@ -92,7 +92,8 @@ class SearchDriver:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
-        with self.session.tracker.batched():  # MLflow writes off the decision path, all written on leaving
+        # MLflow writes and checkpoints off the decision path, all written on leaving
+        with self.session.tracker.batched(), self.session.state.checkpoints_in_background():
             try:
                 self._loop()
             except BaseException:
