@@ -392,9 +392,9 @@ def test_checkpoints_save_load_and_drop(tmp_path: Path) -> None:
     state.drop_checkpoint(1)  # dropping twice is fine
 
 
-def test_checkpoints_in_background_keep_the_latest_and_are_on_disk_when_it_ends(tmp_path: Path) -> None:
+def test_writes_in_background_keep_the_latest_and_are_on_disk_when_it_ends(tmp_path: Path) -> None:
     state = _state(tmp_path)
-    with state.checkpoints_in_background():
+    with state.writes_in_background():
         assert state.background is not None
         for i in range(20):
             state.save_checkpoint(1, f"epoch {i}".encode(), HISTORY[:1])
@@ -427,3 +427,12 @@ def test_a_line_torn_by_a_crash_is_dropped_but_damage_elsewhere_is_refused(tmp_p
         f.write("\n" + json.dumps(_record(3).to_json()) + "\n")
     with pytest.raises(UserInputError, match=r"trials.jsonl: line 2 is damaged"):
         state.finished_records()
+
+
+def test_run_json_saved_in_background_is_the_state_at_the_save(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    with state.writes_in_background():
+        state.phase = "final_fit"
+        state.save()
+        state.phase = "delivering"  # after the save: not in what it writes
+    assert RunState.load(tmp_path).phase == "final_fit"

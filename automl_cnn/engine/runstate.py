@@ -5,7 +5,7 @@
 ``trials.jsonl``   one line per finished trial (appended as each finishes)
 ``checkpoints/``   the last epoch checkpoint of each running trial and final fit, and the
                    finished final fits' weights (written atomically; during the search by a
-                   writer thread, :meth:`RunState.checkpoints_in_background`)
+                   writer thread, :meth:`RunState.writes_in_background`)
 ``outputs/``       each completed trial's validation probabilities, and the weights of the best
                    ones (for ensembles and as the final fit's fallback)
 ``study.journal``  Optuna's own journal storage
@@ -100,8 +100,13 @@ class RunState:
         return d
 
     def save(self) -> None:
+        """Write ``run.json`` as it is now (during a search, by the writer thread)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.folder / RUN_FILE, json.dumps(self.to_json(), indent=2, default=str).encode())
+        data = json.dumps(self.to_json(), indent=2, default=str).encode()
+        if self.background is not None:
+            self.background.submit(RUN_FILE, lambda: atomic_write(self.folder / RUN_FILE, data))
+        else:
+            atomic_write(self.folder / RUN_FILE, data)
 
     @classmethod
     def load(cls, folder: Path) -> RunState:
@@ -166,9 +171,10 @@ class RunState:
         return self.folder / CHECKPOINTS / (f"trial-{key}.pt" if isinstance(key, int) else f"{key}.pt")
 
     @contextlib.contextmanager
-    def checkpoints_in_background(self) -> Iterator[None]:
-        """Inside, checkpoints are saved and dropped by a writer thread (engine/background.py),
-        off the caller's path; all are on disk when it leaves (or at ``load_checkpoint``)."""
+    def writes_in_background(self) -> Iterator[None]:
+        """Inside, checkpoints are saved and dropped, and ``run.json`` saved, by a writer thread
+        (engine/background.py), off the caller's path; all are on disk when it leaves (a
+        checkpoint also at ``load_checkpoint``)."""
         self.background = BackgroundFiles()
         try:
             yield

@@ -93,7 +93,7 @@ class SearchDriver:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
         # MLflow writes and checkpoints off the decision path, all written on leaving
-        with self.session.tracker.batched(), self.session.state.checkpoints_in_background():
+        with self.session.tracker.batched(), self.session.state.writes_in_background():
             try:
                 self._loop()
             except BaseException:
