@@ -15,6 +15,8 @@ import queue
 import threading
 from collections.abc import Callable, Hashable
 
+from automl_cnn.services.hard_exit import register
+
 _STOP = object()
 
 
@@ -28,6 +30,7 @@ class BackgroundFiles:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="automl-cnn-files", daemon=True)
         self._thread.start()
+        self._unregister = register(self.flush)  # a driver leaving by os._exit writes these first
 
     def submit(self, key: Hashable, operation: Callable[[], None]) -> None:
         """Do ``operation`` soon, in place of any not yet done for ``key``."""
@@ -45,6 +48,7 @@ class BackgroundFiles:
 
     def close(self) -> None:
         """Do what is left, then stop the thread."""
+        self._unregister()
         self._queue.put(_STOP)
         self._thread.join()
         self._raise()

@@ -16,6 +16,7 @@ import ray
 
 from automl_cnn.errors import UserInputError
 from automl_cnn.services.executor import cpu_count
+from automl_cnn.services.hard_exit import flush_all
 from automl_cnn.services.ray_join import attach_options, joined, needs_join
 
 
@@ -144,9 +145,10 @@ class HeadWatch(threading.Thread):
 
     Without it a driver whose head died hangs in ``ray.wait`` until Ray's GCS client gives up
     and kills the process with a C++ log. This ends it sooner, with one line saying how to
-    continue on a new head, and exit status 3. The run folder is as a killed driver leaves it
-    (every file in it is replaced whole, never half-written), which ``automl-cnn resume``
-    continues from.
+    continue on a new head, and exit status 3. Before it leaves, the writes still queued in the
+    background writers (checkpoints, ``run.json``, MLflow; services/hard_exit.py) are made,
+    within a bounded wait. The run folder is then as a killed driver leaves it (every file in it
+    is replaced whole, never half-written), which ``automl-cnn resume`` continues from.
     """
 
     def __init__(self, gcs: str, run: str | None, after: float = HEAD_LOST_AFTER_S) -> None:
@@ -197,5 +199,7 @@ class HeadWatch(threading.Thread):
             silent = time.monotonic() - silent_since
             if silent >= self.after and not self._stopped.is_set():
                 sys.stderr.write(self.message(silent) + "\n")
+                for problem in flush_all():  # queued checkpoints, run.json and MLflow writes
+                    sys.stderr.write(f"warning: a write queued before the head was lost: {problem}\n")
                 sys.stderr.flush()
                 os._exit(HEAD_LOST_EXIT)  # the main thread may be stuck in a Ray call for good

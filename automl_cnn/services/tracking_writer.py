@@ -26,6 +26,8 @@ from typing import Any
 from mlflow.entities import DatasetInput, Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from automl_cnn.services.hard_exit import register
+
 log = logging.getLogger(__name__)
 
 # MLflow's limits for one log_batch call
@@ -64,6 +66,7 @@ class BatchWriter:
         self.written = 0  # log_batch and other calls made (for tests and benchmarks)
         self._thread = threading.Thread(target=self._serve, name="mlflow-writer", daemon=True)
         self._thread.start()
+        self._unregister = register(self.flush)  # a driver leaving by os._exit writes these first
 
     # -- the caller's side ---------------------------------------------------------------------
     def log_batch(
@@ -90,6 +93,7 @@ class BatchWriter:
 
     def close(self) -> None:
         """Write what is queued, stop the thread, and raise the first failure."""
+        self._unregister()
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
