@@ -21,10 +21,12 @@ import mlflow
 from mlflow.entities import Dataset, DatasetInput, Experiment, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 
 from automl_cnn.errors import UserInputError
 from automl_cnn.model.measures import EpochResult
 from automl_cnn.services.credentials import mask_password, split_credentials, tracking_credentials
+from automl_cnn.services.run_pool import RunPool
 from automl_cnn.services.tracking_writer import BatchWriter, TrackingWriteError
 
 if TYPE_CHECKING:
@@ -161,6 +163,7 @@ class MlflowTracker:
         self.shown_uri = mask_password(self.uri) or ""
         self._client = MlflowClient(self.uri)
         self._writer: BatchWriter | None = None  # while batched(): writes go through it
+        self._pool: RunPool | None = None  # while batched(runs_ahead=...): runs opened ahead
         self.experiment_id = self._experiment(experiment)
         self._dataset: tuple[DataBundle, DatasetInput] | None = None
 
@@ -173,24 +176,30 @@ class MlflowTracker:
         return self._client
 
     @contextlib.contextmanager
-    def batched(self) -> Iterator[None]:
+    def batched(self, runs_ahead: int = 0, parent: str | None = None) -> Iterator[None]:
         """Within the block, params, metrics, tags, dataset inputs and run endings are queued and
         written by a background thread (:mod:`automl_cnn.services.tracking_writer`); leaving it
         writes everything queued, also on an exception. A failed write is raised by a later call,
-        or on leaving (logged instead when the block is left by another exception)."""
+        or on leaving (logged instead when the block is left by another exception). With
+        ``runs_ahead``, that many child runs of ``parent`` are kept open ahead for
+        :meth:`start_run` (:mod:`automl_cnn.services.run_pool`); those left are deleted on leaving."""
         if self._writer is not None:  # already batched: one writer
             yield
             return
         writer = self._writer = BatchWriter(self._client)
+        if runs_ahead > 0 and parent is not None:
+            self._pool = RunPool(writer, self.experiment_id, parent, runs_ahead)
         failed = True
         try:
             yield
             failed = False
         finally:
-            self._writer = None
+            self._writer, pool, self._pool = None, self._pool, None
             try:
                 writer.close()
-            except TrackingWriteError as exc:
+                if pool is not None:
+                    pool.close(self._client)
+            except (TrackingWriteError, MlflowException) as exc:
                 if not failed:
                     raise
                 log.error("%s", exc)  # the block's own exception goes on
@@ -243,8 +252,12 @@ class MlflowTracker:
     def start_run(self, name: str, params: dict[str, Any], tags: dict[str, str], parent: str | None = None) -> str:
         if parent is not None:
             tags = {**tags, "mlflow.parentRunId": parent}
-        run = self._client.create_run(self.experiment_id, run_name=name, tags=tags)
-        run_id = str(run.info.run_id)
+        opened = self._pool.take() if self._pool is not None and parent == self._pool.parent else None
+        if opened is not None:  # named and tagged in its first queued batch
+            self.set_tags(opened, {**tags, MLFLOW_RUN_NAME: name})
+            run_id = opened
+        else:
+            run_id = str(self._client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id)
         self.log_params(run_id, params)
         return run_id
 

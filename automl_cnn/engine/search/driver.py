@@ -41,6 +41,7 @@ from automl_cnn.engine.search.recovery import never_started
 from automl_cnn.engine.search.running import Running, RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.measures import EpochResult
+from automl_cnn.services.run_pool import runs_ahead
 from automl_cnn.training.messages import JobResult, JobSpec
 
 MAX_REPEATS_IN_A_ROW = 200  # the sampler keeps proposing known candidates: the space is exhausted
@@ -93,7 +94,8 @@ class SearchDriver:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> list[TrialRecord]:
         # MLflow writes and checkpoints off the decision path, all written on leaving
-        with self.session.tracker.batched(), self.session.state.writes_in_background():
+        ahead = runs_ahead(self.session.resources.workers)  # trial runs opened ahead where launches are frequent
+        with self.session.tracker.batched(ahead, self.session.parent_run), self.session.state.writes_in_background():
             try:
                 self._loop()
             except BaseException:

@@ -25,6 +25,7 @@ from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import InfeasibleArchitecture
 from automl_cnn.model.architecture import Candidate
 from automl_cnn.model.profile import profile
+from automl_cnn.services.run_pool import RESERVED
 
 UNSTARTED = "interrupted before it started"
 
@@ -95,7 +96,9 @@ def _close_orphan_runs(session: SearchSession, keep: set[str]) -> None:
     tracker = session.tracker
     query = f"tags.`mlflow.parentRunId` = '{session.parent_run}' and attributes.status = 'RUNNING'"
     for run in tracker.client.search_runs([tracker.experiment_id], query):
-        if run.info.run_id not in keep and "automl_cnn.trial" in run.data.tags:
+        if run.info.run_name == RESERVED:  # opened ahead for a trial the killed driver never launched
+            tracker.client.delete_run(run.info.run_id)
+        elif run.info.run_id not in keep and "automl_cnn.trial" in run.data.tags:
             tracker.set_tags(
                 run.info.run_id,
                 {"automl_cnn.outcome": Outcome.FAILED.value, "automl_cnn.reason": UNSTARTED},
