@@ -11,7 +11,10 @@ single huge candidate of the space (hours on two cores) would run far past the b
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -38,19 +41,8 @@ def automl_cnn_run(
 ) -> BaselineResult:
     """This system, default settings, with a fresh store in ``workdir``; the timeline holds the
     best validation accuracy of completed trials when each completed."""
-    import automl_cnn
-
     t0 = time.monotonic()
-    result = automl_cnn.search(
-        data,
-        space,
-        time_budget=budget,
-        seed=seed,
-        out=f"{workdir}/out-{data}",
-        progress=False,
-        tracking_uri=f"sqlite:///{workdir}/mlflow.db",
-        **settings,
-    )
+    result = search_in(Path(workdir), f"out-{data}", data, space, time_budget=budget, seed=seed, **settings)
     timeline, best = [], 0.0
     done = [r for r in result.trials if r.outcome == "completed" and r.duplicate_of is None]
     for r in sorted(done, key=lambda r: r.started + r.seconds):
@@ -65,6 +57,29 @@ def automl_cnn_run(
         seconds=time.monotonic() - t0,
         timeline=timeline,
     )
+
+
+def search_in(folder: Path, name: str, data: Any, space: Any, **settings: Any) -> Any:
+    """``automl_cnn.search`` as every benchmark calls it: no live panel, its run folder
+    ``folder/name``, MLflow in one SQLite store per ``folder`` (runs of several searches side by side)."""
+    import automl_cnn
+
+    return automl_cnn.search(
+        data, space, progress=False, out=str(folder / name), tracking_uri=f"sqlite:///{folder}/mlflow.db", **settings
+    )
+
+
+def trial_counts(result: Any) -> str:
+    """A search's trials as completed/pruned/failed (every trial counted, failed ones too)."""
+    return "/".join(str(result.counts.get(k, 0)) for k in ("completed", "pruned", "failed"))
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Print ``rows`` under ``header`` as a Markdown table (floats with 4 decimals)."""
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row) + " |")
 
 
 def time_to(timeline: list[tuple[float, float]], threshold: float) -> float | None:

@@ -33,15 +33,15 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from baselines import quiet
+from baselines import quiet, search_in
 
 SETTINGS = ("restart", "continue")
 
 
 def _run(data: str, space: str, seed: int, start: str, args: argparse.Namespace) -> dict[str, Any]:
-    import automl_cnn
     from automl_cnn.engine.final.outcome import FINAL_FIT
 
     budget: dict[str, Any] = {"time_budget": args.budget} if args.budget else {}
@@ -51,17 +51,7 @@ def _run(data: str, space: str, seed: int, start: str, args: argparse.Namespace)
             budget["executor"] = "inprocess"  # nothing depends on the clock: the same trials for both
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.monotonic()
-        r = automl_cnn.search(
-            data,
-            space,
-            **budget,
-            seed=seed,
-            final_start=start,
-            ensemble=args.ensemble,
-            progress=False,
-            out=f"{tmp}/out",
-            tracking_uri=f"sqlite:///{tmp}/mlflow.db",
-        )
+        r = search_in(Path(tmp), "out", data, space, **budget, seed=seed, final_start=start, ensemble=args.ensemble)
         seconds = time.monotonic() - t0
     verdict = next((d for d in r.decisions if d.topic == FINAL_FIT), None)
     # the verdict's scores: one fit's (a winner alone); an ensemble's members are in its reason

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from baselines import quiet
+from baselines import markdown_table, quiet, search_in, trial_counts
 from colour_shapes import make_shapes, set_difficulty
 
-import automl_cnn
 from automl_cnn.data import ImageSet, load_images
 
 
@@ -66,14 +65,11 @@ def task_data(task: str, rare_share: float, seed: int, difficulty: str = "hard")
 
 def search_row(args: argparse.Namespace, setting: str, seed: int, tmp: Path) -> Row:
     data, rare = task_data(args.task, args.rare_share, seed, args.difficulty)
-    result = automl_cnn.search(
-        data, args.space, time_budget=args.budget, seed=seed, metric=setting, progress=False,
-        out=str(tmp / f"{setting}-{seed}"), tracking_uri=f"sqlite:///{tmp}/mlflow.db",
-    )  # fmt: skip
+    result = search_in(tmp, f"{setting}-{seed}", data, args.space, time_budget=args.budget, seed=seed, metric=setting)
     pc = result.per_class
     assert pc is not None
     recall = statistics.mean(pc.classes[c].recall for c in rare)
-    trials = "/".join(str(result.counts.get(k, 0)) for k in ("completed", "pruned", "failed"))
+    trials = trial_counts(result)
     row = Row(setting, seed, result.metric, result.test_accuracy, pc.balanced_accuracy, recall, trials)
     print(
         f"  seed {seed} --metric {setting} ({row.metric}): test acc {row.test_acc:.4f}, "
@@ -84,11 +80,18 @@ def search_row(args: argparse.Namespace, setting: str, seed: int, tmp: Path) -> 
 
 
 def report(rows: list[Row]) -> None:
-    print("\n| setting | seed | metric used | test accuracy | test balanced accuracy | rare recall | trials c/p/f |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r.setting} | {r.seed} | {r.metric} | {r.test_acc:.4f} | {r.balanced:.4f} | "
-              f"{r.rare_recall:.4f} | {r.trials} |")  # fmt: skip
+    header = (
+        "setting",
+        "seed",
+        "metric used",
+        "test accuracy",
+        "test balanced accuracy",
+        "rare recall",
+        "trials c/p/f",
+    )
+    markdown_table(
+        header, [(r.setting, r.seed, r.metric, r.test_acc, r.balanced, r.rare_recall, r.trials) for r in rows]
+    )
     means = {}
     for setting in dict.fromkeys(r.setting for r in rows):
         mine = [r for r in rows if r.setting == setting]

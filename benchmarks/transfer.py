@@ -43,10 +43,9 @@ from pathlib import Path
 import colour_shapes
 import numpy as np
 import torch
-from baselines import quiet
+from baselines import markdown_table, quiet, search_in, trial_counts
 from colour_shapes import make_shapes, set_difficulty
 
-import automl_cnn
 from automl_cnn.data import ImageSet
 from automl_cnn.model.backbone import FAMILIES, IMAGENET_MEAN, IMAGENET_STD
 
@@ -170,16 +169,15 @@ def search_row(args: argparse.Namespace, space: str, seed: int, weights: Path, t
     data = make_target(args.target_images, seed, args.target_difficulty)
     extra = {"backbone_weights": f"resnet18={weights},mobilenet_v3_small=none"} if space == "transfer" else {}
     t0 = time.monotonic()
-    result = automl_cnn.search(
-        data, SPACES / f"{space}.yaml", time_budget=args.budget, seed=seed, progress=False,
-        out=str(tmp / f"{space}-{seed}"), tracking_uri=f"sqlite:///{tmp}/mlflow.db", warm_start=args.warm_start,
-        **extra,
+    result = search_in(
+        tmp, f"{space}-{seed}", data, SPACES / f"{space}.yaml",
+        time_budget=args.budget, seed=seed, warm_start=args.warm_start, **extra,
     )  # fmt: skip
     backbone = result.candidate.architecture.backbone
     winner = (
         "blocks" if backbone is None else f"{backbone.family} ({'scratch' if backbone.weights == 'none' else 'file'})"
     )
-    trials = "/".join(str(result.counts.get(k, 0)) for k in ("completed", "pruned", "failed"))
+    trials = trial_counts(result)
     n_backbone = sum(r.candidate.architecture.backbone is not None for r in result.trials)
     row = Row(space, seed, result.test_accuracy, result.val_accuracy, winner, trials, n_backbone,
               time.monotonic() - t0)  # fmt: skip
@@ -189,11 +187,21 @@ def search_row(args: argparse.Namespace, space: str, seed: int, weights: Path, t
 
 
 def report(rows: list[Row]) -> None:
-    print("\n| space | seed | test accuracy | winner's val accuracy | winner | trials c/p/f | backbone trials | s |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r.space} | {r.seed} | {r.test_acc:.4f} | {r.val_acc:.4f} | {r.winner} | {r.trials} | "
-              f"{r.backbone_trials} | {r.seconds:.0f} |")  # fmt: skip
+    header = (
+        "space",
+        "seed",
+        "test accuracy",
+        "winner's val accuracy",
+        "winner",
+        "trials c/p/f",
+        "backbone trials",
+        "s",
+    )
+    table = [
+        (r.space, r.seed, r.test_acc, r.val_acc, r.winner, r.trials, r.backbone_trials, f"{r.seconds:.0f}")
+        for r in rows
+    ]
+    markdown_table(header, table)
     means = {}
     for space in dict.fromkeys(r.space for r in rows):
         means[space] = statistics.mean(r.test_acc for r in rows if r.space == space)

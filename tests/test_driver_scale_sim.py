@@ -6,41 +6,15 @@ no real executor in any test).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from simulation import Clock, driver_scale
 
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
 from automl_cnn.training.messages import JobSpec
 
-PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "driver_scale.py"
-
-
-def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("driver_scale", PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["driver_scale"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-SIM = _module()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+SIM = driver_scale()
 
 
 def _spec(job: str, epochs: int = 3, checkpoint: bytes | None = None) -> JobSpec:
@@ -49,7 +23,7 @@ def _spec(job: str, epochs: int = 3, checkpoint: bytes | None = None) -> JobSpec
 
 
 def _executor(slots: int = 2) -> tuple[Any, Clock]:
-    clock = Clock()
+    clock = Clock(start=100.0)
     curves = [{"val_acc": [0.5, 0.8], "train_acc": [0.4, 0.9], "val_loss": [1.0, 0.5], "train_loss": [1.1, 0.4]}]
     return SIM.SimulatedExecutor(slots, 2.0, curves, 16, clock, clock.sleep), clock
 

@@ -8,15 +8,13 @@ second: a unit test of the driver's own scheduling, not of Ray.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 from sessions import TINY, plan_for, session_for
+from simulation import Clock, driver_scale
 
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
@@ -28,28 +26,6 @@ from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, He
 from automl_cnn.model.measures import EpochResult
 from automl_cnn.training.messages import JobSpec
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "driver_scale.py"
-
-
-def _benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("driver_scale", BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["driver_scale"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
 
 def test_results_ready_are_handled_before_the_next_launch(tmp_path: Path) -> None:
     """4 free slots, launches of 1 s, epochs of 2 s: the first trial's first result is ready
@@ -57,7 +33,7 @@ def test_results_ready_are_handled_before_the_next_launch(tmp_path: Path) -> Non
     would keep it waiting for the whole burst)."""
     clock, events = Clock(), []
     curves = [{"val_acc": [0.5, 0.6], "train_acc": [0.4, 0.5], "val_loss": [1.0, 0.9], "train_loss": [1.1, 1.0]}]
-    sim: Any = _benchmark().SimulatedExecutor(4, 2.0, curves, 16, clock, clock.sleep)
+    sim: Any = driver_scale().SimulatedExecutor(4, 2.0, curves, 16, clock, clock.sleep)
     submit, advance, release = sim.submit, sim.advance, sim.release
 
     def launched(spec: JobSpec) -> None:
