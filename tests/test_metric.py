@@ -3,6 +3,7 @@ drives the epochs' scores, the paired tests and promotion (automl_cnn/metrics.py
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,19 @@ def test_a_real_search_under_auto_optimises_and_reports_balanced_accuracy(tmp_pa
     assert "test balanced acc.  " in text and "validation score" in text
     assert "how it was chosen (every score is balanced accuracy):" in text
     assert "## How the delivered model was chosen (scores: balanced_accuracy)" in (r.out_dir / "report.md").read_text()
+    said = " ".join(f"{d.rule} {d.reason}" for d in r.decisions)
+    assert "balanced accuracy" in said and re.search(r"(?<!balanced )\baccuracy\b", said) is None, said
+
+
+def test_decisions_name_the_searchs_metric_where_they_said_accuracy() -> None:
+    from automl_cnn.engine.final.outcome import Decision, in_metric
+
+    said = Decision("winner", "which?", rule="the highest validation accuracy", reason="higher accuracy: 0.9 vs 0.8")
+    assert in_metric((said,), "accuracy") == (said,)
+    (named,) = in_metric((said,), "balanced accuracy")
+    assert named.rule == "the highest validation balanced accuracy"
+    assert named.reason == "higher balanced accuracy: 0.9 vs 0.8"
+    assert in_metric((named,), "balanced accuracy") == (named,)  # never "balanced balanced"
 
 
 def test_balanced_accuracy_makes_the_search_try_a_class_weighted_loss() -> None:

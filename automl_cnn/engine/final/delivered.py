@@ -23,11 +23,13 @@ from automl_cnn.engine.final.outcome import (
     Decision,
     FinalOutcome,
     Member,
+    in_metric,
     merged,
 )
 from automl_cnn.engine.final.plan import FinalPlan
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
+from automl_cnn.metrics import LABELS
 from automl_cnn.model.trained import TrainedModel
 
 # the delivered model's check-half accuracy below which a task is called far from solved: less
@@ -95,7 +97,8 @@ def build_delivery(
     decisions += [own, ema]
     check, images = delivered_check_accuracy(session, choices), len(b.check_positions())
     warnings = _warnings(session, by_number, plan, check, images)
-    outcome = FinalOutcome(_members(choices, by_number), tuple(decisions), check, images, tuple(warnings))
+    decided = in_metric(tuple(decisions), LABELS[session.metric[0]])  # the scores are the search's metric
+    outcome = FinalOutcome(_members(choices, by_number), decided, check, images, tuple(warnings))
     return Delivery(model, choices, outcome)
 
 

@@ -8,7 +8,8 @@ the report and the MLflow tags print them, one verdict per topic, in the order o
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 WINNER = "winner"
@@ -49,6 +50,19 @@ class Decision:
     def from_dict(cls, data: dict[str, Any]) -> Decision:
         fields = {**data, "candidates": tuple(data.get("candidates", ())), "scores": tuple(data.get("scores", ()))}
         return cls(**fields)
+
+
+_ACCURACY = re.compile(r"(?<!balanced )\baccuracy\b")
+
+
+def in_metric(decisions: tuple[Decision, ...], label: str) -> tuple[Decision, ...]:
+    """``decisions`` with their rules and reasons naming ``label`` (the search's metric, e.g.
+    ``balanced accuracy``) where they say accuracy: their scores are that metric's."""
+    if label == "accuracy":
+        return decisions
+    return tuple(
+        replace(d, rule=_ACCURACY.sub(label, d.rule), reason=_ACCURACY.sub(label, d.reason)) for d in decisions
+    )
 
 
 def decisions_from_json(texts: list[str]) -> tuple[Decision, ...]:
