@@ -179,3 +179,15 @@ def test_a_resume_scores_a_trial_it_was_extending_where_that_trial_paused(tmp_pa
     assert [r.outcome for r in final] == [Outcome.COMPLETED] * 2 and all(kept)
     assert [_epochs(r) for r in final] == [[1, 2, 3]] * 2, [r.reason for r in final]
     assert all("while extended; scored where it was paused, at epoch 3" in r.reason for r in final)
+
+
+def test_the_live_panel_counts_a_learned_trials_epochs_to_the_ceiling(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, WSD, trials=1, **SETTINGS)
+    shown: list[str] = []
+    with session_for(plan) as s:
+        show = s.progress.trial_running
+        s.progress.trial_running = lambda job, text: (shown.append(text), show(job, text))[1]  # type: ignore[method-assign]
+        SearchDriver(s, never).run()
+    epochs = [t.split("  ")[0] for t in shown if t.startswith("epoch ")]
+    # the ceiling of 3, not the 9 epochs the trial sampled
+    assert epochs == ["epoch 1/3 (the learned ceiling)", "epoch 2/3 (the learned ceiling)"], shown

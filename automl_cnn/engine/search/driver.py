@@ -274,8 +274,9 @@ class SearchDriver:
         else:
             rec = run.record
             self.session.executor.advance(job, want_checkpoint=True, fraction=rec.fraction(len(rec.history) + 1))
-            epoch = result.epoch
-            self.session.progress.trial_running(job, f"epoch {epoch.epoch}/{rec.epochs}  val {epoch.val_acc:.4f}")
+            epoch, to = result.epoch, self.length.target(rec)  # a learned trial trains to the ceiling
+            where = f"epoch {epoch.epoch}/{to}" + (" (the learned ceiling)" if self.length.learns(rec) else "")
+            self.session.progress.trial_running(job, f"{where}  val {epoch.val_acc:.4f}")
 
     def _record_epoch(self, run: RunningTrial, trial: optuna.Trial, result: JobResult) -> Verdict | None:
         """Keep, checkpoint and log an epoch; report it to the study, or with several objectives
