@@ -275,8 +275,8 @@ class SearchDriver:
             rec = run.record
             self.session.executor.advance(job, want_checkpoint=True, fraction=rec.fraction(len(rec.history) + 1))
             epoch, to = result.epoch, self.length.target(rec)  # a learned trial trains to the ceiling
-            where = f"epoch {epoch.epoch}/{to}" + (" (the learned ceiling)" if self.length.learns(rec) else "")
-            self.session.progress.trial_running(job, f"{where}  val {epoch.val_acc:.4f}")
+            shown = f"epoch {epoch.epoch}/{to}" + (" (the learned ceiling)" if self.length.learns(rec) else "")
+            self.session.progress.trial_running(job, f"{shown}  val {epoch.val_acc:.4f}")
 
     def _record_epoch(self, run: RunningTrial, trial: optuna.Trial, result: JobResult) -> Verdict | None:
         """Keep, checkpoint and log an epoch; report it to the study, or with several objectives
