@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -353,6 +354,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="count the SQL statements and commits this process sends (with --cluster-stores: Optuna's, "
         "MLflow being over HTTP)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="with --cluster-stores: the stores on the last CPU, the driver on the others, as if the stores ran on "
+        "their own host (Linux only)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     args = parser.parse_args(argv)
@@ -366,8 +373,15 @@ def main(argv: list[str] | None = None) -> None:
     base = args.keep or Path(tempfile.mkdtemp(prefix="driver-scale-"))
     if not args.cluster_stores:
         return run_grid(args, base)
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = args.pin and len(cpus) > 1
+    if pinned:  # the servers start on the last CPU (their processes inherit it), then the driver moves off it
+        os.sched_setaffinity(0, cpus[-1:])
     with cluster_stores(base / "servers") as (storage, tracking):
-        args.storage, args.tracking_uri, args.stores_label = storage, tracking, "PostgreSQL + MLflow server"
+        if pinned:
+            os.sched_setaffinity(0, cpus[:-1])
+        label = "PostgreSQL + MLflow server" + (f" (stores on CPU {cpus[-1]}, driver on the rest)" if pinned else "")
+        args.storage, args.tracking_uri, args.stores_label = storage, tracking, label
         run_grid(args, base)
 
 
