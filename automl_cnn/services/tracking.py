@@ -196,9 +196,11 @@ class MlflowTracker:
         finally:
             self._writer, pool, self._pool = None, self._pool, None
             try:
-                writer.close()
-                if pool is not None:
-                    pool.close(self._client)
+                try:
+                    writer.close()
+                finally:  # the runs opened ahead and not taken are deleted, whatever the writer raised
+                    if pool is not None:
+                        pool.close(self._client)
             except (TrackingWriteError, MlflowException) as exc:
                 if not failed:
                     raise
