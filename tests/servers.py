@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 
 def free_port() -> int:
@@ -59,3 +62,19 @@ def process(
 
 def mlflow_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "mlflow", *args]
+
+
+def served_predictions(model_uri: str, tracking_uri: str, x: np.ndarray, log: Path) -> np.ndarray:
+    """Class probabilities from ``mlflow models serve`` of ``model_uri`` for images ``x`` (uint8)."""
+    port = free_port()
+    cmd = mlflow_cmd("models", "serve", "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port))
+    with process(cmd, log, env={"MLFLOW_TRACKING_URI": tracking_uri}) as proc:
+        wait_http(f"http://127.0.0.1:{port}/ping", proc=proc)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": (x.astype(np.float32) / 255.0).tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            body = json.loads(resp.read())
+    return np.asarray(body["predictions"], dtype=np.float32)

@@ -10,9 +10,10 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from servers import served_predictions
 from stores import mlflow_store
 
-from automl_cnn import load_model, search
+from automl_cnn import SearchResult, load_model, search
 from automl_cnn.cli import main
 from automl_cnn.model.export import export_onnx
 
@@ -64,22 +65,32 @@ def test_cli_refuses_an_image_too_small_and_weights_that_do_not_fit(
     assert f"{weights}: weights do not fit resnet34: " in line and "missing keys (layer1.2.conv1.weight" in line
 
 
-@pytest.mark.slow
-def test_a_backbone_search_delivers_a_model_that_loads_predicts_and_exports(tmp_path: Path) -> None:
-    weights = resnet18_file(tmp_path / "r18.pth")
+@pytest.fixture(scope="module")
+def backbone_search(tmp_path_factory: pytest.TempPathFactory) -> tuple[SearchResult, Path]:
+    """One real search of a ResNet-18 from a weights file the test writes; its result and the file."""
+    folder = tmp_path_factory.mktemp("backbone_search")
+    weights = resnet18_file(folder / "r18.pth")
     result = search(
         "digits",
-        space_file(tmp_path, "r18.pth"),  # a path relative to the space file
+        space_file(folder, "r18.pth"),  # a path relative to the space file
         trials=1,
         executor="inprocess",
         warm_start="none",
         time_budget="3m",
         seed=0,
-        out=tmp_path / "out",
-        tracking_uri=mlflow_store(tmp_path / "mlflow.db"),
+        out=folder / "out",
+        tracking_uri=mlflow_store(folder / "mlflow.db"),
         experiment="tests",
         progress=False,
     )
+    return result, weights
+
+
+@pytest.mark.slow
+def test_a_backbone_search_delivers_a_model_that_loads_predicts_and_exports(
+    backbone_search: tuple[SearchResult, Path], tmp_path: Path
+) -> None:
+    result, weights = backbone_search
     spec = result.model.candidate.architecture.backbone
     assert spec is not None and spec.family == "resnet18" and spec.weights == str(weights)
     assert result.model.candidate.architecture.describe().startswith("resnet18(pretrained, ")
@@ -105,3 +116,13 @@ def test_a_backbone_search_delivers_a_model_that_loads_predicts_and_exports(tmp_
     scripted = torch.jit.load(str(result.out_dir / "model.torchscript.pt"))
     with torch.no_grad():
         np.testing.assert_allclose(scripted(torch.from_numpy(x)).numpy(), expected[:16], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_served_backbone_model_answers_as_the_delivered_one(
+    backbone_search: tuple[SearchResult, Path], tmp_path: Path
+) -> None:
+    result, _weights = backbone_search
+    x_test, _ = result.data.test_split()
+    served = served_predictions(result.model_uri, result.tracking_uri, x_test[:16], tmp_path / "serve.log")
+    np.testing.assert_allclose(served, result.model.predict_proba(x_test[:16]), atol=1e-5)

@@ -3,50 +3,34 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from servers import free_port, mlflow_cmd, process, wait_http
+from servers import free_port, process, served_predictions, wait_http
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def _served(model_uri: str, tracking_uri: str, x: np.ndarray, log: Path) -> np.ndarray:
-    """Class probabilities from ``mlflow models serve`` of ``model_uri`` for images ``x``."""
-    port = free_port()
-    cmd = mlflow_cmd("models", "serve", "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port))
-    with process(cmd, log, env={"MLFLOW_TRACKING_URI": tracking_uri}) as proc:
-        wait_http(f"http://127.0.0.1:{port}/ping", proc=proc)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=json.dumps({"inputs": (x.astype(np.float32) / 255.0).tolist()}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            body = json.loads(resp.read())
-    return np.asarray(body["predictions"], dtype=np.float32)
-
-
 def test_mlflow_models_serve_answers_with_the_same_predictions(digits_search, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     x_test, _ = digits_search.data.test_split()
-    served = _served(digits_search.model_uri, digits_search.tracking_uri, x_test[:16], tmp_path / "serve.log")
+    log = tmp_path / "serve.log"
+    served = served_predictions(digits_search.model_uri, digits_search.tracking_uri, x_test[:16], log)
     np.testing.assert_allclose(served, digits_search.model.predict_proba(x_test[:16]), atol=1e-5)
 
 
 def test_a_served_ensemble_answers_as_the_delivered_model(ensemble_search, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert ensemble_search.is_ensemble
     x_test, _ = ensemble_search.data.test_split()
-    served = _served(ensemble_search.model_uri, ensemble_search.tracking_uri, x_test[:32], tmp_path / "serve.log")
+    log = tmp_path / "serve.log"
+    served = served_predictions(ensemble_search.model_uri, ensemble_search.tracking_uri, x_test[:32], log)
     np.testing.assert_allclose(served, ensemble_search.model.predict_proba(x_test[:32]), atol=1e-5)
 
 
