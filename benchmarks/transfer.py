@@ -15,8 +15,8 @@ another, against the default space from scratch at the same budget.
    octagon, ellipse, semicircle, arrow, L), drawn as colour_shapes draws its own (random
    colours, outline or filled, rotation, clutter lines, noise; ``--target-difficulty standard``,
    or ``hard``: smaller shapes, more clutter and noise, less contrast, at 32x32 close to
-   unreadable): a small task meant to be one the default space learns poorly from scratch
-   (below 85%; not yet measured at full size).
+   unreadable): a small task the default space learns poorly from scratch (75-82% test
+   accuracy at 10 minutes on 2 cores, seeds 0-2; docs/benchmarks.md).
 3. Per seed, the same split of the same target is searched twice for ``--budget`` seconds:
    ``search_spaces/transfer.yaml`` with ``--backbone-weights resnet18=FILE,mobilenet_v3_small=none``
    (the search may still pick a CNN from scratch) and ``search_spaces/default.yaml``. The
