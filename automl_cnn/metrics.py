@@ -1,42 +1,42 @@
-"""The score a search optimises: accuracy, or balanced accuracy on imbalanced classes.
+"""The score a search optimises: accuracy, balanced accuracy or macro F1.
 
-Both are a weighted share of images predicted right, so every comparison the search makes
-(pruning, the winner, ties, ensembles, the final checks, promotion) uses one formula with one
-set of per-image weights:
-
-* ``accuracy``: every image counts the same;
-* ``balanced_accuracy``: the mean recall over the classes present, i.e. each image weighs
-  ``1 / (classes present x images of its class)``; a model that never predicts a rare class
-  scores at most ``1 - 1/K`` however rare the class is.
+* ``accuracy``: the share of images predicted right, every image alike;
+* ``balanced_accuracy``: the mean recall over the classes present, i.e. a weighted share of
+  images predicted right, each image weighing ``1 / (classes present x images of its class)``;
+  a model that never predicts a rare class scores at most ``1 - 1/K`` however rare it is;
+* ``macro_f1``: the mean over the classes present of F1, the harmonic mean of the class's
+  precision and recall (``2 TP / (predicted as the class + images of the class)``). Unlike the
+  other two it also charges a model for false alarms of a rare class, and it does not
+  decompose per image.
 
 ``--metric auto`` (the default) takes balanced accuracy when the largest class of the training
 split holds more than :data:`AUTO_IMBALANCE` times the images of the smallest, else accuracy.
-The paired test of two models under weights is in :func:`automl_cnn.stats.mcnemar`.
+
+A :class:`Yardstick` is the metric on one set of labelled images: every comparison the search
+makes after training (the winner, ties, ensembles, the final checks, promotion) scores and
+compares models with one. Its paired test (:mod:`automl_cnn.stats`) is McNemar's, weighted under
+balanced accuracy, and a paired permutation test under macro F1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-METRICS = ("auto", "accuracy", "balanced_accuracy")
+from automl_cnn.stats import LEVEL, PairedTest, mcnemar, permutation_test
+
+METRICS = ("auto", "accuracy", "balanced_accuracy", "macro_f1")
+CLASS_METRICS = ("balanced_accuracy", "macro_f1")  # every class counts the same: for imbalanced data
 AUTO_IMBALANCE = 1.5
-LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
-
-
-MACRO_F1_REFUSAL = (
-    "macro F1 is reported per class in the summary but not selectable yet; "
-    "use --metric balanced_accuracy, the closest selectable metric"
-)
+LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1"}
 
 
 def metric_name(text: str) -> str:
     """``--metric``'s text: one of :data:`METRICS` (argparse reports the error in one line)."""
     import argparse
 
-    if text == "macro_f1":
-        raise argparse.ArgumentTypeError(MACRO_F1_REFUSAL)
     if text not in METRICS:
         raise argparse.ArgumentTypeError(f"unknown metric {text!r}; use one of: {', '.join(METRICS)}")
     return text
@@ -55,7 +55,10 @@ def resolve(metric: str, train_counts: Sequence[int]) -> tuple[str, str]:
 
 
 def image_weights(metric: str, labels: np.ndarray) -> np.ndarray | None:
-    """Per-image weights summing to 1 under ``metric`` (None: accuracy, every image alike)."""
+    """Per-image weights summing to 1 under an accuracy-like ``metric`` (None: accuracy, every
+    image alike; macro F1 has none)."""
+    if metric not in ("accuracy", "balanced_accuracy"):
+        raise ValueError(f"{metric} is not a weighted share of images")
     if metric == "accuracy" or not len(labels):
         return None
     labels = np.asarray(labels)
@@ -63,10 +66,23 @@ def image_weights(metric: str, labels: np.ndarray) -> np.ndarray | None:
     return (1.0 / (len(classes) * counts))[index]
 
 
+def macro_f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    """The mean F1 over the classes present in ``labels`` (as :mod:`automl_cnn.deliver.perclass`)."""
+    predicted, labels = np.asarray(predicted), np.asarray(labels)
+    size = int(max(predicted.max(initial=0), labels.max(initial=0))) + 1
+    support = np.bincount(labels, minlength=size)
+    guessed = np.bincount(predicted, minlength=size)
+    hits = np.bincount(labels[predicted == labels], minlength=size)
+    present = support > 0
+    return float(np.mean(2 * hits[present] / (guessed[present] + support[present])))
+
+
 def score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
     """``metric`` of class predictions ``predicted`` against ``labels`` (nan on no images)."""
     if not len(labels):
         return float("nan")
+    if metric == "macro_f1":
+        return macro_f1(predicted, labels)
     right = np.asarray(predicted) == np.asarray(labels)
     weights = image_weights(metric, labels)
     return float(right.mean()) if weights is None else float(np.sum(weights * right))
@@ -75,3 +91,52 @@ def score(metric: str, predicted: np.ndarray, labels: np.ndarray) -> float:
 def label(metric: str) -> str:
     """``balanced accuracy``: the metric's name in prose."""
     return LABELS[metric]
+
+
+def paired_test(metric: str) -> str:
+    """The paired test that compares two models under ``metric``, as a reason names it."""
+    return "paired permutation" if metric == "macro_f1" else "McNemar"
+
+
+def _predicted(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    return values.argmax(1) if values.ndim == 2 else values
+
+
+@dataclass(frozen=True, eq=False)
+class Yardstick:
+    """The search's ``metric`` on one set of labelled images: scores a model's predictions
+    there (class probabilities, one row per image, or predicted classes) and tells two models
+    apart on them."""
+
+    metric: str
+    labels: np.ndarray
+
+    def __call__(self, predictions: np.ndarray) -> float:
+        return score(self.metric, _predicted(predictions), self.labels)
+
+    @property
+    def name(self) -> str:
+        return LABELS[self.metric]
+
+    @property
+    def test_name(self) -> str:
+        return paired_test(self.metric)
+
+    def compare(self, a: np.ndarray, b: np.ndarray) -> PairedTest:
+        """The one-sided paired test of "model a scores higher than model b on these images"."""
+        a, b = _predicted(a), _predicted(b)
+        if len(a) != len(b) or len(a) != len(self.labels):
+            raise ValueError(f"paired test on different images: {len(a)} vs {len(b)} ({len(self.labels)} labels)")
+        if self.metric == "macro_f1":
+            return permutation_test(a, b, self.labels)
+        return mcnemar(a == self.labels, b == self.labels, image_weights(self.metric, self.labels))
+
+    def better(self, a: np.ndarray, b: np.ndarray, level: float = LEVEL) -> bool:
+        """Whether model a scores significantly higher than model b here."""
+        return self.compare(a, b).a_better(level)
+
+    def p_value(self, a: np.ndarray, b: np.ndarray) -> float:
+        """The one-sided p-value that a leads b by chance; 1.0 where a is not ahead."""
+        test = self.compare(a, b)
+        return test.p_value if test.lead > 0 else 1.0

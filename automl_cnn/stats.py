@@ -1,4 +1,5 @@
-"""Paired comparison of two models on the same images: McNemar's exact test.
+"""Paired comparison of two models on the same images: McNemar's exact test, and a paired
+permutation test for a metric that does not decompose per image (macro F1).
 
 Two models scored on the same images differ only on the images one gets right and the other
 wrong (the discordant pairs). Under "neither is better" each such image is a fair coin's throw,
@@ -11,6 +12,13 @@ each discordant image carrying its weight: the statistic is the weighted lead of
 under "neither is better" each discordant image's sign is a fair coin. The p-value is exact (all
 sign patterns) on up to :data:`EXACT_UP_TO` discordant images, else the normal approximation of
 that sign-flip distribution (continuity-corrected). With equal weights it is McNemar's test.
+
+Macro F1 is not a sum over images, so its test (:func:`permutation_test`) permutes predictions
+instead: under "neither is better" the two models' predictions of each image are exchangeable,
+so each image's pair is swapped with probability 1/2 and the difference of the two macro F1s is
+recomputed; the p-value is the share of swaps whose difference is at least the observed one
+(every swap pattern on up to :data:`EXACT_UP_TO` images where the predictions differ, else
+:data:`PERMUTATIONS` random ones from a fixed seed, so the same models always get the same p).
 """
 
 from __future__ import annotations
@@ -21,22 +29,27 @@ import numpy as np
 
 LEVEL = 0.05  # the significance level every comparison uses unless told otherwise
 EXACT_UP_TO = 16  # weighted test: every sign pattern of up to this many discordant images
+PERMUTATIONS = 4_000  # permutation test: random swap patterns beyond EXACT_UP_TO differing images
+CHUNK = 256  # swap patterns scored at once
 
 
 @dataclass(frozen=True)
-class McNemar:
+class PairedTest:
     """Model a against model b on the same images."""
 
     only_a: int  # images only a gets right
     only_b: int  # images only b gets right
-    p_value: float  # one-sided: that a is right more often than b by chance alone
-    lead: float = 0.0  # a's weighted lead over b on the discordant images (equal weights: only_a - only_b)
+    p_value: float  # one-sided: that a scores higher than b by chance alone
+    # a's lead over b: weighted, on the discordant images (equal weights: only_a - only_b); or
+    # the difference of the two scores (macro F1)
+    lead: float = 0.0
+    name: str = "McNemar"  # the test, as a reason names it
 
     def a_better(self, level: float = LEVEL) -> bool:
         return self.lead > 0 and self.p_value < level
 
 
-def mcnemar(a_right: np.ndarray, b_right: np.ndarray, weights: np.ndarray | None = None) -> McNemar:
+def mcnemar(a_right: np.ndarray, b_right: np.ndarray, weights: np.ndarray | None = None) -> PairedTest:
     """McNemar's exact one-sided test of "a is right more often than b" on the same images
     (``a_right``, ``b_right``: per image, whether each model got it right); with ``weights``
     (per image, e.g. balanced accuracy's), the weighted sign-flip test described above."""
@@ -48,13 +61,13 @@ def mcnemar(a_right: np.ndarray, b_right: np.ndarray, weights: np.ndarray | None
     only_a = int(np.sum(a_right & ~b_right))
     only_b = int(np.sum(b_right & ~a_right))
     if only_a + only_b == 0:
-        return McNemar(0, 0, 1.0)
+        return PairedTest(0, 0, 1.0)
     if weights is None:
         p_value = float(binomtest(only_a, only_a + only_b, 0.5, alternative="greater").pvalue)
-        return McNemar(only_a, only_b, p_value, float(only_a - only_b))
+        return PairedTest(only_a, only_b, p_value, float(only_a - only_b))
     signed = np.asarray(weights, np.float64) * (a_right.astype(np.float64) - b_right)
     signed = signed[a_right != b_right]
-    return McNemar(only_a, only_b, _sign_flip_p(signed), float(signed.sum()))
+    return PairedTest(only_a, only_b, _sign_flip_p(signed), float(signed.sum()))
 
 
 def _sign_flip_p(signed: np.ndarray) -> float:
@@ -71,17 +84,50 @@ def _sign_flip_p(signed: np.ndarray) -> float:
     return float(norm.sf((observed - size.min()) / np.sqrt(np.sum(size**2))))
 
 
-def significantly_better(
-    a_right: np.ndarray, b_right: np.ndarray, level: float = LEVEL, weights: np.ndarray | None = None
-) -> bool:
-    """Whether model a is right significantly more often than model b on the same images
-    (McNemar's exact one-sided test on the images only one of them gets right; weighted with
-    ``weights``)."""
-    return mcnemar(a_right, b_right, weights).a_better(level)
+def permutation_test(a_predicted: np.ndarray, b_predicted: np.ndarray, labels: np.ndarray) -> PairedTest:
+    """The paired permutation test of "a's macro F1 is higher than b's" on the same images
+    (class predictions of each model and the labels; see the module's text)."""
+    a, b, y = (np.asarray(v, np.int64) for v in (a_predicted, b_predicted, labels))
+    only_a, only_b = int(np.sum((a == y) & (b != y))), int(np.sum((b == y) & (a != y)))
+    differ = a != b
+    if not differ.any():
+        return PairedTest(only_a, only_b, 1.0, 0.0, "paired permutation")
+    n = int(differ.sum())
+    if n <= EXACT_UP_TO:
+        patterns = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # pattern 0 swaps nothing
+    else:
+        patterns = np.vstack([np.zeros((1, n), np.int64), np.random.default_rng(0).integers(0, 2, (PERMUTATIONS, n))])
+    f1 = _SwappedF1(a, b, y, differ)
+    diffs = np.concatenate([f1.difference(patterns[i : i + CHUNK]) for i in range(0, len(patterns), CHUNK)])
+    observed = float(diffs[0])
+    return PairedTest(only_a, only_b, float(np.mean(diffs >= observed - 1e-12)), observed, "paired permutation")
 
 
-def mcnemar_p(a_right: np.ndarray, b_right: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """The one-sided p-value that model a is right more often than model b on the same images;
-    1.0 where a is not ahead (what a verdict prints beside "not significantly better")."""
-    test = mcnemar(a_right, b_right, weights)
-    return test.p_value if test.lead > 0 else 1.0
+class _SwappedF1:
+    """Macro F1 of a and of b after swapping their predictions on some of the images where they
+    differ, for many swap patterns at once (F1 of a class: 2 hits / (predicted + support))."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, y: np.ndarray, differ: np.ndarray) -> None:
+        size = int(max(a.max(), b.max(), y.max())) + 1
+        support = np.bincount(y, minlength=size).astype(np.float64)
+        self.present = support > 0
+        self.support = support[self.present]
+        same = ~differ  # a and b agree there
+        self.guessed = np.bincount(a[same], minlength=size).astype(np.float64)
+        self.hits = np.bincount(a[same & (a == y)], minlength=size).astype(np.float64)
+        eye = np.eye(size)
+        self.a_guess, self.b_guess = eye[a[differ]], eye[b[differ]]  # images x classes
+        self.a_hit = self.a_guess * (a[differ] == y[differ])[:, None]
+        self.b_hit = self.b_guess * (b[differ] == y[differ])[:, None]
+
+    def difference(self, swapped: np.ndarray) -> np.ndarray:
+        """Per swap pattern (a row of 0/1 over the differing images): a's macro F1 minus b's."""
+        swapped = swapped.astype(np.float64)
+        kept = 1.0 - swapped
+        a = self._macro(kept @ self.a_guess + swapped @ self.b_guess, kept @ self.a_hit + swapped @ self.b_hit)
+        b = self._macro(kept @ self.b_guess + swapped @ self.a_guess, kept @ self.b_hit + swapped @ self.a_hit)
+        return a - b
+
+    def _macro(self, guessed: np.ndarray, hits: np.ndarray) -> np.ndarray:
+        guessed, hits = (self.guessed + guessed)[:, self.present], (self.hits + hits)[:, self.present]
+        return (2 * hits / (guessed + self.support)).mean(axis=1)

@@ -21,13 +21,15 @@ from stores import mlflow_store
 from automl_cnn import load_model
 from automl_cnn.data import load_images, split_data
 from automl_cnn.engine.final.check import AVERAGE, FINAL, TRIAL, choose
-from automl_cnn.engine.final.ensemble import accuracy, blend, select_ensemble, significantly_better
+from automl_cnn.engine.final.ensemble import blend, select_ensemble
 from automl_cnn.engine.final.fits import FinalFit, final_fit, pick_winner
 from automl_cnn.engine.final.outcome import ENSEMBLE
 from automl_cnn.engine.search.driver import SearchDriver
+from automl_cnn.metrics import Yardstick
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Dense, Head, TrainConfig
 from automl_cnn.model.export import export_onnx
 from automl_cnn.model.trained import ENSEMBLE_FORMAT, FORMAT, META, TrainedModel
+from automl_cnn.stats import mcnemar
 from automl_cnn.training.trainer import Trainer, fit
 
 
@@ -47,11 +49,12 @@ A, B, C = _probs(Y, slice(0, 10)), _probs(Y, slice(10, 20)), _probs(Y, slice(20,
 
 
 def test_selection_combines_models_that_err_on_different_images() -> None:
-    assert accuracy(A, Y) == accuracy(B, Y) == accuracy(C, Y) == pytest.approx(2 / 3)
+    accuracy = Yardstick("accuracy", Y)
+    assert accuracy(A) == accuracy(B) == accuracy(C) == pytest.approx(2 / 3)
     picked = select_ensemble([A, B, C], Y, first=0, max_members=5)
     assert set(picked.members) == {0, 1, 2} and picked.members[0] == 0
     assert sum(picked.weights) == pytest.approx(1.0)
-    assert accuracy(blend([[A, B, C][i] for i in picked.members], picked.weights), Y) == 1.0
+    assert accuracy(blend([[A, B, C][i] for i in picked.members], picked.weights)) == 1.0
 
 
 def test_selection_starts_from_the_winner_and_keeps_to_the_most_members() -> None:
@@ -71,11 +74,11 @@ def test_mcnemar_needs_a_clear_lead_on_the_images_where_the_two_disagree() -> No
     right = np.ones(100, dtype=bool)
     ten_worse = right.copy()
     ten_worse[:10] = False
-    assert significantly_better(right, ten_worse)  # 10 against 0: p = 2**-10
-    assert not significantly_better(ten_worse, right)
+    assert mcnemar(right, ten_worse).a_better()  # 10 against 0: p = 2**-10
+    assert not mcnemar(ten_worse, right).a_better()
     a, b = right.copy(), right.copy()
     a[:3], b[3:8] = False, False  # 5 against 3
-    assert not significantly_better(a, b) and not significantly_better(b, a)
+    assert not mcnemar(a, b).a_better() and not mcnemar(b, a).a_better()
 
 
 def test_the_check_half_is_half_of_each_class_of_validation() -> None:

@@ -17,7 +17,7 @@ from stores import mlflow_store
 
 from automl_cnn.deliver.deliver import decision_tags
 from automl_cnn.engine.final.delivered import _warnings, far_from_solved_warning
-from automl_cnn.engine.final.ensemble import accuracy, blend
+from automl_cnn.engine.final.ensemble import blend
 from automl_cnn.engine.final.outcome import (
     ENSEMBLE,
     TOPICS,
@@ -29,6 +29,7 @@ from automl_cnn.engine.final.outcome import (
 from automl_cnn.engine.final.plan import FinalPlan, compare, rescored
 from automl_cnn.engine.final.tiebreak import _seeds_decision
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.metrics import Yardstick
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head
 from automl_cnn.model.measures import EpochResult
 
@@ -51,7 +52,7 @@ def test_a_cut_ensemble_that_loses_to_the_winner_alone_is_not_delivered() -> Non
     pool = {0: winner, 1: helper, 2: weak}
 
     def score_of(members: tuple[tuple[int, float], ...]) -> float:
-        return accuracy(blend([pool[n] for n, _ in members], [w for _, w in members]), Y)
+        return Yardstick("accuracy", Y)(blend([pool[n] for n, _ in members], [w for _, w in members]))
 
     full = ((0, 0.4), (1, 0.4), (2, 0.2))
     single = score_of(((0, 1.0),))

@@ -59,12 +59,12 @@ def test_promotion_compares_the_champion_under_this_searchs_weights() -> None:
     new, old = np.ones(930, bool), np.ones(930, bool)
     new[:12] = False  # 12 common images worse
     old[900:909] = False  # 9 rare images worse: the champion scores higher plain accuracy
-    weights = tuple(float(w) for w in image_weights("balanced_accuracy", labels))  # type: ignore[union-attr]
     champion = Incumbent("3", Score("fp", "split", float(old.mean()), tuple(old)))
     plain = decide("if-better", Score("fp", "split", float(new.mean()), tuple(new)), champion)
     assert not plain.promoted
-    balanced = decide("if-better", Score("fp", "split", float(new.mean()), tuple(new), "balanced_accuracy", weights),
-                      champion)  # fmt: skip
+    test_labels = tuple(int(v) for v in labels)
+    balanced = decide("if-better", Score("fp", "split", float(new.mean()), tuple(new), "balanced_accuracy",
+                      test_labels), champion)  # fmt: skip
     assert balanced.promoted and "test balanced accuracy" in balanced.reason, balanced.reason
 
 
@@ -111,6 +111,42 @@ def test_a_real_search_under_auto_optimises_and_reports_balanced_accuracy(tmp_pa
     assert "balanced accuracy" in said and re.search(r"(?<!balanced )\baccuracy\b", said) is None, said
 
 
+def test_a_real_search_under_macro_f1_optimises_tests_and_promotes_on_it(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from automl_cnn import search
+    from automl_cnn.engine.runstate import RunState
+    from automl_cnn.services.registry import decode_predicted
+
+    store = mlflow_store(tmp_path / "m.db")
+    r = search(
+        _imbalanced_digits(), "tiny", trials=3, pruner="none", warm_start="none", executor="inprocess",
+        time_budget="3m", seed=0, progress=False, out=tmp_path / "out", tracking_uri=store, metric="macro_f1",
+    )  # fmt: skip
+    assert r.metric == "macro_f1" and r.metric_reason == "as asked (--metric)"
+    state = RunState.load(r.out_dir)
+    assert r.data is not None
+    y_val = r.data.images.y[r.data.val_idx]
+    completed = [t for t in r.trials if t.val_acc is not None and state.load_val_probs(t.number) is not None]
+    assert completed
+    for t in completed:  # the trials' validation scores are macro F1 of their stored predictions
+        predicted = state.load_val_probs(t.number).argmax(1)
+        assert t.val_acc == pytest.approx(score("macro_f1", predicted, y_val), abs=1e-6)
+    text = r.summary()
+    assert "metric              macro F1 (as asked (--metric)): it chose, pruned and promoted" in text
+    assert re.search(r"test macro F1 +\d+\.\d% \(\d+\.\d–\d+\.\d, bootstrap over test images\)", text), text
+    assert "how it was chosen (every score is macro F1):" in text
+    assert "## How the delivered model was chosen (scores: macro_f1)" in (r.out_dir / "report.md").read_text()
+    said = " ".join(f"{d.rule} {d.reason}" for d in r.decisions)
+    assert "macro F1" in said and "McNemar" not in said, said
+    assert re.search(r"(?<!balanced )\baccuracy\b", said) is None, said
+    name = r.model_uri.removeprefix("models:/").split("@")[0]
+    version = MlflowClient(store).get_model_version(name, r.model_version)
+    assert version.tags["automl_cnn.metric"] == "macro_f1"
+    predicted = decode_predicted(version.tags["automl_cnn.test_predicted"])
+    assert predicted is not None and len(predicted) == r.test_images
+
+
 def test_decisions_name_the_searchs_metric_where_they_said_accuracy() -> None:
     from automl_cnn.engine.final.outcome import Decision, in_metric
 
@@ -120,6 +156,9 @@ def test_decisions_name_the_searchs_metric_where_they_said_accuracy() -> None:
     assert named.rule == "the highest validation balanced accuracy"
     assert named.reason == "higher balanced accuracy: 0.9 vs 0.8"
     assert in_metric((named,), "balanced accuracy") == (named,)  # never "balanced balanced"
+    tested = Decision("winner", "which?", rule="only if better (McNemar, 5%)", reason="not better (McNemar p=0.3)")
+    (f1,) = in_metric((tested,), "macro F1", "paired permutation")
+    assert (f1.rule, f1.reason) == ("only if better (paired permutation, 5%)", "not better (paired permutation p=0.3)")
 
 
 def test_balanced_accuracy_makes_the_search_try_a_class_weighted_loss() -> None:
@@ -155,25 +194,99 @@ def test_a_class_weighted_candidate_trains_with_inverse_frequency_weights() -> N
     assert int(weights.argmax()) == 3  # the rare class weighs most
 
 
-def test_macro_f1_is_refused_in_one_line_pointing_at_balanced_accuracy(
+def test_metric_names_are_checked_in_one_line_and_macro_f1_is_selectable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from automl_cnn.cli import main
     from automl_cnn.engine.config import SearchConfig
     from automl_cnn.errors import UserInputError
 
+    assert SearchConfig.from_settings(metric="macro_f1").search.metric == "macro_f1"
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as info:
-        main(["search", "--data", "digits", "--metric", "macro_f1"])
+        main(["search", "--data", "digits", "--metric", "f2"])
     assert info.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: argument --metric: macro F1 is reported per class in the summary but not ")
-    assert "use --metric balanced_accuracy, the closest selectable metric" in line
+    known = "auto, accuracy, balanced_accuracy, macro_f1"
+    assert line.startswith(f"error: argument --metric: unknown metric 'f2'; use one of: {known} (")
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(UserInputError, match="--metric 'macro_f1': macro F1 is reported per class"):
-        SearchConfig.from_settings(metric="macro_f1")
     with pytest.raises(UserInputError, match="unknown metric 'f2'; use one of: auto, accuracy, balanced_accuracy"):
         SearchConfig.from_settings(metric="f2")
+
+
+def test_macro_f1_matches_scikit_learn_and_charges_false_alarms_of_a_rare_class() -> None:
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    for classes, n in ((2, 50), (5, 400), (10, 1000)):
+        labels = rng.integers(0, classes, n)
+        predicted = np.where(rng.random(n) < 0.7, labels, rng.integers(0, classes, n))
+        assert score("macro_f1", predicted, labels) == pytest.approx(f1_score(labels, predicted, average="macro"))
+    labels = np.array([0] * 90 + [1] * 10)
+    finds_all = labels.copy()
+    alarms = labels.copy()
+    alarms[:30] = 1  # every rare image found, and 30 common ones called rare as well
+    # balanced accuracy forgives the false alarms far more than macro F1 does
+    assert score("balanced_accuracy", alarms, labels) == pytest.approx((60 / 90 + 1) / 2)
+    assert score("macro_f1", alarms, labels) == pytest.approx((2 * 60 / 150 + 2 * 10 / 50) / 2)
+    assert score("macro_f1", finds_all, labels) == 1.0
+    assert score("macro_f1", alarms, labels) < score("balanced_accuracy", alarms, labels) - 0.2
+
+
+def test_the_macro_f1_permutation_test_is_exact_on_few_differences_and_sees_a_clear_lead() -> None:
+    import itertools
+
+    from automl_cnn.metrics import Yardstick, macro_f1
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 40)
+    a = np.where(rng.random(40) < 0.85, labels, rng.integers(0, 3, 40))
+    b = np.where(rng.random(40) < 0.6, labels, rng.integers(0, 3, 40))
+    differ = np.flatnonzero(a != b)
+    assert 4 <= len(differ) <= 16
+    observed = macro_f1(a, labels) - macro_f1(b, labels)
+    at_least = 0
+    for swap in itertools.product((False, True), repeat=len(differ)):  # every swap pattern, by hand
+        x, y = a.copy(), b.copy()
+        x[differ[list(swap)]], y[differ[list(swap)]] = b[differ[list(swap)]], a[differ[list(swap)]]
+        at_least += macro_f1(x, labels) - macro_f1(y, labels) >= observed - 1e-12
+    test = Yardstick("macro_f1", labels).compare(a, b)
+    assert test.name == "paired permutation" and test.lead == pytest.approx(observed)
+    assert test.p_value == pytest.approx(at_least / 2 ** len(differ))
+    # many images: a model right on 85% of 3,000 images beats one right on 80%, not the reverse
+    labels = rng.integers(0, 4, 3000)
+    good = np.where(rng.random(3000) < 0.85, labels, (labels + 1) % 4)
+    worse = np.where(rng.random(3000) < 0.80, labels, (labels + 1) % 4)
+    stick = Yardstick("macro_f1", labels)
+    assert stick.better(good, worse) and not stick.better(worse, good)
+    assert stick.p_value(worse, good) == 1.0
+    assert stick.compare(good, worse).p_value == stick.compare(good, worse).p_value  # the same p every time
+
+
+def test_promotion_under_macro_f1_pairs_the_recorded_predictions() -> None:
+    from automl_cnn.services.registry import decode_predicted, encode_predicted
+
+    labels = np.array([0] * 900 + [1] * 60)
+    old = labels.copy()
+    old[900:960:2] = 0  # the champion misses half the rare class
+    new = labels.copy()
+    new[:10] = 1  # the new model finds every rare image, with 10 false alarms
+    predicted = tuple(int(v) for v in new)
+    assert decode_predicted(encode_predicted(predicted)) == predicted
+    assert decode_predicted(encode_predicted(tuple(int(v) for v in old))) == tuple(int(v) for v in old)
+
+    def as_score(pred: np.ndarray, **extra: object) -> Score:
+        return Score("fp", "split", float(np.mean(pred == labels)), tuple(pred == labels), **extra)  # type: ignore[arg-type]
+
+    champion = Incumbent("4", as_score(old, predicted=tuple(int(v) for v in old)))
+    labelled = {"metric": "macro_f1", "labels": tuple(int(v) for v in labels)}
+    decision = decide("if-better", as_score(new, predicted=predicted, **labelled), champion)
+    assert decision.promoted, decision.reason
+    assert "test macro F1" in decision.reason and "paired permutation p=" in decision.reason
+    unpaired = decide("if-better", as_score(new, predicted=predicted, **labelled), Incumbent("4", as_score(old)))
+    assert "by accuracy alone (champion version 4 kept no per-image test predictions, which macro F1 needs," in (
+        unpaired.reason
+    )
 
 
 @pytest.mark.parametrize(("metric", "weighted"), [("auto", True), ("accuracy", False)])

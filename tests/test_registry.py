@@ -33,6 +33,7 @@ from automl_cnn.services.registry import (
     Score,
     decide,
     decode_correct,
+    decode_predicted,
     encode_correct,
 )
 from automl_cnn.services.tracking import MlflowTracker
@@ -296,6 +297,7 @@ def test_a_better_model_takes_the_champion_alias(weak_strong_weak: tuple[str, li
         "automl_cnn.test_accuracy": repr(strong.test_accuracy),
         "automl_cnn.metric": "accuracy",  # digits is balanced: --metric auto keeps accuracy
         "automl_cnn.test_correct": version.tags["automl_cnn.test_correct"],
+        "automl_cnn.test_predicted": version.tags["automl_cnn.test_predicted"],
         "automl_cnn.promotion": "champion",
         "automl_cnn.compared_with": "1",
         "automl_cnn.promotion_reason": expected,
@@ -303,6 +305,9 @@ def test_a_better_model_takes_the_champion_alias(weak_strong_weak: tuple[str, li
     assert version.description.endswith(f"\n- registered as **champion**: {expected}")
     correct = decode_correct(version.tags["automl_cnn.test_correct"])  # which test images it gets right
     assert correct is not None and len(correct) == n and sum(correct) == round(strong.test_accuracy * n)
+    predicted = decode_predicted(version.tags["automl_cnn.test_predicted"])  # what it predicts (macro F1 pairs these)
+    labels = strong.data.images.y[strong.data.test_idx]
+    assert predicted is not None and tuple(np.asarray(predicted) == labels) == correct
 
 
 def test_a_worse_model_is_a_challenger_and_the_champion_stays(weak_strong_weak: tuple[str, list[SearchResult]]) -> None:

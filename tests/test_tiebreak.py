@@ -10,7 +10,6 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sessions import plan_for, session_for
 
-from automl_cnn.engine.final.ensemble import significantly_better
 from automl_cnn.engine.final.fits import pick_winner
 from automl_cnn.engine.final.outcome import SECOND_SEEDS, WINNER
 from automl_cnn.engine.final.tiebreak import MAX_CONTENDERS, break_ties, contenders
@@ -29,9 +28,9 @@ def test_trials_within_noise_get_a_second_seed_and_the_best_mean_wins(tmp_path: 
         group = contenders(s, records, winner)
         assert group and group[0] is winner and 2 <= len(group) <= MAX_CONTENDERS
         y = s.bundle.images.y[s.bundle.val_idx]
-        best = s.state.load_val_probs(winner.number).argmax(1) == y
+        best, stick = s.state.load_val_probs(winner.number), s.yardstick(y)
         for rec in group[1:]:  # none of them is significantly worse than the winner
-            assert not significantly_better(best, s.state.load_val_probs(rec.number).argmax(1) == y)
+            assert not stick.better(best, s.state.load_val_probs(rec.number))
 
         short = break_ties(s, records, winner, time_left=0.0, reserve=0.0).decisions
         assert [d.topic for d in short] == [WINNER, SECOND_SEEDS] and short[1].answer == "none"

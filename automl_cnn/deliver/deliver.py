@@ -155,7 +155,9 @@ def _result(
         val_images=len(session.bundle.val_idx),
         test_images=len(session.bundle.test_idx),
         final=outcome,
-        per_class=per_class(b.images.y[b.test_idx], scored.probs.argmax(1), b.class_names),
+        per_class=per_class(
+            b.images.y[b.test_idx], scored.probs.argmax(1), b.class_names, f1_interval=session.metric[0] == "macro_f1"
+        ),
         metric=session.metric[0],
         metric_reason=session.metric[1],
         training_length=length_line(session.state.extra, winner.epochs),
@@ -182,10 +184,12 @@ def _register(
         (session.out / "model.json", session.out / "model.safetensors"),
     )
     y_test = b.images.y[b.test_idx]
-    correct = tuple(bool(c) for c in test_probs.argmax(1) == y_test)
-    weights = session.weights(y_test)  # promotion compares the search's metric (None: accuracy)
-    metric = (session.metric[0], None if weights is None else tuple(float(w) for w in weights))
-    score = Score(b.fingerprint(), session.split_id, accuracies[0], correct, *metric)
+    predicted = test_probs.argmax(1)
+    correct = tuple(bool(c) for c in predicted == y_test)
+    labels = tuple(int(v) for v in y_test)  # promotion compares the search's metric on these
+    score = Score(
+        b.fingerprint(), session.split_id, accuracies[0], correct, session.metric[0], labels, tuple(map(int, predicted))
+    )
     name = session.config.registered_name(b.name, b.input_shape, b.fingerprint())
     hold = "the task is far from solved (see the search's warnings)" if far_from_solved(delivery) else None
     earlier = frozenset(earlier_versions(session.state))  # resume --more: a new round, a new version

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from automl_cnn.metrics import macro_f1
+
 SUMMARY_ROWS = 12  # the summary lists every class up to this many; beyond it, the lowest recalls
 
 
@@ -28,6 +30,7 @@ class ClassFigures:
 class PerClass:
     classes: tuple[ClassFigures, ...]
     confusion: tuple[tuple[float, ...], ...]  # row-normalised: true class x predicted class
+    f1_interval: tuple[float, float] | None = None  # a 95% bootstrap interval of macro F1 (when asked)
 
     @property
     def balanced_accuracy(self) -> float:
@@ -87,8 +90,11 @@ class PerClass:
         }
 
 
-def per_class(y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...]) -> PerClass:
-    """The figures of predictions ``y_pred`` against labels ``y_true`` (class indices)."""
+def per_class(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...], f1_interval: bool = False
+) -> PerClass:
+    """The figures of predictions ``y_pred`` against labels ``y_true`` (class indices); with
+    ``f1_interval``, a 95% percentile-bootstrap interval of macro F1 as well."""
     k = len(class_names)
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
@@ -104,4 +110,19 @@ def per_class(y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ..
         for c in range(k)
     )
     rows = cm / np.maximum(support, 1)[:, None]
-    return PerClass(classes, tuple(tuple(float(v) for v in row) for row in rows))
+    interval = bootstrap_macro_f1(np.asarray(y_true), np.asarray(y_pred)) if f1_interval else None
+    return PerClass(classes, tuple(tuple(float(v) for v in row) for row in rows), interval)
+
+
+def bootstrap_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, rounds: int = 1000) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of macro F1 over ``rounds`` resamples of the images
+    (with replacement, from a fixed seed)."""
+    if not len(y_true):
+        return 0.0, 0.0
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(rounds):
+        pick = rng.integers(0, len(y_true), len(y_true))
+        values.append(macro_f1(y_pred[pick], y_true[pick]))
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)

@@ -12,6 +12,7 @@ from automl_cnn.data import DataBundle
 from automl_cnn.deliver.perclass import PerClass
 from automl_cnn.engine.final.outcome import Decision, FinalOutcome, Member
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.metrics import label
 from automl_cnn.model.architecture import Candidate
 from automl_cnn.model.trained import TrainedModel
 
@@ -44,7 +45,7 @@ class SearchResult:
     test_images: int = 0
     final: FinalOutcome | None = None  # what the final phase delivered, and its decisions
     per_class: PerClass | None = None  # the delivered model's per-class figures on the test split
-    metric: str = "accuracy"  # what the search optimised: accuracy or balanced_accuracy (--metric)
+    metric: str = "accuracy"  # what the search optimised: accuracy, balanced_accuracy or macro_f1 (--metric)
     metric_reason: str = ""  # why (auto: the classes' imbalance)
     training_length: str = ""  # the epochs the search settled on, and why (engine/search/pausing.py)
 
@@ -85,7 +86,7 @@ class SearchResult:
             return []
         lines = delivered_lines(self.final)
         if self.metric != "accuracy":  # the decisions' scores are in the search's metric
-            lines = [f"how it was chosen (every score is {self.metric.replace('_', ' ')}):" if line ==
+            lines = [f"how it was chosen (every score is {label(self.metric)}):" if line ==
                      "how it was chosen:" else line for line in lines]  # fmt: skip
         return lines
 
@@ -145,13 +146,18 @@ class SearchResult:
         if self.metric == "accuracy":
             return [f"validation accuracy {with_interval(self.val_accuracy, self.val_images)}"]
         return [
-            f"metric              balanced accuracy ({self.metric_reason}): it chose, pruned and promoted",
-            f"validation score    {100 * self.val_accuracy:.1f}% balanced accuracy ({self.val_images} images)",
+            f"metric              {label(self.metric)} ({self.metric_reason}): it chose, pruned and promoted",
+            f"validation score    {100 * self.val_accuracy:.1f}% {label(self.metric)} ({self.val_images} images)",
         ]
 
     def _balanced_lines(self) -> list[str]:
         if self.metric == "accuracy" or self.per_class is None:
             return []
+        if self.metric == "macro_f1" and self.per_class.f1_interval is not None:
+            lo, hi = self.per_class.f1_interval
+            value = self.per_class.macro_f1
+            interval = f"{100 * lo:.1f}–{100 * hi:.1f}, bootstrap over test images"
+            return [f"test macro F1       {100 * value:.1f}% ({interval})"]
         lo, hi = self.per_class.balanced_interval()
         value = self.per_class.balanced_accuracy
         return [f"test balanced acc.  {100 * value:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}, normal approx. over classes)"]

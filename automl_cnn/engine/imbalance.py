@@ -1,5 +1,6 @@
-"""Imbalanced classes in the space: a search that optimises balanced accuracy (``--metric auto``
-on imbalanced data, or asked) also tries a class-weighted loss, unless its space says otherwise.
+"""Imbalanced classes in the space: a search that optimises a metric where every class counts the
+same (balanced accuracy: ``--metric auto`` on imbalanced data, or asked; macro F1, asked) also
+tries a class-weighted loss, unless its space says otherwise.
 
 ``training.class_weighted`` left at its default (``false``, fixed) becomes the choice
 ``[false, true]``, so the sampler learns whether weighting the loss by inverse class frequency
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from automl_cnn.metrics import CLASS_METRICS
 from automl_cnn.space.params import Choice, Fixed
 from automl_cnn.space.schema import SearchSpace
 
@@ -22,9 +24,9 @@ UNWEIGHTED = Fixed(False)
 
 
 def with_loss_weighting(space: SearchSpace, metric: str) -> SearchSpace:
-    """``space`` searching ``train.class_weighted`` when ``metric`` is balanced accuracy and the
-    space left it at its default."""
-    if metric != "balanced_accuracy" or space.training.class_weighted != UNWEIGHTED:
+    """``space`` searching ``train.class_weighted`` when every class counts the same under
+    ``metric`` (balanced accuracy, macro F1) and the space left it at its default."""
+    if metric not in CLASS_METRICS or space.training.class_weighted != UNWEIGHTED:
         return space
     training = dataclasses.replace(space.training, class_weighted=Choice((False, True)))
     return dataclasses.replace(space, training=training)

@@ -10,6 +10,7 @@ from automl_cnn.engine.config import SearchConfig
 from automl_cnn.engine.imbalance import searches_weighting
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
+from automl_cnn.metrics import label
 from automl_cnn.services.tracking import MlflowTracker
 from automl_cnn.space.schema import SearchSpace
 
@@ -91,9 +92,7 @@ def announce(session: SearchSession, records: list[TrialRecord], resumable: list
     metric, why = session.metric
     if metric != "accuracy" or cfg.search.metric != "auto":
         tries = "; the search also tries a class-weighted loss" if searches_weighting(session.space) else ""
-        progress.message(
-            f"metric: {metric.replace('_', ' ')} ({why}); it chooses, prunes, ensembles and promotes{tries}"
-        )
+        progress.message(f"metric: {label(metric)} ({why}); it chooses, prunes, ensembles and promotes{tries}")
     session.tracker.set_tags(session.parent_run, {"automl_cnn.metric": metric})
     if session.resumed:
         progress.message(
@@ -110,7 +109,8 @@ def announce(session: SearchSession, records: list[TrialRecord], resumable: list
         progress.message(
             f"data-size fidelity (--data-fidelity): {session.data_ladder.describe()}; final fits train on all of it"
         )
+    goals = ", ".join(label(session.metric[0]) if o == "accuracy" else o for o in cfg.search.objectives)
     progress.message(
         f"searching {session.space.name} on {b.name} {b.input_shape} with {session.resources.workers} worker(s) "
-        f"for {', '.join(cfg.search.objectives)}; MLflow run {session.parent_run}; output {session.out}"
+        f"for {goals}; MLflow run {session.parent_run}; output {session.out}"
     )

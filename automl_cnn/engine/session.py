@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 
 from automl_cnn.data.bundle import DataBundle
@@ -23,7 +24,7 @@ from automl_cnn.engine.config import SearchConfig
 from automl_cnn.engine.fidelity import DataLadder, ladder_for
 from automl_cnn.engine.progress import Progress
 from automl_cnn.engine.runstate import RunState
-from automl_cnn.metrics import image_weights, resolve
+from automl_cnn.metrics import Yardstick, resolve
 from automl_cnn.services.executor import Executor
 from automl_cnn.services.tracking import MlflowTracker
 from automl_cnn.space.schema import SearchSpace
@@ -101,13 +102,13 @@ class SearchSession:
 
     @functools.cached_property
     def metric(self) -> tuple[str, str]:
-        """The score this search optimises (``accuracy`` or ``balanced_accuracy``: ``--metric``,
-        ``auto`` resolved on the training split's class sizes), and why."""
+        """The score this search optimises (``accuracy``, ``balanced_accuracy`` or ``macro_f1``:
+        ``--metric``, ``auto`` resolved on the training split's class sizes), and why."""
         return resolve(self.config.search.metric, self.bundle.counts()["train"])
 
-    def weights(self, labels: Any) -> Any:
-        """Per-image weights of ``labels`` under the search's metric (None: accuracy)."""
-        return image_weights(self.metric[0], labels)
+    def yardstick(self, labels: Any) -> Yardstick:
+        """The search's metric on images with ``labels``: scores and compares models there."""
+        return Yardstick(self.metric[0], np.asarray(labels))
 
     @property
     def objectives(self) -> tuple[str, ...]:

@@ -117,7 +117,8 @@ class SearchSettings:
         parse=metric_name,
         help="what the search optimises and reports: auto (default: balanced_accuracy when the largest class has "
         f"more than {AUTO_IMBALANCE:g}x the training images of the smallest, else accuracy), accuracy, "
-        "balanced_accuracy (the mean recall over classes)",
+        "balanced_accuracy (the mean recall over classes), macro_f1 (the mean F1 over classes: also charges "
+        "false alarms of a rare class)",
     )
     seed: int = option(0, "--seed", parse=int, help="seeds the split, the sampler and every trial")
     warm_start: tuple[str, ...] = option(  # presets, groups, or earlier searches' folders; text: a,b or none

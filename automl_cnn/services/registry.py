@@ -25,7 +25,11 @@ Every version records its yardstick and the decision as tags (``automl_cnn.finge
 line of its description; a later search reads the champion's yardstick from these tags.
 ``automl_cnn.test_correct`` is which test images the model gets right, in the split's order:
 ``N:`` and the bits, packed, zlib-compressed and base64-encoded (about 1.7 kB for 10,000 images;
-see :func:`encode_correct`). :func:`decide` is the pure rule.
+see :func:`encode_correct`); ``automl_cnn.test_predicted`` is the class it predicts for each
+(16-bit, compressed: :func:`encode_predicted`). The paired test is the search's metric's
+(:class:`automl_cnn.metrics.Yardstick`): McNemar's, weighted under balanced accuracy; under macro
+F1 a paired permutation test on the predictions, and against a champion that kept no predictions
+test accuracy alone. :func:`decide` is the pure rule.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from automl_cnn.stats import LEVEL, mcnemar
+from automl_cnn.metrics import Yardstick
+from automl_cnn.stats import LEVEL
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -62,10 +67,13 @@ class Score:
     test_accuracy: float
     # per test image, in the split's order: whether the model gets it right (None: not recorded)
     correct: tuple[bool, ...] | None = None
-    # the search's metric (automl_cnn/metrics.py) and its per-image weights on the test split
-    # (None: accuracy, every image alike); derived from the test labels, not recorded
+    # the search's metric (automl_cnn/metrics.py) and the test labels it is scored on (derived
+    # from the split, not recorded; None: accuracy needs none)
     metric: str = "accuracy"
-    weights: tuple[float, ...] | None = None
+    labels: tuple[int, ...] | None = None
+    # per test image, in the split's order: the predicted class (None: not recorded); macro F1
+    # pairs two models on these
+    predicted: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -135,31 +143,57 @@ def decide(policy: str, score: Score, champion: Incumbent | None, hold: str | No
 
 
 def _if_better(score: Score, theirs: Score, version: str) -> Decision:
-    """``if-better`` against a champion on the same yardstick: McNemar's test on the same test
-    images, or (a champion that kept no per-image results) test accuracy alone."""
+    """``if-better`` against a champion on the same yardstick: the paired test of the search's
+    metric on the same test images, or (a champion that kept no per-image results to pair) test
+    accuracy alone."""
     ours, name = f"test {score.test_accuracy:.2%}", f"champion version {version}'s {theirs.test_accuracy:.2%}"
-    if score.correct is None or theirs.correct is None or len(score.correct) != len(theirs.correct):
-        who = f"champion version {version}" if theirs.correct is None else "this model"
-        against = f"{ours} vs {name} by accuracy alone ({who} kept no per-image test results to pair)"
+    pairs = _pairs(score, theirs)
+    if pairs is None:
+        kept = "predictions, which macro F1 needs," if score.metric == "macro_f1" else "results"
+        who = f"champion version {version}" if _kept(theirs, score.metric) is None else "this model"
+        against = f"{ours} vs {name} by accuracy alone ({who} kept no per-image test {kept} to pair)"
         if score.test_accuracy > theirs.test_accuracy:
             return Decision(CHAMPION, version, f"promoted: {against}")
         tie = "; a tie keeps the champion" if score.test_accuracy == theirs.test_accuracy else ""
         return Decision(CHALLENGER, version, f"not promoted: {against}{tie}")
-    weights = None if score.weights is None else np.array(score.weights)
-    if weights is not None:  # balanced accuracy: both models scored with this search's weights
-        mine, yours = float(weights @ np.array(score.correct)), float(weights @ np.array(theirs.correct))
-        label = score.metric.replace("_", " ")
-        ours, name = f"test {label} {mine:.2%}", f"champion version {version}'s {yours:.2%}"
-    test = mcnemar(np.array(score.correct), np.array(theirs.correct), weights)
-    against = f"{ours} vs {name} on the same {len(score.correct)} test images"
+    stick, mine, yours = pairs
+    if score.metric != "accuracy":  # both models scored on this search's metric
+        ours, name = f"test {stick.name} {stick(mine):.2%}", f"champion version {version}'s {stick(yours):.2%}"
+    test = stick.compare(mine, yours)
+    against = f"{ours} vs {name} on the same {len(mine)} test images"
     why = (
-        f"McNemar p={test.p_value:.2g}; of the images only one model gets right, {test.only_a} are "
+        f"{test.name} p={test.p_value:.2g}; of the images only one model gets right, {test.only_a} are "
         f"this model's and {test.only_b} the champion's"
     )
     if test.a_better(LEVEL):
         return Decision(CHAMPION, version, f"promoted: {against}, significantly better ({why})")
     verdict = "is not significantly better" if test.lead > 0 else "is not better"
     return Decision(CHALLENGER, version, f"not promoted: {against} {verdict} ({why})")
+
+
+def _kept(score: Score, metric: str) -> tuple[Any, ...] | None:
+    """The per-image results ``metric`` pairs two models on: predictions (macro F1), else right
+    or wrong (None: not recorded)."""
+    return score.predicted if metric == "macro_f1" else score.correct
+
+
+def _pairs(score: Score, theirs: Score) -> tuple[Yardstick, np.ndarray, np.ndarray] | None:
+    """The yardstick of the search's metric on the test images and both models' per-image
+    results on it (predicted classes; under an accuracy-like metric, right or wrong coded as
+    the label or not); None where they cannot be paired."""
+    kept = _kept(score, score.metric), _kept(theirs, score.metric)
+    if kept[0] is None or kept[1] is None or len(kept[0]) != len(kept[1]):
+        return None
+    if score.metric == "macro_f1":
+        if score.labels is None:
+            return None
+        return Yardstick("macro_f1", np.asarray(score.labels)), np.asarray(kept[0]), np.asarray(kept[1])
+    if score.labels is None or score.metric == "accuracy":  # accuracy needs only right or wrong
+        stick = Yardstick("accuracy", np.ones(len(kept[0]), np.int64))
+    else:
+        stick = Yardstick(score.metric, np.asarray(score.labels, np.int64))
+    mine, yours = (np.where(np.asarray(k, bool), stick.labels, stick.labels + 1) for k in kept)
+    return stick, mine, yours
 
 
 def _comparison(score: Score, champion: Incumbent) -> tuple[str, bool]:
@@ -275,6 +309,7 @@ class ModelRegistry:
             "test_accuracy": repr(score.test_accuracy),
             "metric": score.metric,
             **({"test_correct": encoded} if (encoded := encode_correct(score.correct)) else {}),
+            **({"test_predicted": coded} if (coded := encode_predicted(score.predicted)) else {}),
             "promotion": decision.alias,
             "compared_with": decision.compared_with or "none",
             "promotion_reason": decision.reason,
@@ -295,9 +330,9 @@ def _recorded_score(tags: dict[str, str]) -> Score | None:
     Its per-image results are None where it kept none (registered before they were kept)."""
     try:
         accuracy = float(tags[f"{TAG}test_accuracy"])
-        return Score(
-            tags[f"{TAG}fingerprint"], tags[f"{TAG}split"], accuracy, decode_correct(tags.get(f"{TAG}test_correct"))
-        )
+        correct = decode_correct(tags.get(f"{TAG}test_correct"))
+        predicted = decode_predicted(tags.get(f"{TAG}test_predicted"))
+        return Score(tags[f"{TAG}fingerprint"], tags[f"{TAG}split"], accuracy, correct, predicted=predicted)
     except (KeyError, ValueError):
         return None
 
@@ -323,3 +358,27 @@ def decode_correct(text: str | None) -> tuple[bool, ...] | None:
     except (ValueError, zlib.error):
         return None
     return tuple(bool(b) for b in bits[:n]) if 0 <= n <= len(bits) else None
+
+
+def encode_predicted(predicted: tuple[int, ...] | None) -> str | None:
+    """Per-image predicted classes as a tag value: ``N:`` then the classes as 16-bit integers,
+    zlib-compressed and base64-encoded. None where there is nothing to record or it would not
+    fit in a tag (then macro F1 compares by accuracy alone)."""
+    if predicted is None or (len(predicted) and max(predicted) >= 2**16):
+        return None
+    packed = zlib.compress(np.asarray(predicted, dtype="<u2").tobytes(), 9)
+    text = f"{len(predicted)}:{base64.b64encode(packed).decode('ascii')}"
+    return text if len(text) <= MAX_CORRECT_CHARS else None
+
+
+def decode_predicted(text: str | None) -> tuple[int, ...] | None:
+    """The inverse of :func:`encode_predicted`; None for no value or a damaged one."""
+    if not text:
+        return None
+    try:
+        count, data = text.split(":", 1)
+        values = np.frombuffer(zlib.decompress(base64.b64decode(data, validate=True)), "<u2")
+        n = int(count)
+    except (ValueError, zlib.error):
+        return None
+    return tuple(int(v) for v in values) if n == len(values) else None

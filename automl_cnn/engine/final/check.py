@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from automl_cnn.engine.final.ensemble import accuracy, blend, mcnemar_p
+from automl_cnn.engine.final.ensemble import blend
 from automl_cnn.engine.final.fits import FinalFit
 from automl_cnn.engine.final.outcome import EMA, FINAL_FIT, HELD_OUT, Decision
 from automl_cnn.engine.session import SearchSession
+from automl_cnn.metrics import Yardstick
 from automl_cnn.training.messages import Outputs
 
 FINAL, AVERAGE, TRIAL = "final fit", "final fit, weight average", "trial weights"
@@ -59,13 +60,13 @@ def check_labels(session: SearchSession) -> np.ndarray:
     return b.images.y[b.val_idx][b.check_positions()]
 
 
-def _ema(out: Outputs, labels: np.ndarray, weights: np.ndarray | None) -> Decision:
-    """The last weights against their average, on the check half (``weights``: the metric's)."""
-    raw = accuracy(out.eval_probs, labels, weights)
-    candidates, n = ("last weights", "weight average"), len(labels)
+def _ema(out: Outputs, stick: Yardstick) -> Decision:
+    """The last weights against their average, on the check half (``stick``: the metric there)."""
+    raw = stick(out.eval_probs)
+    candidates, n = ("last weights", "weight average"), len(stick.labels)
     if out.ema_eval_probs is None or out.ema_weights is None:
         return Decision(EMA, EMA_QUESTION, candidates[:1], (raw,), n, EMA_RULE, "last weights", "no average was kept")
-    ema = accuracy(out.ema_eval_probs, labels, weights)
+    ema = stick(out.ema_eval_probs)
     versus = f"{ema:.2%} against {raw:.2%} for the last weights on {n} held-out images"
     if ema > raw:
         answer, reason = "weight average", f"higher accuracy: {versus}"
@@ -76,19 +77,19 @@ def _ema(out: Outputs, labels: np.ndarray, weights: np.ndarray | None) -> Decisi
     return Decision(EMA, EMA_QUESTION, candidates, (raw, ema), n, EMA_RULE, answer, reason)
 
 
-def _own(fitted: np.ndarray, own: np.ndarray, labels: np.ndarray, weights: np.ndarray | None) -> Decision:
+def _own(fitted: np.ndarray, own: np.ndarray, stick: Yardstick) -> Decision:
     """The final fit (``fitted`` probabilities) against the trial's own weights, on the check half."""
-    p = mcnemar_p(own.argmax(1) == labels, fitted.argmax(1) == labels, weights)
-    fit_acc, own_acc, n = accuracy(fitted, labels, weights), accuracy(own, labels, weights), len(labels)
+    p, test = stick.p_value(own, fitted), stick.test_name
+    fit_acc, own_acc, n = stick(fitted), stick(own), len(stick.labels)
     versus = f"{own_acc:.2%} against {fit_acc:.2%} for the final fit on {n} held-out images"
     if p < 0.05:
-        answer, reason = "trial's own weights", f"significantly better (McNemar p={p:.2g}): {versus}"
+        answer, reason = "trial's own weights", f"significantly better ({test} p={p:.2g}): {versus}"
     elif own_acc == fit_acc:
         answer, reason = "final fit", f"a tie keeps the final fit: the trial's own weights scored {versus}"
     elif own_acc > fit_acc:
         answer, reason = (
             "final fit",
-            f"the trial's own weights are not significantly better (McNemar p={p:.2g}): {versus}",
+            f"the trial's own weights are not significantly better ({test} p={p:.2g}): {versus}",
         )
     else:
         answer, reason = "final fit", f"the trial's own weights scored {versus}"
@@ -114,7 +115,7 @@ def _choose(session: SearchSession, fit: FinalFit, weight: float) -> Choice:
         own = Decision(FINAL_FIT, OWN_QUESTION, rule=OWN_RULE, answer="final fit", reason=why)
         ema = Decision(EMA, EMA_QUESTION, rule=EMA_RULE, answer="last weights", reason=why)
         return Choice(fit.trial, fit.seed, weight, FINAL, fit.weights, None, own, ema)
-    ema = _ema(out, y, session.weights(y))
+    ema = _ema(out, session.yardstick(y))
     source, weights, probs = FINAL, fit.weights, out.eval_probs.astype(np.float32)
     if ema.answer == "weight average" and out.ema_eval_probs is not None and out.ema_weights is not None:
         source, weights, probs = AVERAGE, out.ema_weights, out.ema_eval_probs.astype(np.float32)
@@ -125,7 +126,7 @@ def _choose(session: SearchSession, fit: FinalFit, weight: float) -> Choice:
         own = Decision(FINAL_FIT, OWN_QUESTION, rule=OWN_RULE, answer="final fit", reason=why)
         return Choice(fit.trial, fit.seed, weight, source, weights, probs, own, ema)
     mine = trial_probs[session.bundle.check_positions()]
-    own = _own(probs, mine, y, session.weights(y))
+    own = _own(probs, mine, session.yardstick(y))
     if own.answer == "trial's own weights":
         return Choice(fit.trial, fit.seed, weight, TRIAL, trial_weights, mine, own, ema)
     return Choice(fit.trial, fit.seed, weight, source, weights, probs, own, ema)
@@ -137,4 +138,4 @@ def delivered_check_accuracy(session: SearchSession, choices: list[Choice]) -> f
         return None
     probs = [c.check_probs for c in choices if c.check_probs is not None]
     y = check_labels(session)
-    return accuracy(blend(probs, [c.weight for c in choices]), y, session.weights(y))
+    return session.yardstick(y)(blend(probs, [c.weight for c in choices]))

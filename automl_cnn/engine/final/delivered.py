@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from automl_cnn.engine.final.check import TRIAL, Choice, check_labels, choose, delivered_check_accuracy
-from automl_cnn.engine.final.ensemble import accuracy, blend
+from automl_cnn.engine.final.ensemble import blend
 from automl_cnn.engine.final.fits import FinalFit
 from automl_cnn.engine.final.outcome import (
     EMA,
@@ -29,7 +29,6 @@ from automl_cnn.engine.final.outcome import (
 from automl_cnn.engine.final.plan import FinalPlan
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
-from automl_cnn.metrics import LABELS
 from automl_cnn.model.trained import TrainedModel
 
 # the delivered model's check-half accuracy below which a task is called far from solved: less
@@ -97,7 +96,8 @@ def build_delivery(
     decisions += [own, ema]
     check, images = delivered_check_accuracy(session, choices), len(b.check_positions())
     warnings = _warnings(session, by_number, plan, check, images)
-    decided = in_metric(tuple(decisions), LABELS[session.metric[0]])  # the scores are the search's metric
+    stick = session.yardstick(b.images.y[b.val_idx])  # the scores and tests are the search's metric
+    decided = in_metric(tuple(decisions), stick.name, stick.test_name)
     outcome = FinalOutcome(_members(choices, by_number), decided, check, images, tuple(warnings))
     return Delivery(model, choices, outcome)
 
@@ -147,9 +147,9 @@ def _seed_ensemble(
     if any(c.check_probs is None for c in each):
         return alone, None
     y = check_labels(session)
-    weights = session.weights(y)
+    stick = session.yardstick(y)
     blended = blend([c.check_probs for c in each if c.check_probs is not None], [c.weight for c in each])
-    together, first = accuracy(blended, y, weights), accuracy(np.asarray(each[0].check_probs), y, weights)
+    together, first = stick(blended), stick(np.asarray(each[0].check_probs))
     versus = f"{together:.2%} against {first:.2%} for the first seed alone on {len(y)} held-out images"
     k, trial = len(each), fits[0].trial
     candidates = (f"{k} seeds of trial {trial}", f"trial {trial}, first seed")

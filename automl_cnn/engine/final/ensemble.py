@@ -3,10 +3,9 @@
 * :func:`select_ensemble` is Caruana et al.'s ensemble selection (2004, "Ensemble selection from
   libraries of models"), as AutoGluon and auto-sklearn use it: start from the winning trial,
   then greedily add (with replacement) the trial whose predictions most improve the averaged
-  predictions, and keep the best prefix. The weights are the counts. Accuracy decides each step,
-  the log loss breaks ties (on a few hundred images accuracy alone ties often).
-* :func:`significantly_better` and :func:`mcnemar_p` are McNemar's exact test on the images where
-  two models disagree (:mod:`automl_cnn.stats`, shared with the registry; re-exported here).
+  predictions, and keep the best prefix. The weights are the counts. The search's metric
+  (accuracy, balanced accuracy or macro F1: :mod:`automl_cnn.metrics`) decides each step, the
+  log loss breaks ties (on a few hundred images the metric alone ties often).
 
 Pure numpy and scipy: probabilities in, indices and weights out.
 """
@@ -19,20 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from automl_cnn.stats import mcnemar_p as mcnemar_p
-from automl_cnn.stats import significantly_better as significantly_better
+from automl_cnn.metrics import Yardstick
 
 EPS = 1e-7
 ROUNDS = 25  # greedy steps of ensemble selection
-
-
-def accuracy(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """The share of images predicted right; with ``weights`` (per image, summing to 1: the
-    search's metric, :mod:`automl_cnn.metrics`) their weighted share."""
-    if not len(labels):
-        return float("nan")
-    right = probs.argmax(1) == labels
-    return float(right.mean()) if weights is None else float(np.sum(weights * right))
 
 
 def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -42,10 +31,9 @@ def log_loss(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.log(np.clip(p, EPS, 1.0)).mean())
 
 
-def score(probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
-    """What ensemble selection maximises: accuracy (weighted: the search's metric), then the
-    negative log loss."""
-    return accuracy(probs, labels, weights), -log_loss(probs, labels)
+def score(probs: np.ndarray, labels: np.ndarray, metric: str = "accuracy") -> tuple[float, float]:
+    """What ensemble selection maximises: ``metric`` (the search's), then the negative log loss."""
+    return Yardstick(metric, labels)(probs), -log_loss(probs, labels)
 
 
 def blend(probs: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
@@ -75,21 +63,21 @@ def select_ensemble(
     first: int,
     max_members: int,
     rounds: int = ROUNDS,
-    weights: np.ndarray | None = None,
+    metric: str = "accuracy",
 ) -> Selection:
     """Greedy ensemble selection with replacement over ``probs`` (one array per candidate, the
     same images), starting from candidate ``first``, with at most ``max_members`` distinct
-    members; the best prefix of ``rounds`` steps by :func:`score` on ``y``."""
+    members; the best prefix of ``rounds`` steps by :func:`score` on ``labels``."""
     bag = [first]
     total = probs[first].astype(np.float64)
-    best_bag, best = list(bag), score(total, labels, weights)
+    best_bag, best = list(bag), score(total, labels, metric)
     for _ in range(rounds - 1):
         allowed = range(len(probs)) if len(set(bag)) < max_members else sorted(set(bag))
         n = len(bag)
-        step = max(allowed, key=lambda i: (score((total + probs[i]) / (n + 1), labels, weights), -i))
+        step = max(allowed, key=lambda i: (score((total + probs[i]) / (n + 1), labels, metric), -i))
         bag.append(step)
         total = total + probs[step]
-        now = score(total / len(bag), labels, weights)
+        now = score(total / len(bag), labels, metric)
         if now > best:
             best_bag, best = list(bag), now
     counts = Counter(best_bag)

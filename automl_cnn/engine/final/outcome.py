@@ -55,14 +55,17 @@ class Decision:
 _ACCURACY = re.compile(r"(?<!balanced )\baccuracy\b")
 
 
-def in_metric(decisions: tuple[Decision, ...], label: str) -> tuple[Decision, ...]:
+def in_metric(decisions: tuple[Decision, ...], label: str, test: str = "McNemar") -> tuple[Decision, ...]:
     """``decisions`` with their rules and reasons naming ``label`` (the search's metric, e.g.
-    ``balanced accuracy``) where they say accuracy: their scores are that metric's."""
+    ``balanced accuracy``) where they say accuracy, and ``test`` (its paired test) where they
+    say McNemar: their scores and tests are that metric's."""
     if label == "accuracy":
         return decisions
-    return tuple(
-        replace(d, rule=_ACCURACY.sub(label, d.rule), reason=_ACCURACY.sub(label, d.reason)) for d in decisions
-    )
+
+    def named(text: str) -> str:
+        return _ACCURACY.sub(label, text).replace("McNemar", test)
+
+    return tuple(replace(d, rule=named(d.rule), reason=named(d.reason)) for d in decisions)
 
 
 def decisions_from_json(texts: list[str]) -> tuple[Decision, ...]:

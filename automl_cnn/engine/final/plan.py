@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from automl_cnn.engine.estimates import makespan, refit_ratio
-from automl_cnn.engine.final.ensemble import blend, score, select_ensemble
+from automl_cnn.engine.final.ensemble import blend, select_ensemble
 from automl_cnn.engine.final.fits import eligible
 from automl_cnn.engine.final.outcome import ENSEMBLE, HELD_OUT, TIE_SIMPLER, Decision
 from automl_cnn.engine.records import TrialRecord
@@ -102,7 +102,7 @@ def check_accuracy(pool: Scored, members: Members, session: SearchSession) -> fl
     chk = b.check_positions()
     y = b.images.y[b.val_idx][chk]
     probs = {rec.number: p for rec, p in pool}
-    return score(blend([probs[n][chk] for n, _ in members], [w for _, w in members]), y, session.weights(y))[0]
+    return session.yardstick(y)(blend([probs[n][chk] for n, _ in members], [w for _, w in members]))
 
 
 def choose_members(
@@ -121,8 +121,8 @@ def choose_members(
     b = session.bundle
     y = b.images.y[b.val_idx]
     sel, chk = b.select_positions(), b.check_positions()
-    picked = select_ensemble([p[sel] for _, p in pool], y[sel], 0, limit, weights=session.weights(y[sel]))
-    single = score(pool[0][1][chk], y[chk], session.weights(y[chk]))[0]
+    picked = select_ensemble([p[sel] for _, p in pool], y[sel], 0, limit, metric=session.metric[0])
+    single = session.yardstick(y[chk])(pool[0][1][chk])
     check = {"single": single}
     if picked.size == 1:
         return alone, _no_ensemble("ensemble selection on the selection half kept the winner alone"), check, pool

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from automl_cnn.engine.estimates import fit_estimate, makespan, refit_ratio
-from automl_cnn.engine.final.ensemble import accuracy, mcnemar_p, significantly_better
 from automl_cnn.engine.final.fits import SECOND_SEED, final_fit
 from automl_cnn.engine.final.outcome import SECOND_SEEDS, TIE_SIMPLER, WINNER, Decision
 from automl_cnn.engine.final.plan import pool_of
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import AutoMLError
+from automl_cnn.metrics import paired_test
 
 MAX_CONTENDERS = 3  # the winner and at most two others
 SECOND_SEED_OFFSET = 20_000
@@ -45,8 +45,8 @@ def contenders(session: SearchSession, records: list[TrialRecord], winner: Trial
     if not pool:
         return []
     y = session.bundle.images.y[session.bundle.val_idx]
-    best, weights = pool[0][1].argmax(1) == y, session.weights(y)
-    close = [rec for rec, probs in pool[1:] if not significantly_better(best, probs.argmax(1) == y, weights=weights)]
+    stick = session.yardstick(y)
+    close = [rec for rec, probs in pool[1:] if not stick.better(pool[0][1], probs)]
     return [winner, *close[: MAX_CONTENDERS - 1]] if close else []
 
 
@@ -64,12 +64,11 @@ def winner_decision(session: SearchSession, records: list[TrialRecord], winner: 
         return Decision(WINNER, question, (answer,), (winner.val_acc or 0.0,), n, rule, answer, reason)
     y = session.bundle.images.y[session.bundle.val_idx]
     (_, best), (second, probs) = pool[0], pool[1]
-    weights = session.weights(y)
-    p = mcnemar_p(best.argmax(1) == y, probs.argmax(1) == y, weights)
-    mine, theirs = accuracy(best, y, weights), accuracy(probs, y, weights)
+    stick = session.yardstick(y)
+    p, mine, theirs = stick.p_value(best, probs), stick(best), stick(probs)
     lead = "significantly better" if p < 0.05 else "better, but not significantly"
     versus = f"{mine:.2%} on {n} validation images against {theirs:.2%} for the runner-up, trial {second.number}"
-    reason = f"{versus}: {lead} (McNemar p={p:.2g})"
+    reason = f"{versus}: {lead} ({stick.test_name} p={p:.2g})"
     candidates = (answer, f"trial {second.number}")
     return Decision(WINNER, question, candidates, (mine, theirs), n, rule, answer, reason)
 
@@ -103,7 +102,8 @@ def break_ties(
     skipped = _skipped(session, time_left)
     group = [] if skipped else contenders(session, records, winner)
     if not group:
-        why = skipped or "every other trial is significantly worse than the winner on validation (McNemar, 5%)"
+        test = paired_test(session.metric[0])
+        why = skipped or f"every other trial is significantly worse than the winner on validation ({test}, 5%)"
         return TieBreak(winner, (first, _no_seeds(why)), {})
     ratio = 1.0 / session.final_speedup(len(group))
     seconds = makespan([(r.projected_seconds() or 0.0) * ratio for r in group], session.resources.workers)
@@ -120,7 +120,7 @@ def break_ties(
     y = session.bundle.images.y[session.bundle.val_idx]
     means = {}
     for rec, fit in zip(group, fits, strict=True):
-        second = accuracy(fit.outputs.eval_probs, y, session.weights(y)) if fit.outputs is not None else float("nan")
+        second = session.yardstick(y)(fit.outputs.eval_probs) if fit.outputs is not None else float("nan")
         means[rec.number] = float(np.nanmean([rec.val_acc or 0.0, second]))
     chosen, decision = _seeds_decision(group, means, winner, len(y))
     return TieBreak(chosen, (first, decision), means)
