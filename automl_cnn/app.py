@@ -33,6 +33,7 @@ from automl_cnn.engine.resources import plan_resources
 from automl_cnn.engine.runstate import RUN_FILE, RunState
 from automl_cnn.engine.search.dedupe import Known
 from automl_cnn.engine.search.driver import SearchDriver
+from automl_cnn.engine.search.extension import enqueue_continuations, grow_for_more
 from automl_cnn.engine.search.recovery import recover
 from automl_cnn.engine.search.warmstart import apply_warm_starts, check_compatible
 from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
@@ -106,6 +107,7 @@ def resume(
     state = RunState.load(folder)
     if more is not None:
         give_more_time(state, more)
+        grow_for_more(state)  # a learned length: the ceiling one step up, the best paused trials go on
     elif state.state == "finished":
         raise UserInputError(
             f"{folder}: this search already finished; its model is {state.model_uri or folder} "
@@ -335,6 +337,7 @@ def _trials(session: SearchSession) -> tuple[list[TrialRecord], TrialRecord]:
     known = Known()
     if not session.resumed:
         apply_warm_starts(session, known)
+    enqueue_continuations(session)  # resume --more: the best trials paused at the learned ceiling go on
     records, resumable = recover(session) if session.resumed else ([], [])
     announce(session, records, resumable)
     records = SearchDriver(session, SearchDeadline(session), known, records, resumable).run()

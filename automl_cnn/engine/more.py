@@ -7,6 +7,10 @@ sampler proposes from all of them), the final phase decides again over every tri
 delivered model is registered as a new version of the same registered model, promoted by the
 usual ``--promote`` rule.
 
+Where the search learned its training length, the extra time first extends its best trials:
+the ceiling grows one step and the trials it kept at the old one continue from their checkpoints
+(:mod:`automl_cnn.engine.search.extension`; ``app.resume`` asks it after this module).
+
 What is reset: the final phase's plan and its fits (their checkpoints and saved weights: a
 final fit of this round trains again for the time this round leaves). A ``--trials`` limit no
 longer applies: the extra time decides how many trials run. Each round is recorded in

@@ -94,6 +94,7 @@ class TrialAttrs:
     outcome: str | None = None
     reason: str | None = None
     warm_start_from: str | None = None  # for a trial copied from an earlier search
+    continues: int | None = None  # resume --more: the trial whose checkpoint it continues
 
     REASON_LIMIT = 1000
 

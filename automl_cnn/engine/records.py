@@ -42,6 +42,7 @@ class TrialRecord:
     latency_ms: float | None = None  # one image, one CPU thread, median
     duplicate_of: int | None = None  # the trial whose result this one reuses
     preset: str | None = None  # the warm-start design it came from
+    continues: int | None = None  # resume --more: the trial whose checkpoint it continues (engine/search/extension.py)
     retries: int = 0  # restarts from a checkpoint after its worker died
     reused_from: str = ""  # for a repeat of an earlier search's trial: that search's folder
     # the data-size fidelity (engine/fidelity.py): the share of the training split each epoch

@@ -3,9 +3,11 @@
 ``run.json``       what was asked (data, settings), the MLflow ids, the time spent so far (the
                    run's :class:`~automl_cnn.engine.budget.Budget`, written with every save)
 ``trials.jsonl``   one line per finished trial (appended as each finishes)
-``checkpoints/``   the last epoch checkpoint of each running trial and final fit, and the
-                   finished final fits' weights (written atomically; during the search by a
-                   writer thread, :meth:`RunState.writes_in_background`)
+``checkpoints/``   the last epoch checkpoint of each running trial and final fit, the
+                   finished final fits' weights, and ``extend-N``: the best trials paused at the
+                   learned ceiling when the search ended, for ``resume --more``
+                   (:mod:`automl_cnn.engine.search.extension`) (written atomically; during the
+                   search by a writer thread, :meth:`RunState.writes_in_background`)
 ``outputs/``       each completed trial's validation probabilities, and the weights of the best
                    ones (for ensembles and as the final fit's fallback)
 ``study.journal``  Optuna's own journal storage

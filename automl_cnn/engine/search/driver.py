@@ -27,14 +27,15 @@ from collections.abc import Callable
 
 import optuna
 
-from automl_cnn.engine.fidelity import fitted_plan, held_plan
+from automl_cnn.engine.fidelity import held_plan
 from automl_cnn.engine.outcome import Ending, Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.cost import CostModel, cheap_to_finish, to_next_rung
 from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.search.endings import Endings
+from automl_cnn.engine.search.extension import checkpoint_key, continuation, keep_for_more
 from automl_cnn.engine.search.gate import static_check
-from automl_cnn.engine.search.launching import LAUNCHES_PER_PASS, KeptWeights, open_trial, restore_ladder
+from automl_cnn.engine.search.launching import LAUNCHES_PER_PASS, KeptWeights, fit_ladder, open_trial, restore_ladder
 from automl_cnn.engine.search.moasha import MultiObjectiveHalving, Verdict, for_pruner
 from automl_cnn.engine.search.pausing import TrainingLength
 from automl_cnn.engine.search.recovery import never_started
@@ -120,7 +121,9 @@ class SearchDriver:
                 self._on_result(result)
             self._show_waiting()
             self.session.progress.refresh()
-        for (run, trial), ending in self.length.end_paused():  # the search phase is over
+        ended = self.length.end_paused()  # the search phase is over
+        keep_for_more(self.session.state, [(r.record, self._checkpoints.get(r.job)) for (r, _t), _e in ended])
+        for (run, trial), ending in ended:
             self._finish(run, trial, ending)
 
     def _waiting_for_workers(self) -> bool:
@@ -136,8 +139,7 @@ class SearchDriver:
 
     def interrupt(self) -> None:
         """The search stops without deciding the running trials: their MLflow runs are closed as
-        KILLED, while the study keeps them RUNNING with their checkpoints, so that
-        ``automl-cnn resume`` continues them."""
+        KILLED, the study keeps them RUNNING with their checkpoints for ``automl-cnn resume``."""
         tracker = self.session.tracker
         for run, _trial in list(self._running.values()):
             self.session.executor.release(run.job)
@@ -193,11 +195,13 @@ class SearchDriver:
         if self._wait_or_reuse(run, trial):
             return
         saved = self.session.state.load_checkpoint(run.number)
+        if saved is None and run.record.continues is not None:  # died before its first epoch here
+            saved = self.session.state.load_checkpoint(checkpoint_key(run.record.continues))
         blob = saved[0] if saved is not None else None
         if saved is not None:
             run.update(history=tuple(saved[1]))
             self._checkpoints[run.job] = saved[0]
-        self._restore_ladder(run)
+        restore_ladder(self.session, run)
         self._replay_rungs(run.record)
         self.session.tracker.client.update_run(run.record.run_id, status="RUNNING")
         if blob is None or not self.length.resumed((run, trial), self.kept, self.records):  # True: paused again
@@ -207,6 +211,8 @@ class SearchDriver:
 
     def _wait_or_reuse(self, run: RunningTrial, trial: optuna.Trial) -> bool:
         """True when ``run`` repeats a known candidate: it reuses the result, or waits for it."""
+        if run.record.continues is not None:  # resume --more: it trains on from its trial's checkpoint
+            return False
         key = run.record.candidate.key()
         earlier = self.known.lookup(key)
         if isinstance(earlier, KnownResult):
@@ -225,7 +231,9 @@ class SearchDriver:
         trial = self.session.study.ask()
         self._asked += 1
         run = self._new_trial(trial)
-        if not self._wait_or_reuse(run, trial):
+        if run.record.continues is not None:
+            self._continue(run, trial)
+        elif not self._wait_or_reuse(run, trial):
             ending = static_check(self.session, run, self.cost)
             if ending is not None:
                 self._finish(run, trial, ending)
@@ -239,6 +247,17 @@ class SearchDriver:
             self.session.progress.message(
                 f"the last {MAX_REPEATS_IN_A_ROW} proposals were all repeats: the space is exhausted"
             )
+
+    def _continue(self, run: RunningTrial, trial: optuna.Trial) -> None:
+        """Start a continuation (``resume --more``: :mod:`.extension`) from its trial's kept checkpoint."""
+        started = static_check(self.session, run, self.cost) or continuation(self.session, run, trial)
+        if isinstance(started, Ending):
+            self._finish(run, trial, started)
+            return
+        self._checkpoints[run.job] = started
+        self._replay_rungs(run.record)
+        run.attrs().write(trial)
+        self._submit(run, trial, started)
 
     def _new_trial(self, trial: optuna.Trial) -> RunningTrial:
         run = open_trial(self.session, trial)
@@ -322,7 +341,7 @@ class SearchDriver:
         self, run: RunningTrial, trial: optuna.Trial, result: JobResult, verdict: Verdict | None = None
     ) -> Ending | None:
         """After an epoch: complete, too slow for its share of the budget, pruned, or go on."""
-        rec = run.record if result.done else self._fit_ladder(run)
+        rec = run.record if result.done else fit_ladder(self.session, run)
         epoch = rec.history[-1].epoch
         limit = self.session.budget.trial_cap
         # on the data ladder, judged by the cheapest way left to finish: holding its current share
@@ -350,25 +369,6 @@ class SearchDriver:
             reason = f"stopped early at epoch {epoch}/{rec.epochs} by the {self.session.config.search.pruner} pruner"
             return Ending(Outcome.PRUNED, reason)
         return None
-
-    def _restore_ladder(self, run: RunningTrial) -> None:
-        restore_ladder(self.session, run)
-
-    def _fit_ladder(self, run: RunningTrial) -> TrialRecord:
-        """At a stage of the data ladder: lower the trial's share to what its time allows."""
-        rec, ladder, limit = run.record, self.session.data_ladder, self.session.budget.trial_cap
-        fitted = fitted_plan(ladder, rec, limit) if ladder is not None and limit is not None else None
-        if fitted is None:
-            return rec
-        whole = rec.projected_seconds() or 0.0
-        plan, cap = fitted
-        rec = run.update(fractions=tuple(plan))
-        self.session.tracker.set_tags(rec.run_id, {"automl_cnn.data_cap": f"{cap:.4g}"})
-        self.session.progress.message(
-            f"{rec.job}: trains on {cap:.0%} of the data from epoch {len(rec.history) + 1}: the ladder's larger "
-            f"shares would take {whole:.0f} s, over the {limit:.0f} s a trial may take"
-        )
-        return rec
 
     def _retry(self, run: RunningTrial) -> bool:
         """Restart a trial whose worker died, from its last checkpoint; False past the limit."""

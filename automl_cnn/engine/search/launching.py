@@ -1,5 +1,5 @@
-"""Opening trials for the driver, and keeping the best trials' weights, at a cost that does not
-grow with the number of concurrent workers or of trials.
+"""Opening trials for the driver (with their shares of the data ladder), and keeping the best
+trials' weights, at a cost that does not grow with the number of concurrent workers or of trials.
 
 A launch costs the driver a few hundred milliseconds (sampling, the gate, opening the MLflow run);
 deciding after an epoch a few tens. Filling 256 free slots in one go would leave every result
@@ -17,7 +17,7 @@ import math
 
 import optuna
 
-from automl_cnn.engine.fidelity import restored_plan
+from automl_cnn.engine.fidelity import fitted_plan, restored_plan
 from automl_cnn.engine.outcome import Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord, trial_seed
 from automl_cnn.engine.runstate import RunState
@@ -32,19 +32,27 @@ LAUNCHES_PER_PASS = 1  # trials launched before the driver handles the results r
 def open_trial(session: SearchSession, trial: optuna.Trial) -> RunningTrial:
     """Sample the trial's candidate (recorded in the study at once) and open its MLflow run."""
     number = trial.number
-    seed = trial_seed(session.config.search.seed, number)
     with params_written_together(session.study):  # one write, not one per suggestion
         candidate = sample_candidate(trial, session.space)
-    preset = TrialAttrs.read(trial).preset  # an enqueued warm-start design's name
+    enqueued = TrialAttrs.read(trial)
+    preset = enqueued.preset  # an enqueued warm-start design's name
+    continues = enqueued.continues  # resume --more: it goes on from that trial's checkpoint, with its seed
+    seed = trial_seed(session.config.search.seed, number if continues is None else continues)
     # at once: a driver killed from here on leaves a trial that a resume can record
-    TrialAttrs(seed=seed, candidate=candidate.to_json(), candidate_key=candidate.key(), preset=preset).write(trial)
+    key = candidate.key()
+    TrialAttrs(seed=seed, candidate=candidate.to_json(), candidate_key=key, preset=preset, continues=continues).write(
+        trial
+    )
     tags = {"automl_cnn.trial": str(number), "automl_cnn.outcome": Outcome.RUNNING}
     if preset:
         tags["automl_cnn.preset"] = str(preset)
+    if continues is not None:
+        tags["automl_cnn.continues_trial"] = str(continues)
     name = f"trial-{number}" + (f" ({preset})" if preset else "")
+    name += f" (continues trial {continues})" if continues is not None else ""
     run_id = session.tracker.start_run(name, {**candidate.flat_params(), "seed": seed}, tags, parent=session.parent_run)
     session.tracker.log_dataset(run_id, session.bundle)
-    run = RunningTrial(TrialRecord(number=number, seed=seed, run_id=run_id, candidate=candidate, preset=preset))
+    run = RunningTrial(TrialRecord(number, seed, run_id, candidate, preset=preset, continues=continues))
     restore_ladder(session, run)
     return run  # the driver records its run in the study with what the gate finds (one write)
 
@@ -54,6 +62,23 @@ def restore_ladder(session: SearchSession, run: RunningTrial) -> None:
     ladder = session.data_ladder
     if ladder is not None:
         run.update(fractions=tuple(restored_plan(ladder, run.record)), eval_share=session.eval_share)
+
+
+def fit_ladder(session: SearchSession, run: RunningTrial) -> TrialRecord:
+    """At a stage of the data ladder: lower the trial's share to what its time allows."""
+    rec, ladder, limit = run.record, session.data_ladder, session.budget.trial_cap
+    fitted = fitted_plan(ladder, rec, limit) if ladder is not None and limit is not None else None
+    if fitted is None:
+        return rec
+    whole = rec.projected_seconds() or 0.0
+    plan, cap = fitted
+    rec = run.update(fractions=tuple(plan))
+    session.tracker.set_tags(rec.run_id, {"automl_cnn.data_cap": f"{cap:.4g}"})
+    session.progress.message(
+        f"{rec.job}: trains on {cap:.0%} of the data from epoch {len(rec.history) + 1}: the ladder's larger "
+        f"shares would take {whole:.0f} s, over the {limit:.0f} s a trial may take"
+    )
+    return rec
 
 
 class KeptWeights:

@@ -45,6 +45,7 @@ from automl_cnn.training.schedules import EXTENDABLE
 LEARNED = frozenset({"wsd"})  # schedules whose trials the ceiling governs under --epochs auto
 STATE_KEY = "training_length"  # RunState.extra
 KEPT_SWAPS = 3  # swaps of a decision written to run.json
+KEPT_KEYS = ("extendable", "more", "continue")  # written by engine/search/extension.py, kept by _save
 
 
 def space_schedules(session: SearchSession) -> tuple[str, ...]:
@@ -108,13 +109,15 @@ class TrainingLength:
 
     def _save(self) -> None:
         state = self.session.state
+        earlier = state.extra.get(STATE_KEY) or {}
+        kept = {k: earlier[k] for k in KEPT_KEYS if k in earlier}  # resume --more's (engine/search/extension.py)
         if self.ceiling is None:
             record: dict[str, Any] = {"mode": "fixed", "why": self.fixed}
         else:
             ceiling, decisions = self.ceiling, [decision_to_json(d) for d in self.ceiling.decisions]
             record = {"mode": "learned", "ceiling": ceiling.ceiling, "cap": ceiling.cap, "decisions": decisions}
             record["paused_at"] = {**self._paused_before, **{job: len(h) for job, h in self.at_pause.items()}}
-        state.extra = {**state.extra, STATE_KEY: record}
+        state.extra = {**state.extra, STATE_KEY: {**record, **kept}}
 
     # -- a trial's length ----------------------------------------------------------------------
     def learns(self, rec: TrialRecord) -> bool:
@@ -249,7 +252,14 @@ def length_line(extra: dict[str, Any], epochs: int) -> str:
     if saved.get("mode") != "learned":
         return f"fixed, {epochs} epochs: {saved.get('why') or 'each trial trains its own epochs'}"
     decisions = [decision_from_json(d) for d in saved.get("decisions", [])]
-    ceiling = int(saved["ceiling"])
+    ceiling, grown = int(saved["ceiling"]), saved.get("more") or []
+    more = ""
+    if grown:  # resume --more (engine/search/extension.py)
+        names = ", ".join(str(n) for n in grown[-1]["trials"])
+        more = f"; --more raised it from {grown[-1]['from']} to {grown[-1]['to']} epochs to extend trials {names}"
     if not decisions:
-        return f"learned, {ceiling} epochs, where it started: fewer than 2 trials on wsd reached it, nothing to compare"
-    return f"learned, {decisions[-1].describe()}"
+        nothing = "fewer than 2 trials on wsd reached it, nothing to compare"
+        if grown:
+            return f"learned, {ceiling} epochs: it started at {grown[0]['from']} ({nothing}){more}"
+        return f"learned, {ceiling} epochs, where it started: {nothing}"
+    return f"learned, {decisions[-1].describe()}{more}"

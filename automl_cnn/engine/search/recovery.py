@@ -43,6 +43,7 @@ def _record(frozen: optuna.trial.FrozenTrial, candidate: Candidate, bundle: Data
         profile=measured,
         preset=attrs.preset,
         latency_ms=attrs.latency_ms,
+        continues=attrs.continues,
     )
 
 

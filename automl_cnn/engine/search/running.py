@@ -51,6 +51,7 @@ class RunningTrial:
             candidate=rec.candidate.to_json(),
             candidate_key=rec.candidate.key(),
             preset=rec.preset,
+            continues=rec.continues,
             params=rec.profile.params if rec.profile is not None else None,
             flops=rec.profile.flops if rec.profile is not None else None,
             latency_ms=rec.latency_ms,
