@@ -1,4 +1,5 @@
-"""Imbalanced classes: ``--metric auto`` (balanced accuracy here) against ``--metric accuracy``.
+"""Imbalanced classes: ``--metric auto`` (balanced accuracy here) against ``--metric accuracy``
+(``--settings`` takes any ``--metric`` values, ``macro_f1`` too).
 
     python benchmarks/imbalance.py --task shapes-rare --rare-share 0.1 --budget 600 --seeds 0,1,2
     python benchmarks/imbalance.py --task mnist5k-rare3 --rare-share 0.1 --budget 600 --seeds 0,1,2
@@ -11,7 +12,7 @@ Tasks (generated, offline; the images follow ``--seed``):
 
 Per seed both settings search the same split of the same data for the same budget; the
 delivered model is scored on the split's test images. Printed per seed and setting: the metric
-the search used, test accuracy, test balanced accuracy, the rare classes' mean recall, the
+the search used, test accuracy, test balanced accuracy, test macro F1, the rare classes' mean recall, the
 trials (completed / pruned / failed); then per setting the mean of each, and the differences
 (auto minus accuracy). Every column is kept, failed trials too.
 """
@@ -39,6 +40,7 @@ class Row:
     metric: str
     test_acc: float
     balanced: float
+    macro_f1: float
     rare_recall: float
     trials: str
 
@@ -70,10 +72,11 @@ def search_row(args: argparse.Namespace, setting: str, seed: int, tmp: Path) -> 
     assert pc is not None
     recall = statistics.mean(pc.classes[c].recall for c in rare)
     trials = trial_counts(result)
-    row = Row(setting, seed, result.metric, result.test_accuracy, pc.balanced_accuracy, recall, trials)
+    row = Row(setting, seed, result.metric, result.test_accuracy, pc.balanced_accuracy, pc.macro_f1, recall, trials)
     print(
         f"  seed {seed} --metric {setting} ({row.metric}): test acc {row.test_acc:.4f}, "
-        f"balanced {row.balanced:.4f}, rare recall {row.rare_recall:.4f}, trials c/p/f {trials}",
+        f"balanced {row.balanced:.4f}, macro F1 {row.macro_f1:.4f}, rare recall {row.rare_recall:.4f}, "
+        f"trials c/p/f {trials}",
         flush=True,
     )
     return row
@@ -86,21 +89,28 @@ def report(rows: list[Row]) -> None:
         "metric used",
         "test accuracy",
         "test balanced accuracy",
+        "test macro F1",
         "rare recall",
         "trials c/p/f",
     )
     markdown_table(
-        header, [(r.setting, r.seed, r.metric, r.test_acc, r.balanced, r.rare_recall, r.trials) for r in rows]
+        header,
+        [(r.setting, r.seed, r.metric, r.test_acc, r.balanced, r.macro_f1, r.rare_recall, r.trials) for r in rows],
     )
     means = {}
     for setting in dict.fromkeys(r.setting for r in rows):
         mine = [r for r in rows if r.setting == setting]
-        means[setting] = [statistics.mean(getattr(r, k) for r in mine) for k in ("test_acc", "balanced", "rare_recall")]
-        acc, bal, rec = means[setting]
-        print(f"mean --metric {setting}: test accuracy {acc:.4f}, balanced {bal:.4f}, rare recall {rec:.4f}")
+        keys = ("test_acc", "balanced", "macro_f1", "rare_recall")
+        means[setting] = [statistics.mean(getattr(r, k) for r in mine) for k in keys]
+        acc, bal, f1, rec = means[setting]
+        scores = f"test accuracy {acc:.4f}, balanced {bal:.4f}, macro F1 {f1:.4f}, rare recall {rec:.4f}"
+        print(f"mean --metric {setting}: {scores}")
     if {"auto", "accuracy"} <= means.keys():
         diff = [a - b for a, b in zip(means["auto"], means["accuracy"], strict=True)]
-        print(f"auto - accuracy: test accuracy {diff[0]:+.4f}, balanced {diff[1]:+.4f}, rare recall {diff[2]:+.4f}")
+        print(
+            f"auto - accuracy: test accuracy {diff[0]:+.4f}, balanced {diff[1]:+.4f}, macro F1 {diff[2]:+.4f}, "
+            f"rare recall {diff[3]:+.4f}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
