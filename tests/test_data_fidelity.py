@@ -21,6 +21,7 @@ from automl_cnn.engine.final.plan import plan_final
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.driver import SearchDriver
+from automl_cnn.engine.search.launching import fit_ladder, restore_ladder
 from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
 from automl_cnn.model.measures import EpochResult
@@ -110,12 +111,12 @@ def test_a_trial_that_cannot_afford_all_of_the_data_stays_on_its_share(tmp_path:
             return RunningTrial(dataclasses.replace(_record(shares, seconds, run_id=run_id), **changes))
 
         cheap = running([1 / 9, 1 / 3, 1 / 3], [0.5, 1.0, 1.0])  # 3 s a full epoch: 12 more take 36 s
-        assert driver._fit_ladder(cheap).fractions == tuple(LADDER.plan(15))
+        assert fit_ladder(driver.session, cheap).fractions == tuple(LADDER.plan(15))
         dear = running([1 / 9, 1 / 3, 1 / 3], [2.0, 3.0, 3.0])  # 9 s a full epoch: 12 more take 108 s
-        assert driver._fit_ladder(dear).fractions == tuple(LADDER.plan(15, 1 / 3)) == dear.record.fractions
+        assert fit_ladder(driver.session, dear).fractions == tuple(LADDER.plan(15, 1 / 3)) == dear.record.fractions
         assert (dear.record.projected_seconds() or 0) <= limit
         mid = running([1 / 9, 1 / 3], [2.0, 3.0], preset="held")  # not the start of a stage: nothing changes
-        assert driver._fit_ladder(mid).fractions == tuple(LADDER.plan(15))
+        assert fit_ladder(driver.session, mid).fractions == tuple(LADDER.plan(15))
         # all of the data would be over its time, but it may still hold 1/3 at the next stage: not stopped
         rec = mid.record
         assert (rec.projected_seconds() or 0) > limit and (rec.projected_seconds(held_plan(LADDER, rec)) or 0) < limit
@@ -133,10 +134,10 @@ def test_a_trial_that_cannot_afford_all_of_the_data_stays_on_its_share(tmp_path:
         assert "its next rung, epoch 9, would take 122 s" in ending.reason
         # a resume rebuilds the plan from the shares its epochs trained on (the study keeps no plan)
         held = running([1 / 9, 1 / 3, 1 / 3, 1 / 3], [2.0, 3.0, 3.0, 3.0], fractions=())
-        driver._restore_ladder(held)
+        restore_ladder(driver.session, held)
         assert held.record.fractions == tuple(LADDER.plan(15, 1 / 3)) and held.record.eval_share == s.eval_share
         mid.update(fractions=())
-        driver._restore_ladder(mid)
+        restore_ladder(driver.session, mid)
         assert mid.record.fractions == tuple(LADDER.plan(15))
 
 

@@ -217,12 +217,12 @@ def test_a_line_written_by_the_old_writer_is_read() -> None:
     assert rec.latency_ms is None and rec.duplicate_of is None and rec.preset is None
     # the new writer writes the very same object, plus the per-epoch fields added since
     # (the batch size an epoch trained with, its out-of-memory back-offs, the share of the data it
-    # trained on), and the record's data-fidelity plan, at their defaults
+    # trained on), and the record's data-fidelity plan and the trial it continues, at their defaults
     written = rec.to_json()
     added = {"batch_size": 0, "oom_backoffs": 0, "fraction": 1.0}
     assert [{k: v for k, v in e.items() if k not in added} for e in written["history"]] == OLD_LINE["history"]
     assert all({k: e[k] for k in added} == added for e in written["history"])
-    plan = {"fractions": [], "eval_share": 0.0}
+    plan = {"fractions": [], "eval_share": 0.0, "continues": None}
     assert {k: written.pop(k) for k in plan} == plan
     assert {**written, "history": OLD_LINE["history"]} == OLD_LINE
 
