@@ -23,6 +23,7 @@ recomputed; the p-value is the share of swaps whose difference is at least the o
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 LEVEL = 0.05  # the significance level every comparison uses unless told otherwise
 EXACT_UP_TO = 16  # weighted test: every sign pattern of up to this many discordant images
 PERMUTATIONS = 4_000  # permutation test: random swap patterns beyond EXACT_UP_TO differing images
-CHUNK = 256  # swap patterns scored at once
+CHUNK = 64  # swap patterns scored at once
 
 
 @dataclass(frozen=True)
@@ -92,42 +93,48 @@ def permutation_test(a_predicted: np.ndarray, b_predicted: np.ndarray, labels: n
     differ = a != b
     if not differ.any():
         return PairedTest(only_a, only_b, 1.0, 0.0, "paired permutation")
-    n = int(differ.sum())
-    if n <= EXACT_UP_TO:
-        patterns = (np.arange(2**n)[:, None] >> np.arange(n)) & 1  # pattern 0 swaps nothing
-    else:
-        patterns = np.vstack([np.zeros((1, n), np.int64), np.random.default_rng(0).integers(0, 2, (PERMUTATIONS, n))])
     f1 = _SwappedF1(a, b, y, differ)
-    diffs = np.concatenate([f1.difference(patterns[i : i + CHUNK]) for i in range(0, len(patterns), CHUNK)])
-    observed = float(diffs[0])
+    diffs = np.concatenate([f1.difference(chunk) for chunk in _swap_patterns(int(differ.sum()))])
+    observed = float(diffs[0])  # the first pattern swaps nothing
     return PairedTest(only_a, only_b, float(np.mean(diffs >= observed - 1e-12)), observed, "paired permutation")
+
+
+def _swap_patterns(n: int) -> Iterator[np.ndarray]:
+    """Swap patterns over ``n`` differing images, :data:`CHUNK` at a time (bounded memory), the
+    first swapping nothing: every pattern up to :data:`EXACT_UP_TO` images, else
+    :data:`PERMUTATIONS` random ones from a fixed seed."""
+    if n <= EXACT_UP_TO:
+        yield ((np.arange(2**n)[:, None] >> np.arange(n)) & 1).astype(bool)
+        return
+    rng = np.random.default_rng(0)
+    yield np.vstack([np.zeros((1, n), bool), rng.random((CHUNK - 1, n)) < 0.5])
+    for start in range(CHUNK - 1, PERMUTATIONS, CHUNK):
+        yield rng.random((min(CHUNK, PERMUTATIONS - start), n)) < 0.5
 
 
 class _SwappedF1:
     """Macro F1 of a and of b after swapping their predictions on some of the images where they
-    differ, for many swap patterns at once (F1 of a class: 2 hits / (predicted + support))."""
+    differ, for a chunk of swap patterns at once (F1 of a class: 2 hits / (predicted + support)),
+    counted with one ``bincount`` per chunk: memory grows with the images, not the classes."""
 
     def __init__(self, a: np.ndarray, b: np.ndarray, y: np.ndarray, differ: np.ndarray) -> None:
-        size = int(max(a.max(), b.max(), y.max())) + 1
-        support = np.bincount(y, minlength=size).astype(np.float64)
+        self.size = int(max(a.max(), b.max(), y.max())) + 1
+        support = np.bincount(y, minlength=self.size).astype(np.float64)
         self.present = support > 0
         self.support = support[self.present]
         same = ~differ  # a and b agree there
-        self.guessed = np.bincount(a[same], minlength=size).astype(np.float64)
-        self.hits = np.bincount(a[same & (a == y)], minlength=size).astype(np.float64)
-        eye = np.eye(size)
-        self.a_guess, self.b_guess = eye[a[differ]], eye[b[differ]]  # images x classes
-        self.a_hit = self.a_guess * (a[differ] == y[differ])[:, None]
-        self.b_hit = self.b_guess * (b[differ] == y[differ])[:, None]
+        self.guessed = np.bincount(a[same], minlength=self.size).astype(np.float64)
+        self.hits = np.bincount(a[same & (a == y)], minlength=self.size).astype(np.float64)
+        self.a, self.b, self.y = a[differ], b[differ], y[differ]
 
     def difference(self, swapped: np.ndarray) -> np.ndarray:
-        """Per swap pattern (a row of 0/1 over the differing images): a's macro F1 minus b's."""
-        swapped = swapped.astype(np.float64)
-        kept = 1.0 - swapped
-        a = self._macro(kept @ self.a_guess + swapped @ self.b_guess, kept @ self.a_hit + swapped @ self.b_hit)
-        b = self._macro(kept @ self.b_guess + swapped @ self.a_guess, kept @ self.b_hit + swapped @ self.a_hit)
-        return a - b
+        """Per swap pattern (a row of booleans over the differing images): a's macro F1 minus b's."""
+        return self._macro(np.where(swapped, self.b, self.a)) - self._macro(np.where(swapped, self.a, self.b))
 
-    def _macro(self, guessed: np.ndarray, hits: np.ndarray) -> np.ndarray:
-        guessed, hits = (self.guessed + guessed)[:, self.present], (self.hits + hits)[:, self.present]
-        return (2 * hits / (guessed + self.support)).mean(axis=1)
+    def _macro(self, predicted: np.ndarray) -> np.ndarray:
+        rows = len(predicted)
+        cells = (np.arange(rows)[:, None] * self.size + predicted).ravel()
+        guessed = np.bincount(cells, minlength=rows * self.size).reshape(rows, self.size)
+        hits = np.bincount(cells[(predicted == self.y).ravel()], minlength=rows * self.size).reshape(rows, self.size)
+        all_guessed, all_hits = (self.guessed + guessed)[:, self.present], (self.hits + hits)[:, self.present]
+        return np.asarray((2 * all_hits / (all_guessed + self.support)).mean(axis=1))

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from mlflow import MlflowClient
@@ -16,14 +17,18 @@ from sessions import HERE
 from stores import mlflow_store
 
 from automl_cnn import search
-from automl_cnn.engine.outcome import Outcome
+from automl_cnn.engine.outcome import Ending, Outcome
+from automl_cnn.engine.records import TrialRecord, trial_seed
 from automl_cnn.engine.runstate import RunState
-from automl_cnn.engine.search.extension import KEEP, checkpoint_key, grow_for_more
+from automl_cnn.engine.search.extension import KEEP, checkpoint_key, checkpoint_to_resume, grow_for_more, keep_for_more
 from automl_cnn.engine.search.pausing import STATE_KEY
+from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
+from automl_cnn.model.measures import EpochResult
 from automl_cnn.training.messages import JobSpec
 from automl_cnn.training.worker import TrialWorker
 
 WSD = HERE / "spaces" / "wsd.yaml"
+CANDIDATE = Candidate(Architecture((ConvBlock(filters=4),), Head()), TrainConfig(epochs=9, lr_schedule="wsd"))
 
 
 def test_more_grows_the_ceiling_one_step_only_for_a_learned_run_with_trials_kept(tmp_path: Path) -> None:
@@ -54,7 +59,7 @@ def test_more_continues_the_trial_paused_at_the_ceiling_as_if_trained_straight_t
     (paused,) = first.trials
     assert [e.epoch for e in paused.history] == [1, 2, 3] and paused.outcome == Outcome.COMPLETED
     saved = json.loads((out / "run.json").read_text())["extra"][STATE_KEY]
-    assert saved["extendable"] == [{"trial": 0, "epochs": 3}] and KEEP >= 1
+    assert saved["extendable"] == [{"trial": 0, "epochs": 3, "val": paused.val_acc}] and KEEP >= 1
     assert RunState.load(out).load_checkpoint(checkpoint_key(0)) is not None
 
     more = search("digits", resume=out, more="45s", progress=False)
@@ -83,3 +88,57 @@ def test_more_continues_the_trial_paused_at_the_ceiling_as_if_trained_straight_t
     curve = MlflowClient(store).get_metric_history(trial.run_id, "val_accuracy")
     assert sorted(m.step for m in curve) == list(range(1, 10))  # the whole curve on its run
     assert more.model_version == "2" and math.isfinite(more.test_accuracy)
+
+
+def _paused(number: int, val: float, epochs: int = 3) -> TrialRecord:
+    history = tuple(EpochResult(e, 1.0, 0.5, 1.0, val, 1.0, 0.001) for e in range(1, epochs + 1))
+    return TrialRecord(number, trial_seed(0, number), "", CANDIDATE, history=history)
+
+
+def test_kept_checkpoints_are_ranked_across_calls_and_never_wiped_by_an_empty_end(tmp_path: Path) -> None:
+    state = RunState(folder=tmp_path, data="digits", config={}, fingerprint="fp")
+    state.extra = {STATE_KEY: {"mode": "learned", "ceiling": 3, "cap": 9}}
+    keep_for_more(state, [(_paused(0, 0.5), b"zero"), (_paused(1, 0.9), b"one"), (_paused(2, 0.2), None)])
+    keep_for_more(state, [])  # a driver resumed after the search phase ends with nothing paused
+    kept = [e["trial"] for e in state.extra[STATE_KEY]["extendable"]]
+    assert kept == [1, 0] and state.load_checkpoint(checkpoint_key(0)) is not None
+    keep_for_more(state, [(_paused(3, 0.8), b"three"), (_paused(4, 0.7), b"four")])  # killed mid-way, then the rest
+    assert [e["trial"] for e in state.extra[STATE_KEY]["extendable"]] == [1, 3, 4][:KEEP]
+    assert state.load_checkpoint(checkpoint_key(0)) is None  # pushed out: its file is gone
+    assert state.load_checkpoint(checkpoint_key(3)) is not None
+
+
+def test_a_continuation_resumes_only_from_a_checkpoint_of_its_own_or_its_trials(tmp_path: Path) -> None:
+    state = RunState(folder=tmp_path, data="digits", config={}, fingerprint="fp")
+    ordinary, follow = _paused(5, 0.5, 0), dataclasses.replace(_paused(6, 0.5, 0), continues=2)
+    assert checkpoint_to_resume(state, ordinary) is None  # an ordinary trial starts over
+    missing = checkpoint_to_resume(state, follow)
+    assert (
+        isinstance(missing, Ending) and missing.outcome == Outcome.FAILED and "trial 2's checkpoint" in missing.reason
+    )
+    state.save_checkpoint(checkpoint_key(2), b"kept", _paused(2, 0.5).history)
+    found = checkpoint_to_resume(state, follow)
+    assert isinstance(found, tuple) and found[0] == b"kept" and len(found[1]) == 3
+
+
+def test_continuations_are_enqueued_once_with_their_trials_seed(tmp_path: Path) -> None:
+    import optuna
+
+    from automl_cnn.engine.outcome import TrialAttrs
+    from automl_cnn.engine.search.extension import enqueue_continuations
+
+    study = optuna.create_study(direction="maximize")
+    original = study.ask()
+    original.suggest_float("lr", 1e-3, 1e-1, log=True)
+    TrialAttrs(seed=1234).write(original)  # e.g. a continuation itself, seeded from its own trial
+    study.tell(original, 0.5)
+    state = RunState(folder=tmp_path, data="digits", config={}, fingerprint="fp")
+    said: list[str] = []
+    session = SimpleNamespace(study=study, state=state, progress=SimpleNamespace(message=said.append))
+    for _ in range(2):  # the second: a driver killed after enqueueing, before run.json said so
+        state.extra = {STATE_KEY: {"mode": "learned", "ceiling": 9, "cap": 9, "continue": [0]}}
+        enqueue_continuations(session)  # type: ignore[arg-type]
+    waiting = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.WAITING]
+    assert len(waiting) == 1 and waiting[0].system_attrs["fixed_params"] == original.params
+    assert TrialAttrs.read(waiting[0]).continues == 0 and TrialAttrs.read(waiting[0]).seed == 1234
+    assert "continue" not in state.extra[STATE_KEY] and len(said) == 1

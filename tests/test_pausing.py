@@ -46,7 +46,7 @@ def test_a_trial_at_the_ceiling_is_paused_then_completed_when_the_search_ends(tm
     assert state == TrialState.COMPLETE and probs is not None and len(probs) == len(s.bundle.val_idx)
     assert saved == {
         "mode": "learned", "ceiling": 3, "cap": 9, "decisions": [], "paused_at": {rec.job: 3},
-        "extendable": [{"trial": 0, "epochs": 3}],  # its checkpoint kept for resume --more (test_extension.py)
+        "extendable": [{"trial": 0, "epochs": 3, "val": rec.val_acc}],  # kept for resume --more (test_extension.py)
     }  # fmt: skip
     assert MlflowClient(plan.config.resolved_tracking_uri()).get_run(rec.run_id).info.status == "FINISHED"
     assert "learned, 3 epochs, where it started" in length_line(s.state.extra, 9)

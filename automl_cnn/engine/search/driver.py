@@ -33,7 +33,7 @@ from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.cost import CostModel, cheap_to_finish, to_next_rung
 from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.search.endings import Endings
-from automl_cnn.engine.search.extension import checkpoint_key, continuation, keep_for_more
+from automl_cnn.engine.search.extension import checkpoint_to_resume, continuation, keep_for_more
 from automl_cnn.engine.search.gate import static_check
 from automl_cnn.engine.search.launching import LAUNCHES_PER_PASS, KeptWeights, fit_ladder, open_trial, restore_ladder
 from automl_cnn.engine.search.moasha import MultiObjectiveHalving, Verdict, for_pruner
@@ -194,9 +194,9 @@ class SearchDriver:
         self._trials.append(run)
         if self._wait_or_reuse(run, trial):
             return
-        saved = self.session.state.load_checkpoint(run.number)
-        if saved is None and run.record.continues is not None:  # died before its first epoch here
-            saved = self.session.state.load_checkpoint(checkpoint_key(run.record.continues))
+        saved = checkpoint_to_resume(self.session.state, run.record)  # a continuation: maybe its trial's
+        if isinstance(saved, Ending):
+            return self._finish(run, trial, saved)
         blob = saved[0] if saved is not None else None
         if saved is not None:
             run.update(history=tuple(saved[1]))

@@ -31,7 +31,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from automl_cnn.engine.outcome import Ending, Outcome
+from automl_cnn.engine.outcome import Ending, Outcome, TrialAttrs
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.runstate import CHECKPOINTS, RunState
 from automl_cnn.engine.search.launching import restore_ladder
@@ -39,6 +39,7 @@ from automl_cnn.engine.search.moasha import ETA
 from automl_cnn.engine.search.pausing import STATE_KEY
 from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
+from automl_cnn.model.measures import EpochResult
 
 KEEP = 3  # the best paused trials whose checkpoints a finished search keeps for --more
 PREFIX = "extend-"  # their checkpoint keys
@@ -51,21 +52,37 @@ def checkpoint_key(number: int) -> str:
 
 def keep_for_more(state: RunState, paused: list[tuple[TrialRecord, bytes | None]]) -> None:
     """At the end of a learned search: keep the checkpoints of the best :data:`KEEP` trials
-    ``paused`` at the ceiling (each with its last checkpoint), and list them."""
+    ``paused`` at the ceiling (each with its last checkpoint), ranked with those already kept
+    this round, and list them. With none paused nothing changes: a driver resumed after the
+    search phase (killed during the final phase) ends its loop with nothing paused."""
     saved = dict(state.extra.get(STATE_KEY) or {})
-    if saved.get("mode") != "learned":
+    fresh = [(r, b) for r, b in paused if b is not None]
+    if saved.get("mode") != "learned" or not fresh:
         return
-    best = sorted(((r, b) for r, b in paused if b is not None), key=lambda p: (-(p[0].val_acc or 0.0), p[0].number))
-    for rec, blob in best[:KEEP]:
+    entries = {int(e["trial"]): e for e in saved.get("extendable", [])}
+    for rec, blob in fresh:
         assert blob is not None
         state.save_checkpoint(checkpoint_key(rec.number), blob, rec.history)
-    kept = {rec.number for rec, _b in best[:KEEP]}
+        entries[rec.number] = {"trial": rec.number, "epochs": len(rec.history), "val": rec.val_acc or 0.0}
+    best = sorted(entries.values(), key=lambda e: (-float(e.get("val", 0.0)), int(e["trial"])))[:KEEP]
+    kept = {int(e["trial"]) for e in best}
     for path in (state.folder / CHECKPOINTS).glob(f"{PREFIX}*"):
         number = path.name.removeprefix(PREFIX).split(".")[0]
         if number.isdigit() and int(number) not in kept:
             state.drop_checkpoint(checkpoint_key(int(number)))
-    saved["extendable"] = [{"trial": rec.number, "epochs": len(rec.history)} for rec, _b in best[:KEEP]]
+    saved["extendable"] = best
     state.extra = {**state.extra, STATE_KEY: saved}
+
+
+def checkpoint_to_resume(state: RunState, rec: TrialRecord) -> tuple[bytes, list[EpochResult]] | Ending | None:
+    """The checkpoint a resumed trial continues from: its own; for a continuation that had none
+    yet, its trial's kept one (an Ending where neither is left: it is never retrained from
+    scratch under another trial's seed)."""
+    saved = state.load_checkpoint(rec.number)
+    if saved is not None or rec.continues is None:
+        return saved
+    kept = state.load_checkpoint(checkpoint_key(rec.continues))
+    return kept or Ending(Outcome.FAILED, f"not trained: trial {rec.continues}'s checkpoint was not kept")
 
 
 def grow_for_more(state: RunState) -> dict[str, Any] | None:
@@ -85,23 +102,30 @@ def grow_for_more(state: RunState) -> dict[str, Any] | None:
 
 
 def enqueue_continuations(session: SearchSession) -> list[int]:
-    """Enqueue the continuations ``--more`` asked for (once: the list is cleared and the run
-    folder saved at once), ahead of any new proposal. Returns the trials they continue."""
+    """Enqueue the continuations ``--more`` asked for, ahead of any new proposal, each with its
+    trial's seed; once: the list is cleared and the run folder saved, and a trial already
+    continued in the study is not enqueued again (a driver killed in between). Returns the
+    trials continued."""
     saved = dict(session.state.extra.get(STATE_KEY) or {})
     pending = [int(n) for n in saved.pop(PENDING, [])]
     if not pending:
         return []
     trials = {t.number: t for t in session.study.get_trials(deepcopy=False)}
+    continued = {TrialAttrs.read(t).continues for t in trials.values()}
+    enqueued = []
     for number in pending:
         original = trials.get(number)
-        if original is None or original.state != TrialState.COMPLETE:
+        if original is None or original.state != TrialState.COMPLETE or number in continued:
             continue
-        session.study.enqueue_trial(dict(original.params), user_attrs={"continues": number})
+        seed = TrialAttrs.read(original).seed
+        session.study.enqueue_trial(dict(original.params), user_attrs={"continues": number, "seed": seed})
+        enqueued.append(number)
     session.state.extra = {**session.state.extra, STATE_KEY: saved}
     session.state.save()
-    names = ", ".join(str(n) for n in pending)
-    session.progress.message(f"--more: trials {names} continue from their checkpoints to the grown ceiling")
-    return pending
+    if enqueued:
+        names = ", ".join(str(n) for n in enqueued)
+        session.progress.message(f"--more: trials {names} continue from their checkpoints to the grown ceiling")
+    return enqueued
 
 
 def continuation(session: SearchSession, run: RunningTrial, trial: optuna.Trial) -> bytes | Ending:

@@ -37,7 +37,9 @@ def open_trial(session: SearchSession, trial: optuna.Trial) -> RunningTrial:
     enqueued = TrialAttrs.read(trial)
     preset = enqueued.preset  # an enqueued warm-start design's name
     continues = enqueued.continues  # resume --more: it goes on from that trial's checkpoint, with its seed
-    seed = trial_seed(session.config.search.seed, number if continues is None else continues)
+    seed = trial_seed(session.config.search.seed, number)
+    if continues is not None and enqueued.seed is not None:
+        seed = int(enqueued.seed)
     # at once: a driver killed from here on leaves a trial that a resume can record
     key = candidate.key()
     TrialAttrs(seed=seed, candidate=candidate.to_json(), candidate_key=key, preset=preset, continues=continues).write(
