@@ -29,8 +29,8 @@ def checkpointed(run: Path) -> list[int]:
     return sorted(int(meta.stem.split("-")[1]) for meta in (run / "checkpoints").glob("trial-*.json"))
 
 
-def mid_trials(run: Path, epochs: int) -> list[int]:
-    """Trials part-way with two epochs or more still to train: each has a checkpoint and no
+def mid_trials(run: Path, epochs: int, left: int = 2) -> list[int]:
+    """Trials part-way with ``left`` epochs or more still to train: each has a checkpoint and no
     record yet, so none can finish in the moment it takes to kill a process after this returns
     (a trial whose checkpoint is still on disk may have just finished: its record comes first)."""
     done = ended_trials(run)
@@ -41,6 +41,6 @@ def mid_trials(run: Path, epochs: int) -> list[int]:
             trained = len(json.loads(meta.read_text()))
         except (OSError, json.JSONDecodeError):  # being replaced, or just dropped
             continue
-        if number not in done and trained <= epochs - 2 and meta.with_suffix(".pt").is_file():
+        if number not in done and trained <= epochs - left and meta.with_suffix(".pt").is_file():
             found.append(number)
     return found

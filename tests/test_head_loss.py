@@ -29,8 +29,11 @@ from netns import Host, network, skip_reason
 from runfolders import checkpointed, ended_trials, mid_trials
 
 HOSTS = ["db", "head", "worker", "laptop", "head2"]
-SLOW = ROOT / "tests" / "spaces" / "slow.yaml"
-EPOCHS = 25  # the space's: enough left to train when the head goes that a trial is cut short
+SLOW = ROOT / "tests" / "spaces" / "slow_long.yaml"
+EPOCHS = 200  # the space's: a trial caught early still trains well past the 10-12 s the driver
+# takes to notice a lost head (the worker host's trials train on meanwhile; at 25 epochs of about
+# 0.1 s every trial had ended by then on a quiet machine, and no trial was left to resume)
+LEFT = 180  # the head goes while a trial has at least this many epochs to train
 
 
 def _nodes(host: Host, env: dict[str, str], head: str) -> int:
@@ -135,7 +138,7 @@ def test_a_search_whose_head_is_lost_continues_on_a_new_head() -> None:
             laptop = hosts["laptop"]
             driver = laptop.popen(_search(out), laptop_env, logs / "driver.log")
             _wait("no trial finished while another had a checkpoint",
-                  lambda: driver.poll() is None and len(ended_trials(out)) >= 1 and bool(mid_trials(out, EPOCHS)),
+                  lambda: driver.poll() is None and len(ended_trials(out)) >= 1 and bool(mid_trials(out, EPOCHS, LEFT)),
                   240, logs / "driver.log")  # fmt: skip
             hosts["head"].power_off()  # the head host is lost, with the GCS and everything on it
             lost = time.monotonic()
