@@ -159,7 +159,7 @@ def make_plan(
             f"the data changed since the search started (fingerprint {bundle.fingerprint()}, "
             f"was {resume.fingerprint}); resume needs the same data"
         )
-    if resume is None:  # a class-weighted loss is tried where every class counts the same (engine/imbalance.py)
+    if resume is None:  # losses corrected for the class prior are tried where every class counts the same
         space = with_loss_weighting(space, resolve(cfg.search.metric, bundle.counts()["train"])[0])
     check_input_fits(space, bundle.input_shape, bundle.name)
     if cfg.search.backbone_weights is not None and resume is None:  # resume: space.yaml holds them

@@ -161,20 +161,29 @@ def test_decisions_name_the_searchs_metric_where_they_said_accuracy() -> None:
     assert (f1.rule, f1.reason) == ("only if better (paired permutation, 5%)", "not better (paired permutation p=0.3)")
 
 
-def test_balanced_accuracy_makes_the_search_try_a_class_weighted_loss() -> None:
-    from automl_cnn.engine.imbalance import searches_weighting, with_loss_weighting
+def test_balanced_accuracy_makes_the_search_try_the_corrected_losses() -> None:
+    import dataclasses
+
+    from automl_cnn.engine.imbalance import preset_loss, searched_losses, with_loss_weighting
     from automl_cnn.space.params import Choice, Fixed
     from automl_cnn.space.schema import load_space
 
     space = load_space("default")
-    assert not searches_weighting(space)
+    assert not searched_losses(space) and preset_loss(space) == {}
     assert with_loss_weighting(space, "accuracy") is space
-    weighted = with_loss_weighting(space, "balanced_accuracy")
-    assert weighted.training.class_weighted == Choice((False, True)) and searches_weighting(weighted)
-    import dataclasses
+    both = with_loss_weighting(space, "balanced_accuracy")
+    assert both.training.class_weighted == Choice((False, True)) == both.training.logit_adjusted
+    assert searched_losses(both) == ["a class-weighted loss", "the logit-adjusted loss"]
+    assert preset_loss(both) == {"train.logit_adjusted": True, "train.class_weighted": False}
+    assert with_loss_weighting(both, "macro_f1") is both  # already searched: nothing to add
 
-    forced = dataclasses.replace(space, training=dataclasses.replace(space.training, class_weighted=Fixed(True)))
-    assert with_loss_weighting(forced, "balanced_accuracy") is forced  # the space's own choice stands
+    def training(**params: object) -> object:
+        return dataclasses.replace(space, training=dataclasses.replace(space.training, **params))
+
+    forced = training(class_weighted=Fixed(True))
+    assert with_loss_weighting(forced, "balanced_accuracy") is forced  # never the prior corrected twice
+    only_weights = training(logit_adjusted=Choice((False,)), class_weighted=Choice((False, True)))
+    assert preset_loss(only_weights) == {"train.class_weighted": True}  # the space's own choices stand
 
 
 def test_a_class_weighted_candidate_trains_with_inverse_frequency_weights() -> None:
@@ -192,6 +201,33 @@ def test_a_class_weighted_candidate_trains_with_inverse_frequency_weights() -> N
     counts = np.bincount(data.y_train, minlength=4)
     assert weights is not None and weights.tolist() == pytest.approx((len(data.y_train) / (4 * counts)).tolist())
     assert int(weights.argmax()) == 3  # the rare class weighs most
+
+
+def test_the_logit_adjusted_loss_makes_the_network_predict_the_rare_class_more_often() -> None:
+    """The loss sees logits + log(prior); the network's own logits (what is scored, exported and
+    served) then favour the rare class over what the plain loss learns, on the same seed."""
+    from automl_cnn.data import split_data
+    from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
+    from automl_cnn.training.trainer import Trainer
+
+    data = split_data(_imbalanced_digits(), seed=0).search_data()
+    arch = Architecture((ConvBlock(filters=8),), Head())
+    rare_predicted = {}
+    for adjusted in (False, True):
+        candidate = Candidate(arch, TrainConfig(epochs=3, logit_adjusted=adjusted))
+        trainer = Trainer(candidate, data, seed=0, device="cpu")
+        for _ in range(3):
+            trainer.run_epoch()
+        logits, _ = trainer.predict_logits(trainer.eval_batches)
+        rare_predicted[adjusted] = int((logits.argmax(1) == 3).sum())
+        if adjusted:
+            counts = np.bincount(data.y_train, minlength=4)
+            assert trainer.logit_offset is not None
+            assert trainer.logit_offset.tolist() == pytest.approx(np.log(counts / counts.sum()).tolist(), rel=1e-5)
+            assert '"logit_adjusted": true' in candidate.to_json()
+        else:
+            assert trainer.logit_offset is None and "logit_adjusted" not in candidate.to_json()
+    assert rare_predicted[True] > rare_predicted[False], rare_predicted
 
 
 def test_metric_names_are_checked_in_one_line_and_macro_f1_is_selectable(
@@ -294,7 +330,7 @@ def test_under_balanced_accuracy_the_presets_weight_their_loss_by_class(
     tmp_path: Path, metric: str, weighted: bool
 ) -> None:
     """On a short budget the warm-start presets may be the only trials that complete: under
-    balanced accuracy they train with the class-weighted loss the search tries."""
+    balanced accuracy they train with the logit-adjusted loss the search tries."""
     from optuna.trial import TrialState
     from sessions import base_settings, session_for
 
@@ -306,4 +342,5 @@ def test_under_balanced_accuracy_the_presets_weight_their_loss_by_class(
         presets = [t for t in s.study.get_trials(deepcopy=False) if t.state == TrialState.WAITING]
     fixed = [t.system_attrs["fixed_params"] for t in presets]  # what each enqueued trial will run
     assert len(fixed) >= 2 and all("blocks" in params for params in fixed)
-    assert all(params.get("train.class_weighted", False) is weighted for params in fixed)
+    assert all(params.get("train.logit_adjusted", False) is weighted for params in fixed)
+    assert not any(params.get("train.class_weighted", False) for params in fixed)  # one correction, not two

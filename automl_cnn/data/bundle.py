@@ -207,6 +207,15 @@ def class_weights_for(y: np.ndarray, k: int) -> tuple[float, ...]:
     return tuple(float(len(y) / (k * max(c, 1.0))) for c in counts)
 
 
+def log_prior(y: np.ndarray, k: int) -> tuple[float, ...]:
+    """``log(n_c / n)`` per class (a class with no image counts as one): the offset of the
+    logit-adjusted loss (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, tau = 1),
+    which adds it to the logits the loss sees, so the network's own logits rank classes as if
+    they were balanced."""
+    counts = np.maximum(np.bincount(y, minlength=k).astype(np.float64), 1.0)
+    return tuple(float(v) for v in np.log(counts / counts.sum()))
+
+
 def split_data(
     images: ImageSet,
     fractions: tuple[float, float, float] = DEFAULT_SPLIT,

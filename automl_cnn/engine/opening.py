@@ -7,7 +7,7 @@ from typing import Any
 
 from automl_cnn.data import DataBundle
 from automl_cnn.engine.config import SearchConfig
-from automl_cnn.engine.imbalance import searches_weighting
+from automl_cnn.engine.imbalance import searched_losses
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
 from automl_cnn.metrics import label
@@ -91,7 +91,8 @@ def announce(session: SearchSession, records: list[TrialRecord], resumable: list
         progress.message(f"backbone: {note}")
     metric, why = session.metric
     if metric != "accuracy" or cfg.search.metric != "auto":
-        tries = "; the search also tries a class-weighted loss" if searches_weighting(session.space) else ""
+        losses = searched_losses(session.space)
+        tries = f"; the search also tries {' and '.join(losses)}" if losses else ""
         progress.message(f"metric: {label(metric)} ({why}); it chooses, prunes, ensembles and promotes{tries}")
     session.tracker.set_tags(session.parent_run, {"automl_cnn.metric": metric})
     if session.resumed:

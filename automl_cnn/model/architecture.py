@@ -195,8 +195,10 @@ class TrainConfig:
     augmentation: Augmentation = field(default_factory=Augmentation)
     # added later (see Augmentation.LATER): the loss weighted by inverse class frequency
     class_weighted: bool = False
+    # the logit-adjusted loss (Menon et al., ICLR 2021): the cross-entropy of logits + log(class prior)
+    logit_adjusted: bool = False
 
-    LATER: ClassVar[dict[str, Any]] = {"class_weighted": False}
+    LATER: ClassVar[dict[str, Any]] = {"class_weighted": False, "logit_adjusted": False}
 
     def to_dict(self) -> dict[str, Any]:
         out = {**dataclasses.asdict(self), "augmentation": self.augmentation.to_dict()}

@@ -129,6 +129,7 @@ def _training(trial: BaseTrial, space: SearchSpace) -> TrainConfig:
         lr_schedule=suggest(trial, "train.lr_schedule", ts.lr_schedule),
         label_smoothing=suggest(trial, "train.label_smoothing", ts.label_smoothing),
         class_weighted=suggest(trial, "train.class_weighted", ts.class_weighted),
+        logit_adjusted=suggest(trial, "train.logit_adjusted", ts.logit_adjusted),
         augmentation=_augmentation(trial, space.augmentation),
     )
 

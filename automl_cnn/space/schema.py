@@ -104,6 +104,9 @@ class TrainingSpace:
     # the loss weighted by inverse class frequency; left at this default, a search that optimises
     # balanced accuracy tries both (app.make_plan: engine/imbalance.py)
     class_weighted: Param = _key("bool", Fixed(False))
+    # the logit-adjusted loss: trains on logits + log(class prior), so the plain logits rank
+    # classes as if they were balanced; tried both ways where class_weighted is (engine/imbalance.py)
+    logit_adjusted: Param = _key("bool", Fixed(False))
 
 
 @dataclass(frozen=True)

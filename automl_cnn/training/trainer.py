@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl_cnn.data.bundle import TrainData
+from automl_cnn.data.bundle import TrainData, log_prior
 from automl_cnn.data.bundle import class_weights_for as inverse_frequency
 from automl_cnn.errors import TrialError
 from automl_cnn.metrics import score
@@ -117,6 +117,9 @@ class Trainer:
         if weights is None and self.cfg.class_weighted:
             weights = inverse_frequency(data.y_train, data.num_classes)
         self.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=self.device)
+        # the logit-adjusted loss: log(class prior) added to the logits the loss sees, not to the network's
+        prior = log_prior(data.y_train, data.num_classes) if self.cfg.logit_adjusted else None
+        self.logit_offset = None if prior is None else torch.tensor(prior, dtype=torch.float32, device=self.device)
         n = len(self.train_batches)
         self.first_batch_size = max(1, min(self.cfg.batch_size, n))  # the candidate's, before any back-off
         self.batch_size = self.first_batch_size
@@ -238,9 +241,10 @@ class Trainer:
         for step, (x_raw, yb) in enumerate(batches):
             xb = augment(self._batch(x_raw), aug, self.gen)
             with self._autocast():
-                logits = self.model(xb)
+                logits = self.model(xb).float()
+                seen_by_loss = logits if self.logit_offset is None else logits + self.logit_offset
                 loss = F.cross_entropy(
-                    logits.float(), yb, weight=self.class_weights, label_smoothing=self.cfg.label_smoothing
+                    seen_by_loss, yb, weight=self.class_weights, label_smoothing=self.cfg.label_smoothing
                 )
             if check_each_step and not torch.isfinite(loss):
                 raise TrialError(

@@ -17,7 +17,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from automl_cnn.engine.imbalance import searches_weighting
+from automl_cnn.engine.imbalance import preset_loss
 from automl_cnn.engine.outcome import Outcome, TrialAttrs, study_history
 from automl_cnn.engine.runstate import RUN_FILE
 from automl_cnn.engine.search.dedupe import Known, KnownResult
@@ -121,12 +121,11 @@ def apply_warm_starts(session: SearchSession, known: Known) -> None:
     for params in cfg.search.enqueue:
         study.enqueue_trial(dict(params), skip_if_exists=True)
     presets = [n for n in cfg.search.warm_start if n in GROUPS or n in PRESETS]
-    # under balanced accuracy or macro F1 the presets weight their loss by class where the space searches it:
-    # on a short budget they may be the only trials that complete (engine/imbalance.py)
-    weighted = session.metric[0] in CLASS_METRICS and searches_weighting(session.space)
+    # under balanced accuracy or macro F1 the presets correct their loss for the class prior where the space
+    # searches such a loss: on a short budget they may be the only trials that complete (engine/imbalance.py)
+    corrected = preset_loss(session.space) if session.metric[0] in CLASS_METRICS else {}
     for preset, params in warm_start_params(presets, session.space):
-        if weighted:
-            params = {**params, "train.class_weighted": True}
+        params = {**params, **corrected}
         study.enqueue_trial(params, user_attrs={"preset": preset}, skip_if_exists=True)
     for name in cfg.search.warm_start:
         if name not in presets:
