@@ -105,6 +105,11 @@ def resume(
     """
     folder = Path(folder).expanduser().resolve()
     state = RunState.load(folder)
+    if data is None and state.data.startswith(IN_MEMORY):
+        raise UserInputError(
+            f"{folder} searched an {state.data}, which cannot be loaded again; pass the same images: "
+            "automl_cnn.resume(folder, data=images)"
+        )
     if more is not None:
         give_more_time(state, more)
         grow_for_more(state)  # a learned length: the ceiling one step up, the best paused trials go on
@@ -159,8 +164,9 @@ def make_plan(
             f"the data changed since the search started (fingerprint {bundle.fingerprint()}, "
             f"was {resume.fingerprint}); resume needs the same data"
         )
+    metric = resolve(cfg.search.metric, bundle.counts()["train"])[0]
     if resume is None:  # losses corrected for the class prior are tried where every class counts the same
-        space = with_loss_weighting(space, resolve(cfg.search.metric, bundle.counts()["train"])[0])
+        space = with_loss_weighting(space, metric)
     check_input_fits(space, bundle.input_shape, bundle.name)
     if cfg.search.backbone_weights is not None and resume is None:  # resume: space.yaml holds them
         space = dataclasses.replace(
@@ -170,12 +176,20 @@ def make_plan(
     space = dataclasses.replace(space, backbone=backbones)  # weights resolved to files, before training
     for name in cfg.search.warm_start:  # earlier searches must fit before anything is written
         if name not in GROUPS and name not in PRESETS:
-            check_compatible(Path(name), bundle.fingerprint(), split_id(bundle))
+            check_compatible(Path(name), bundle.fingerprint(), split_id(bundle), metric, bundle.counts()["train"])
     check_reachable(cfg.resolved_tracking_uri())
     out = Path(resume.folder) if resume else cfg.out_dir(bundle.name)
     if resume is None and (out / RUN_FILE).exists():
         raise UserInputError(f"{out} already holds a search; use 'automl-cnn resume {out}' or another --out")
-    return Plan(cfg, space, bundle, out, str(data), resume)
+    return Plan(cfg, space, bundle, out, _data_spec(data), resume)
+
+
+IN_MEMORY = "in-memory ImageSet "  # run.json's data for a search given an ImageSet: resume needs data= again
+
+
+def _data_spec(data: str | Path | ImageSet) -> str:
+    """How run.json names the data, for a resume: a name or path, or an ImageSet's name."""
+    return f"{IN_MEMORY}{data.name}" if isinstance(data, ImageSet) else str(data)
 
 
 @contextlib.contextmanager

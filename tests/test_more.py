@@ -58,6 +58,23 @@ def test_search_resume_takes_no_new_settings(tmp_path: Path) -> None:
         search("digits", more="5m")
 
 
+def test_a_search_of_in_memory_images_asks_for_them_again_and_writes_nothing(tmp_path: Path) -> None:
+    """run.json names an ImageSet by its name (not its pixels' repr); a resume without ``data=``
+    is refused in one line before run.json changes."""
+    from automl_cnn.app import _data_spec, resume
+    from automl_cnn.data import load_images
+
+    digits = load_images("digits")
+    assert _data_spec(digits) == "in-memory ImageSet digits" and _data_spec("mnist5k") == "mnist5k"
+    state = _finished_state(tmp_path)
+    state.data = _data_spec(digits)
+    state.save()
+    before = (tmp_path / "run.json").read_bytes()
+    with pytest.raises(UserInputError, match=r"in-memory ImageSet digits, which cannot be loaded again; pass"):
+        resume(tmp_path, more="5m")
+    assert (tmp_path / "run.json").read_bytes() == before
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "automl_cnn", *args], cwd=cwd, capture_output=True, text=True)
 

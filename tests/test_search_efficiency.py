@@ -152,6 +152,19 @@ def test_warm_start_refuses_other_data(ray_session: None, tmp_path: Path, store:
             progress=False,
         )
     assert not (tmp_path / "x").exists()
+    # the same data and split, scored by another metric: its scores would not compare
+    with pytest.raises(UserInputError, match=r"scored its trials by accuracy .* pass --metric accuracy"):
+        search(
+            "digits",
+            TESTS / "single.yaml",
+            trials=1,
+            metric="balanced_accuracy",
+            warm_start=str(tmp_path / "a"),
+            out=tmp_path / "y",
+            tracking_uri=store,
+            progress=False,
+        )
+    assert not (tmp_path / "y").exists()
 
 
 def test_final_repeats_and_top_k(ray_session: None, tmp_path: Path, store: str) -> None:

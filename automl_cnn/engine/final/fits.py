@@ -238,12 +238,13 @@ class FinalFits:
         self.session.state.save()
         return [self.done[name] for name in self.names]
 
-    def _time_is_up(self) -> bool:
-        """The whole time budget is spent: the fits ran past the time planned for them and into
-        the export reserve. Second seeds are never cut: a cut fit's score would not stand beside
-        its trial's."""
-        left = self.session.budget.left()
-        return not self.kind.second_seed and left is not None and left <= 0.0
+    def _time_is_up(self, next_epoch: float = 0.0) -> bool:
+        """The time for fitting is spent, or would be before an epoch of ``next_epoch`` seconds
+        ends: the fits ran past the time planned for them, and what is left is the export
+        reserve, kept so that the run ends inside its budget. Second seeds are never cut: a cut
+        fit's score would not stand beside its trial's."""
+        left = self.session.budget.fit_time_left()
+        return not self.kind.second_seed and left is not None and left <= next_epoch
 
     def _skip(self, job: str, rec: TrialRecord) -> None:
         """A further seed of a trial already fitted is not started once the time is spent."""
@@ -253,8 +254,8 @@ class FinalFits:
         )
 
     def _cut(self, job: str, rec: TrialRecord, epoch: EpochResult) -> None:
-        """A fit still training when the time is spent stops after this epoch; its weights are
-        checked against the trial's own like any final fit's."""
+        """A fit still training whose next epoch would not end before the time for fitting does
+        stops after this epoch; its weights are checked against the trial's own like any final fit's."""
         total = self._candidate(rec).training.epochs
         self.session.tracker.set_tags(self.runs[job], {"automl_cnn.stopped_at_epoch": epoch.epoch})
         self.session.progress.message(
@@ -305,7 +306,7 @@ class FinalFits:
         score = "" if math.isnan(epoch.val_acc) else f"  {on} {epoch.val_acc:.4f}"
         text = f"{self.what} of trial {rec.number}: epoch {epoch.epoch}/{total}{score}"
         self.session.progress.trial_running(job, text)
-        if not done and self._time_is_up():
+        if not done and self._time_is_up(next_epoch=epoch.seconds):  # the next epoch, as long as this one
             self._cut(job, rec, epoch)
             done = True
         if done:

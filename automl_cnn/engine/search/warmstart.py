@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from automl_cnn.engine.runstate import RUN_FILE
 from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import UserInputError
-from automl_cnn.metrics import CLASS_METRICS
+from automl_cnn.metrics import CLASS_METRICS, label, resolve
 from automl_cnn.services.study import STUDY_FILE, journal_storage
 from automl_cnn.space.presets import GROUPS, PRESETS, warm_start_params
 from automl_cnn.space.sampling import sample_candidate
@@ -97,8 +98,10 @@ def _values(trial: FrozenTrial, objectives: tuple[str, ...]) -> tuple[float, ...
     return tuple(float(v) for v in out if v is not None)
 
 
-def check_compatible(folder: Path, fingerprint: str, split: str) -> Path:
-    """Refuse an earlier search on other data or another split (its scores would not compare)."""
+def check_compatible(folder: Path, fingerprint: str, split: str, metric: str, train_counts: Sequence[int]) -> Path:
+    """Refuse an earlier search on other data or another split, or one that scored its trials by
+    another metric than ``metric`` (this search's, resolved on the same data: ``train_counts``
+    per class): its scores would not compare."""
     folder = folder.expanduser().resolve()
     run_file = folder / RUN_FILE
     if not run_file.is_file() or not (folder / STUDY_FILE).is_file():
@@ -110,6 +113,13 @@ def check_compatible(folder: Path, fingerprint: str, split: str) -> Path:
             f"{folder} searched other data or another split (data {earlier.get('fingerprint')}, split "
             f"{their_split}; here data {fingerprint}, split {split}); a warm start reuses results on the same "
             "data and split only (same --seed and --split)"
+        )
+    asked = earlier.get("config", {}).get("search", {}).get("metric", "auto")  # a run from before --metric: auto
+    theirs = resolve(asked, train_counts)[0]  # the same data and split: the same counts
+    if theirs != metric:
+        raise UserInputError(
+            f"{folder} scored its trials by {label(theirs)} and this search scores by {label(metric)}; a warm start "
+            f"reuses scores of the same metric only (pass --metric {theirs}, or start without --warm-start)"
         )
     return folder
 
@@ -140,7 +150,8 @@ def warm_start_from(session: SearchSession, folder: Path, known: Known) -> tuple
 
     Returns (trials added to the study, results known for repeats).
     """
-    folder = check_compatible(folder, session.bundle.fingerprint(), session.split_id)
+    counts = session.bundle.counts()["train"]
+    folder = check_compatible(folder, session.bundle.fingerprint(), session.split_id, session.metric[0], counts)
     objectives = session.objectives
     added = reused = 0
     for t in load_study(folder).get_trials(deepcopy=False):
