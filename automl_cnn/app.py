@@ -108,7 +108,7 @@ def resume(
     if data is None and state.data.startswith(IN_MEMORY):
         raise UserInputError(
             f"{folder} searched an {state.data}, which cannot be loaded again; pass the same images: "
-            "automl_cnn.resume(folder, data=images)"
+            f"automl_cnn.search(images, resume=\"{folder}\")"
         )
     if more is not None:
         give_more_time(state, more)
