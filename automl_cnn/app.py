@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def resume(
     if data is None and state.data.startswith(IN_MEMORY):
         raise UserInputError(
             f"{folder} searched an {state.data}, which cannot be loaded again; pass the same images: "
-            f"automl_cnn.search(images, resume=\"{folder}\")"
+            f'automl_cnn.search(images, resume="{folder}")'
         )
     if more is not None:
         give_more_time(state, more)
@@ -148,6 +149,7 @@ def make_plan(
     data: str | Path | ImageSet, space_spec: str | Path | SearchSpace, cfg: SearchConfig, resume: RunState | None
 ) -> Plan:
     """Check everything about the request; write nothing."""
+    started = time.monotonic()  # the time budget counts from here: loading the data and starting Ray too
     space = load_space(space_spec)
     if cfg.budget.max_epochs and resume is None:
         space = space.with_max_epochs(cfg.budget.max_epochs)
@@ -181,7 +183,7 @@ def make_plan(
     out = Path(resume.folder) if resume else cfg.out_dir(bundle.name)
     if resume is None and (out / RUN_FILE).exists():
         raise UserInputError(f"{out} already holds a search; use 'automl-cnn resume {out}' or another --out")
-    return Plan(cfg, space, bundle, out, _data_spec(data), resume)
+    return Plan(cfg, space, bundle, out, _data_spec(data), resume, started)
 
 
 IN_MEMORY = "in-memory ImageSet "  # run.json's data for a search given an ImageSet: resume needs data= again
@@ -253,7 +255,7 @@ def open_session(
     cfg, out = plan.config, plan.out
     state = plan.resume_state or _new_state(plan, tracker)
     state.folder = out
-    budget = state.open_budget(cfg.budget_seconds())  # the run's clock starts; earlier drivers' time counts
+    budget = state.open_budget(cfg.budget_seconds(), started=plan.started)  # earlier drivers' time counts
     state.acquire()
     out.mkdir(parents=True, exist_ok=True)
     (out / "space.yaml").write_text(plan.space.to_yaml(), encoding="utf-8")

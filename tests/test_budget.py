@@ -32,6 +32,29 @@ def test_the_clock_counts_from_the_start_and_from_earlier_drivers() -> None:
     assert budget.left() == 0.0  # over the budget: nothing left, never negative
 
 
+def test_the_clock_starts_when_the_request_came_in() -> None:
+    """Loading the data and starting Ray come out of the budget: the clock counts from the
+    request (``Plan.started``), not from when the run's session opens; never from the future."""
+    clock = FakeClock()
+    budget = Budget(600.0, spent=100.0, clock=clock, started=clock.now - 8.0)
+    assert budget.elapsed() == 108.0
+    assert Budget(600.0, clock=clock, started=clock.now + 5.0).elapsed() == 0.0
+
+
+def test_a_real_plan_records_when_the_request_came_in(tmp_path: Path) -> None:
+    import time
+
+    from automl_cnn.app import make_plan
+    from automl_cnn.engine.config import SearchConfig
+
+    before = time.monotonic()
+    plan = make_plan("digits", "tiny", SearchConfig.from_settings(out=str(tmp_path / "run")), None)
+    state = RunState(folder=tmp_path, data="digits", config={}, fingerprint="f")
+    budget = state.open_budget(60.0, started=plan.started)
+    assert plan.started is not None and before <= plan.started <= time.monotonic()
+    assert budget.elapsed() >= time.monotonic() - plan.started - 1e-3 > 0  # the plan's own time is counted
+
+
 def test_each_phase_gets_its_share() -> None:
     clock = FakeClock()
     budget = Budget(600.0, spent=0.0, clock=clock)

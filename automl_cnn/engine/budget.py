@@ -1,6 +1,7 @@
 """The run's time budget, on one clock: every time question the run asks is answered here.
 
-``--time-budget`` covers the whole run. The clock starts when the run's session opens, from
+``--time-budget`` covers the whole run. The clock starts when the request comes in (before the
+data loads and Ray starts: ``Plan.started``), from
 the seconds earlier drivers of the run spent (a resume: ``run.json``'s ``elapsed``, see
 :meth:`automl_cnn.engine.runstate.RunState.open_budget`, which also writes the time spent
 with every save). From it:
@@ -33,15 +34,17 @@ Clock = Callable[[], float]
 @dataclass
 class Budget:
     """``seconds``: the whole run's time budget (None: no time limit); ``spent``: the seconds
-    earlier drivers of this run used; ``clock``: this process's clock (monotonic seconds)."""
+    earlier drivers of this run used; ``clock``: this process's clock (monotonic seconds);
+    ``started``: when this driver's share began, on that clock (None: when the budget is made)."""
 
     seconds: float | None = None
     spent: float = 0.0
     clock: Clock = field(default=time.monotonic, repr=False, compare=False)
+    started: float | None = field(default=None, repr=False, compare=False)  # a clock reading (None: now)
     _start: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._start = self.clock()
+        self._start = self.clock() if self.started is None else min(self.started, self.clock())
 
     # -- the clock -----------------------------------------------------------------------------
     def elapsed(self) -> float:

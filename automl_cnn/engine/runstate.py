@@ -86,11 +86,12 @@ class RunState:
     __json_skip__: ClassVar[tuple[str, ...]] = ("budget", "background")  # budget: written as ``elapsed``
 
     # -- the run file --------------------------------------------------------------------------
-    def open_budget(self, seconds: float | None, clock: Clock = time.monotonic) -> Budget:
-        """This driver's time budget, its clock started now: ``seconds`` for the whole run, the
-        time earlier drivers spent (``elapsed``) already counted. From now on every save writes
-        the time spent up to then, which a resume restores."""
-        self.budget = Budget(seconds, spent=self.elapsed, clock=clock)
+    def open_budget(self, seconds: float | None, clock: Clock = time.monotonic, started: float | None = None) -> Budget:
+        """This driver's time budget, its clock started at ``started`` (a ``clock`` reading: when
+        the request came in, before the data loaded and Ray started) or now: ``seconds`` for the
+        whole run, the time earlier drivers spent (``elapsed``) already counted. From now on every
+        save writes the time spent up to then, which a resume restores."""
+        self.budget = Budget(seconds, spent=self.elapsed, clock=clock, started=started)
         return self.budget
 
     def to_json(self) -> dict[str, Any]:

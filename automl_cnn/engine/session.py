@@ -47,6 +47,7 @@ class Plan:
     out: Path
     data_spec: str  # how the data was named, for resume
     resume_state: RunState | None = None
+    started: float | None = None  # time.monotonic() when the request came in: the run's clock starts there
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from automl_cnn.metrics import Yardstick
-from automl_cnn.stats import LEVEL
+from automl_cnn.metrics import Yardstick, image_weights, label
+from automl_cnn.stats import LEVEL, PairedTest, mcnemar
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -147,8 +147,8 @@ def _if_better(score: Score, theirs: Score, version: str) -> Decision:
     metric on the same test images, or (a champion that kept no per-image results to pair) test
     accuracy alone."""
     ours, name = f"test {score.test_accuracy:.2%}", f"champion version {version}'s {theirs.test_accuracy:.2%}"
-    pairs = _pairs(score, theirs)
-    if pairs is None:
+    paired = _paired(score, theirs)
+    if paired is None:
         kept = "predictions, which macro F1 needs," if score.metric == "macro_f1" else "results"
         who = f"champion version {version}" if _kept(theirs, score.metric) is None else "this model"
         against = f"{ours} vs {name} by accuracy alone ({who} kept no per-image test {kept} to pair)"
@@ -156,11 +156,10 @@ def _if_better(score: Score, theirs: Score, version: str) -> Decision:
             return Decision(CHAMPION, version, f"promoted: {against}")
         tie = "; a tie keeps the champion" if score.test_accuracy == theirs.test_accuracy else ""
         return Decision(CHALLENGER, version, f"not promoted: {against}{tie}")
-    stick, mine, yours = pairs
-    if score.metric != "accuracy":  # both models scored on this search's metric
-        ours, name = f"test {stick.name} {stick(mine):.2%}", f"champion version {version}'s {stick(yours):.2%}"
-    test = stick.compare(mine, yours)
-    against = f"{ours} vs {name} on the same {len(mine)} test images"
+    metric, test, mine, yours, n = paired
+    if metric != "accuracy":  # both models scored on this search's metric
+        ours, name = f"test {label(metric)} {mine:.2%}", f"champion version {version}'s {yours:.2%}"
+    against = f"{ours} vs {name} on the same {n} test images"
     why = (
         f"{test.name} p={test.p_value:.2g}; of the images only one model gets right, {test.only_a} are "
         f"this model's and {test.only_b} the champion's"
@@ -177,23 +176,26 @@ def _kept(score: Score, metric: str) -> tuple[Any, ...] | None:
     return score.predicted if metric == "macro_f1" else score.correct
 
 
-def _pairs(score: Score, theirs: Score) -> tuple[Yardstick, np.ndarray, np.ndarray] | None:
-    """The yardstick of the search's metric on the test images and both models' per-image
-    results on it (predicted classes; under an accuracy-like metric, right or wrong coded as
-    the label or not); None where they cannot be paired."""
+def _paired(score: Score, theirs: Score) -> tuple[str, PairedTest, float, float, int] | None:
+    """The two models compared on the search's metric over the same test images: (the metric
+    used, the paired test, this model's score, the champion's, the images); None where their
+    per-image results cannot be paired. Without the test labels an accuracy-like metric falls
+    back to plain accuracy (right or wrong is all that is kept)."""
     kept = _kept(score, score.metric), _kept(theirs, score.metric)
     if kept[0] is None or kept[1] is None or len(kept[0]) != len(kept[1]):
         return None
+    labels = None if score.labels is None else np.asarray(score.labels, np.int64)
     if score.metric == "macro_f1":
-        if score.labels is None:
+        if labels is None:
             return None
-        return Yardstick("macro_f1", np.asarray(score.labels)), np.asarray(kept[0]), np.asarray(kept[1])
-    if score.labels is None or score.metric == "accuracy":  # accuracy needs only right or wrong
-        stick = Yardstick("accuracy", np.ones(len(kept[0]), np.int64))
-    else:
-        stick = Yardstick(score.metric, np.asarray(score.labels, np.int64))
-    mine, yours = (np.where(np.asarray(k, bool), stick.labels, stick.labels + 1) for k in kept)
-    return stick, mine, yours
+        stick = Yardstick("macro_f1", labels)
+        mine, yours = np.asarray(kept[0]), np.asarray(kept[1])
+        return "macro_f1", stick.compare(mine, yours), stick(mine), stick(yours), len(mine)
+    metric = "accuracy" if labels is None else score.metric
+    right, theirs_right = np.asarray(kept[0], bool), np.asarray(kept[1], bool)
+    weights = None if labels is None else image_weights(metric, labels)
+    share = (lambda r: float(r.mean())) if weights is None else (lambda r: float(np.sum(weights * r)))
+    return metric, mcnemar(right, theirs_right, weights), share(right), share(theirs_right), len(right)
 
 
 def _comparison(score: Score, champion: Incumbent) -> tuple[str, bool]:
@@ -337,26 +339,38 @@ def _recorded_score(tags: dict[str, str]) -> Score | None:
         return None
 
 
+def _pack(raw: bytes, n: int) -> str | None:
+    """``N:`` then ``raw`` zlib-compressed and base64-encoded; None where it would not fit in a tag."""
+    text = f"{n}:{base64.b64encode(zlib.compress(raw, 9)).decode('ascii')}"
+    return text if len(text) <= MAX_CORRECT_CHARS else None
+
+
+def _unpack(text: str | None) -> tuple[int, bytes] | None:
+    """The inverse of :func:`_pack`: (N, the raw bytes); None for no value or a damaged one."""
+    if not text:
+        return None
+    try:
+        count, data = text.split(":", 1)
+        return int(count), zlib.decompress(base64.b64decode(data, validate=True))
+    except (ValueError, zlib.error):
+        return None
+
+
 def encode_correct(correct: tuple[bool, ...] | None) -> str | None:
     """Per-image correctness as a tag value: ``N:`` then the bits packed, zlib-compressed and
     base64-encoded. None where there is nothing to record or it would not fit in a tag."""
     if correct is None:
         return None
-    packed = zlib.compress(np.packbits(np.array(correct, dtype=bool)).tobytes(), 9)
-    text = f"{len(correct)}:{base64.b64encode(packed).decode('ascii')}"
-    return text if len(text) <= MAX_CORRECT_CHARS else None
+    return _pack(np.packbits(np.array(correct, dtype=bool)).tobytes(), len(correct))
 
 
 def decode_correct(text: str | None) -> tuple[bool, ...] | None:
     """The inverse of :func:`encode_correct`; None for no value or a damaged one."""
-    if not text:
+    unpacked = _unpack(text)
+    if unpacked is None:
         return None
-    try:
-        count, data = text.split(":", 1)
-        bits = np.unpackbits(np.frombuffer(zlib.decompress(base64.b64decode(data, validate=True)), np.uint8))
-        n = int(count)
-    except (ValueError, zlib.error):
-        return None
+    n, raw = unpacked
+    bits = np.unpackbits(np.frombuffer(raw, np.uint8))
     return tuple(bool(b) for b in bits[:n]) if 0 <= n <= len(bits) else None
 
 
@@ -366,19 +380,14 @@ def encode_predicted(predicted: tuple[int, ...] | None) -> str | None:
     fit in a tag (then macro F1 compares by accuracy alone)."""
     if predicted is None or (len(predicted) and max(predicted) >= 2**16):
         return None
-    packed = zlib.compress(np.asarray(predicted, dtype="<u2").tobytes(), 9)
-    text = f"{len(predicted)}:{base64.b64encode(packed).decode('ascii')}"
-    return text if len(text) <= MAX_CORRECT_CHARS else None
+    return _pack(np.asarray(predicted, dtype="<u2").tobytes(), len(predicted))
 
 
 def decode_predicted(text: str | None) -> tuple[int, ...] | None:
     """The inverse of :func:`encode_predicted`; None for no value or a damaged one."""
-    if not text:
+    unpacked = _unpack(text)
+    if unpacked is None or len(unpacked[1]) % 2:
         return None
-    try:
-        count, data = text.split(":", 1)
-        values = np.frombuffer(zlib.decompress(base64.b64decode(data, validate=True)), "<u2")
-        n = int(count)
-    except (ValueError, zlib.error):
-        return None
+    n, raw = unpacked
+    values = np.frombuffer(raw, "<u2")
     return tuple(int(v) for v in values) if n == len(values) else None
