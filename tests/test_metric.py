@@ -104,6 +104,7 @@ def test_a_real_search_under_auto_optimises_and_reports_balanced_accuracy(tmp_pa
     assert searched.training.class_weighted == Choice((False, True))  # a weighted loss was tried too
     text = r.summary()
     assert "metric              balanced accuracy (auto: the largest class has" in text
+    assert "decision rule       trained with the plain loss, a network predicts from its logits - log(prior)" in text
     assert "test balanced acc.  " in text and "validation score" in text
     assert "how it was chosen (every score is balanced accuracy):" in text
     assert "## How the delivered model was chosen (scores: balanced_accuracy)" in (r.out_dir / "report.md").read_text()
@@ -161,7 +162,7 @@ def test_decisions_name_the_searchs_metric_where_they_said_accuracy() -> None:
     assert (f1.rule, f1.reason) == ("only if better (paired permutation, 5%)", "not better (paired permutation p=0.3)")
 
 
-def test_balanced_accuracy_makes_the_search_try_the_corrected_losses() -> None:
+def test_balanced_accuracy_makes_the_search_try_a_class_weighted_loss() -> None:
     import dataclasses
 
     from automl_cnn.engine.imbalance import preset_loss, searched_losses, with_loss_weighting
@@ -169,21 +170,64 @@ def test_balanced_accuracy_makes_the_search_try_the_corrected_losses() -> None:
     from automl_cnn.space.schema import load_space
 
     space = load_space("default")
-    assert not searched_losses(space) and preset_loss(space) == {}
+    assert not searched_losses(space)
     assert with_loss_weighting(space, "accuracy") is space
-    both = with_loss_weighting(space, "balanced_accuracy")
-    assert both.training.class_weighted == Choice((False, True)) == both.training.logit_adjusted
-    assert searched_losses(both) == ["a class-weighted loss", "the logit-adjusted loss"]
-    assert preset_loss(both) == {"train.logit_adjusted": True, "train.class_weighted": False}
-    assert with_loss_weighting(both, "macro_f1") is both  # already searched: nothing to add
+    weighted = with_loss_weighting(space, "balanced_accuracy")
+    assert weighted.training.class_weighted == Choice((False, True)) and searched_losses(weighted) == [
+        "a class-weighted loss"
+    ]
+    assert weighted.training.logit_adjusted == Fixed(False)  # a space's own choice, never added
+    # the presets: under macro F1 weighted; under balanced accuracy the post-hoc shift corrects their plain loss
+    assert preset_loss(weighted, "macro_f1") == {"train.class_weighted": True}
+    assert preset_loss(weighted, "balanced_accuracy") == {} == preset_loss(space, "macro_f1")
+    forced = dataclasses.replace(space, training=dataclasses.replace(space.training, class_weighted=Fixed(True)))
+    assert with_loss_weighting(forced, "balanced_accuracy") is forced  # the space's own choice stands
 
-    def training(**params: object) -> object:
-        return dataclasses.replace(space, training=dataclasses.replace(space.training, **params))
 
-    forced = training(class_weighted=Fixed(True))
-    assert with_loss_weighting(forced, "balanced_accuracy") is forced  # never the prior corrected twice
-    only_weights = training(logit_adjusted=Choice((False,)), class_weighted=Choice((False, True)))
-    assert preset_loss(only_weights) == {"train.class_weighted": True}  # the space's own choices stand
+def test_under_balanced_accuracy_a_plain_loss_network_is_scored_and_handed_in_adjusted() -> None:
+    """Post-hoc logit adjustment (training/posthoc.py): scores and probabilities come from the
+    logits less log(prior); the weights handed in carry the shift in the classifier's bias, so
+    the network built from them predicts exactly that; checkpoints keep the network that trains,
+    and a fit started from handed-in weights trains on from it."""
+    import dataclasses
+
+    import torch
+
+    from automl_cnn.data import split_data
+    from automl_cnn.model.architecture import Architecture, Candidate, ConvBlock, Head, TrainConfig
+    from automl_cnn.model.builder import build_model
+    from automl_cnn.training.trainer import Trainer
+
+    data = dataclasses.replace(split_data(_imbalanced_digits(), seed=0).search_data(), metric="balanced_accuracy")
+    arch = Architecture((ConvBlock(filters=8),), Head())
+    trainer = Trainer(Candidate(arch, TrainConfig(epochs=2)), data, seed=0, device="cpu")
+    result = trainer.run_epoch()
+    counts = np.bincount(data.y_train, minlength=4)
+    assert trainer.shift is not None and trainer.classifier == "head.1"
+    assert trainer.shift.tolist() == pytest.approx(np.log(counts / counts.sum()).tolist(), rel=1e-5)
+    trainer.model.eval()
+    with torch.no_grad():
+        raw = trainer.model(torch.as_tensor(data.x_eval, dtype=torch.float32) / 255.0)
+    adjusted = (raw - trainer.shift).argmax(1).numpy()
+    assert result.val_acc == pytest.approx(score("balanced_accuracy", adjusted, data.y_eval), abs=1e-9)
+    assert (raw.argmax(1).numpy() == 3).sum() < (adjusted == 3).sum()  # the rare class gains
+    out = trainer.outputs()
+    assert (np.asarray(out.eval_probs, np.float32).argmax(1) == adjusted).all()
+    handed = build_model(arch, data.input_shape, data.num_classes, data.mean, data.std).eval()
+    handed.load_state_dict(out.weights)
+    with torch.no_grad():
+        delivered = handed(torch.as_tensor(data.x_eval, dtype=torch.float32) / 255.0)
+    assert torch.allclose(delivered, raw - trainer.shift, atol=1e-5)  # what is exported and served
+    kept = torch.load(__import__("io").BytesIO(trainer.checkpoint()), weights_only=False)["model"]
+    assert torch.equal(kept["head.1.bias"], trainer.model.state_dict()["head.1.bias"])  # unshifted
+    again = Trainer(Candidate(arch, TrainConfig(epochs=2)), data, seed=0, device="cpu")
+    again.start_from(out.weights)
+    assert torch.allclose(again.model.state_dict()["head.1.bias"], trainer.model.state_dict()["head.1.bias"])
+    # no shift under accuracy, or for a loss that already corrects for the prior
+    plain = dataclasses.replace(data, metric="accuracy")
+    assert Trainer(Candidate(arch, TrainConfig(epochs=1)), plain, seed=0, device="cpu").shift is None
+    for corrected in (TrainConfig(epochs=1, class_weighted=True), TrainConfig(epochs=1, logit_adjusted=True)):
+        assert Trainer(Candidate(arch, corrected), data, seed=0, device="cpu").shift is None
 
 
 def test_a_class_weighted_candidate_trains_with_inverse_frequency_weights() -> None:
@@ -325,12 +369,11 @@ def test_promotion_under_macro_f1_pairs_the_recorded_predictions() -> None:
     )
 
 
-@pytest.mark.parametrize(("metric", "weighted"), [("auto", True), ("accuracy", False)])
-def test_under_balanced_accuracy_the_presets_weight_their_loss_by_class(
-    tmp_path: Path, metric: str, weighted: bool
-) -> None:
+@pytest.mark.parametrize(("metric", "weighted"), [("macro_f1", True), ("auto", False), ("accuracy", False)])
+def test_under_macro_f1_the_presets_weight_their_loss_by_class(tmp_path: Path, metric: str, weighted: bool) -> None:
     """On a short budget the warm-start presets may be the only trials that complete: under
-    balanced accuracy they train with the logit-adjusted loss the search tries."""
+    macro F1 they train with the class-weighted loss the search tries (under balanced accuracy,
+    auto here, the post-hoc shift corrects their plain loss)."""
     from optuna.trial import TrialState
     from sessions import base_settings, session_for
 
@@ -342,5 +385,5 @@ def test_under_balanced_accuracy_the_presets_weight_their_loss_by_class(
         presets = [t for t in s.study.get_trials(deepcopy=False) if t.state == TrialState.WAITING]
     fixed = [t.system_attrs["fixed_params"] for t in presets]  # what each enqueued trial will run
     assert len(fixed) >= 2 and all("blocks" in params for params in fixed)
-    assert all(params.get("train.logit_adjusted", False) is weighted for params in fixed)
-    assert not any(params.get("train.class_weighted", False) for params in fixed)  # one correction, not two
+    assert all(params.get("train.class_weighted", False) is weighted for params in fixed)
+    assert not any(params.get("train.logit_adjusted", False) for params in fixed)

@@ -145,10 +145,15 @@ class SearchResult:
         """The search's metric (when not plain accuracy) and the winner's validation score in it."""
         if self.metric == "accuracy":
             return [f"validation accuracy {with_interval(self.val_accuracy, self.val_images)}"]
-        return [
+        lines = [
             f"metric              {label(self.metric)} ({self.metric_reason}): it chose, pruned and promoted",
             f"validation score    {100 * self.val_accuracy:.1f}% {label(self.metric)} ({self.val_images} images)",
         ]
+        if self.metric == "balanced_accuracy":  # training/posthoc.py
+            lines.append(
+                "decision rule       trained with the plain loss, a network predicts from its logits - log(prior)"
+            )
+        return lines
 
     def _balanced_lines(self) -> list[str]:
         if self.metric == "accuracy" or self.per_class is None:

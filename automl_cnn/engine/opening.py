@@ -13,6 +13,7 @@ from automl_cnn.engine.session import Plan, Resources, SearchSession, split_id
 from automl_cnn.metrics import label
 from automl_cnn.services.tracking import MlflowTracker
 from automl_cnn.space.schema import SearchSpace
+from automl_cnn.training.posthoc import ADJUSTED_FOR
 
 
 def data_report(bundle: DataBundle) -> str:
@@ -93,6 +94,8 @@ def announce(session: SearchSession, records: list[TrialRecord], resumable: list
     if metric != "accuracy" or cfg.search.metric != "auto":
         losses = searched_losses(session.space)
         tries = f"; the search also tries {' and '.join(losses)}" if losses else ""
+        if metric in ADJUSTED_FOR:
+            tries += "; a network trained with the plain loss is scored and delivered with its logits less log(prior)"
         progress.message(f"metric: {label(metric)} ({why}); it chooses, prunes, ensembles and promotes{tries}")
     session.tracker.set_tags(session.parent_run, {"automl_cnn.metric": metric})
     if session.resumed:

@@ -1,14 +1,12 @@
 """Training one candidate: plain PyTorch on in-memory tensors, one epoch at a time.
 
-A :class:`Trainer` is a pure computation: it imports nothing from Optuna, Ray or MLflow and
-returns an :class:`EpochResult` per epoch, so the same code serves a Ray worker, the final fit,
-a plain Optuna loop and the tests. Its whole state (weights, optimiser, schedule, random
-streams, batch size) fits in a checkpoint, so an interrupted trial continues where it stopped.
+A :class:`Trainer` is a pure computation (no Optuna, Ray or MLflow), one :class:`EpochResult`
+an epoch, for a Ray worker, the final fit, a plain Optuna loop and the tests alike. Its whole
+state fits in a checkpoint, so an interrupted trial continues where it stopped.
 
 An epoch may train on a fraction of the training split (``run_epoch(fraction)``, a data-size
-fidelity: :mod:`automl_cnn.training.subsets` draws the nested, stratified subsets). The learning
-rate schedule runs in full-data steps, by the share of the epochs done, so the same schedule
-holds whatever fractions the epochs train on.
+fidelity: :mod:`automl_cnn.training.subsets`); the schedule runs in full-data steps, so it holds
+whatever fractions the epochs train on.
 
 On the ``wsd`` schedule (:mod:`automl_cnn.training.schedules`) the learning rate at a step does
 not depend on the planned number of epochs, so a trial trained to epoch k and continued from its
@@ -16,10 +14,9 @@ checkpoint to epoch m ends with the weights of one trained straight to m. Each e
 so a rung's) is then that of the weight average (:meth:`Trainer.scored`), the stand-in for the
 schedule's cooldown, and the average is what the trial's :class:`Outputs` hold.
 
-An epoch that runs out of memory is not the end of the job: it reruns from the state before it
-with half the batch size and the learning rate scaled with it (at most
-:data:`~automl_cnn.training.oom.MAX_OOM_BACKOFFS` halvings a job); every :class:`EpochResult`
-says the batch size it trained with and how many halvings it took.
+An epoch that runs out of memory reruns from the state before it with half the batch size and
+the learning rate scaled with it (at most :data:`~automl_cnn.training.oom.MAX_OOM_BACKOFFS`
+halvings a job); every :class:`EpochResult` says its batch size and the halvings taken.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl_cnn.data.bundle import TrainData, log_prior
+from automl_cnn.data.bundle import TrainData
 from automl_cnn.data.bundle import class_weights_for as inverse_frequency
 from automl_cnn.errors import TrialError
 from automl_cnn.metrics import score
@@ -55,6 +52,7 @@ from automl_cnn.training.oom import (
     is_out_of_memory,
     out_of_memory_message,
 )
+from automl_cnn.training.posthoc import prior_terms, shifted
 from automl_cnn.training.schedules import fast_forward, make_scheduler, move_to
 from automl_cnn.training.subsets import nested_order, subset_size
 
@@ -117,9 +115,8 @@ class Trainer:
         if weights is None and self.cfg.class_weighted:
             weights = inverse_frequency(data.y_train, data.num_classes)
         self.class_weights = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=self.device)
-        # the logit-adjusted loss: log(class prior) added to the logits the loss sees, not to the network's
-        prior = log_prior(data.y_train, data.num_classes) if self.cfg.logit_adjusted else None
-        self.logit_offset = None if prior is None else torch.tensor(prior, dtype=torch.float32, device=self.device)
+        # the logit-adjusted loss's offset; the post-hoc shift and the layer that carries it (training/posthoc.py)
+        self.logit_offset, self.shift, self.classifier = prior_terms(self.cfg, data, self.model, self.device)
         n = len(self.train_batches)
         self.first_batch_size = max(1, min(self.cfg.batch_size, n))  # the candidate's, before any back-off
         self.batch_size = self.first_batch_size
@@ -295,7 +292,8 @@ class Trainer:
             labels.append(y)
         if not logits:
             return torch.zeros((0, 0)), torch.zeros((0,), dtype=torch.long)
-        return torch.cat(logits), torch.cat(labels)
+        out = torch.cat(logits)
+        return (out if self.shift is None else out - self.shift), torch.cat(labels)
 
     def eval_probs(self, model: nn.Module | None = None) -> np.ndarray:
         """Class probabilities on the scoring split, in its order (float16, images x classes)."""
@@ -306,12 +304,16 @@ class Trainer:
         """The weights and the scoring split's probabilities, and the same of the weight average
         (when asked for). On ``wsd`` without an average asked for: the average's, which is what
         each epoch was scored with."""
+
+        def handed(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # the adjusted network's, if shifted
+            return weights if self.shift is None else shifted(weights, self.classifier, self.shift.cpu())
+
         if self.average is None:
-            return Outputs(self.cpu_state_dict(), self.eval_probs())
+            return Outputs(handed(self.cpu_state_dict()), self.eval_probs())
         if not self.average_requested:
-            return Outputs(self.average.cpu_weights(), self.eval_probs(self.average.module))
-        averaged = self.average.module
-        return Outputs(self.cpu_state_dict(), self.eval_probs(), self.average.cpu_weights(), self.eval_probs(averaged))
+            return Outputs(handed(self.average.cpu_weights()), self.eval_probs(self.average.module))
+        averaged, weights = self.average.module, handed(self.cpu_state_dict())
+        return Outputs(weights, self.eval_probs(), handed(self.average.cpu_weights()), self.eval_probs(averaged))
 
     def evaluate(self, batches: Batches, model: nn.Module | None = None) -> tuple[float, float]:
         if len(batches) == 0:
@@ -370,10 +372,11 @@ class Trainer:
         """Train on from ``weights`` (this network's state dict, e.g. a trial's kept weights)
         instead of the random init: the weights alone, before the first epoch; the optimiser,
         schedule, epoch count and random streams stay those of a fresh job. The weight average
-        needs no reset: its first update copies the network."""
+        needs no reset: its first update copies the network. Weights handed in with a post-hoc
+        shift are unshifted first."""
         if self.epoch:
             raise RuntimeError("start_from() is for a job that has not trained yet")
-        self.model.load_state_dict(weights)
+        self.model.load_state_dict(weights if self.shift is None else shifted(weights, self.classifier, self.shift, +1))
         self._saved = None
 
     def cpu_state_dict(self) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from automl_cnn.engine.runstate import RUN_FILE
 from automl_cnn.engine.search.dedupe import Known, KnownResult
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.errors import UserInputError
-from automl_cnn.metrics import CLASS_METRICS, label, resolve
+from automl_cnn.metrics import label, resolve
 from automl_cnn.services.study import STUDY_FILE, journal_storage
 from automl_cnn.space.presets import GROUPS, PRESETS, warm_start_params
 from automl_cnn.space.sampling import sample_candidate
@@ -131,9 +131,10 @@ def apply_warm_starts(session: SearchSession, known: Known) -> None:
     for params in cfg.search.enqueue:
         study.enqueue_trial(dict(params), skip_if_exists=True)
     presets = [n for n in cfg.search.warm_start if n in GROUPS or n in PRESETS]
-    # under balanced accuracy or macro F1 the presets correct their loss for the class prior where the space
-    # searches such a loss: on a short budget they may be the only trials that complete (engine/imbalance.py)
-    corrected = preset_loss(session.space) if session.metric[0] in CLASS_METRICS else {}
+    # under macro F1 the presets weight their loss by class where the space searches it (under balanced
+    # accuracy their plain loss is corrected post hoc): on a short budget they may be the only trials
+    # that complete (engine/imbalance.py)
+    corrected = preset_loss(session.space, session.metric[0])
     for preset, params in warm_start_params(presets, session.space):
         params = {**params, **corrected}
         study.enqueue_trial(params, user_attrs={"preset": preset}, skip_if_exists=True)
