@@ -122,13 +122,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--space", default="default")
     parser.add_argument("--settings", default="accuracy,auto", help="the --metric values to compare")
+    parser.add_argument("--keep", type=Path, help="keep the run folders here (for posthoc_check.py)")
     args = parser.parse_args(argv)
     quiet()
     rows = []
-    with tempfile.TemporaryDirectory(prefix="imbalance-") as folder:
+    with tempfile.TemporaryDirectory(prefix="imbalance-") as scratch:
+        folder = args.keep or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
         for seed in (int(s) for s in args.seeds.split(",")):
             for setting in args.settings.split(","):
-                rows.append(search_row(args, setting, seed, Path(folder)))
+                rows.append(search_row(args, setting, seed, folder))
     report(rows)
 
 
