@@ -153,7 +153,10 @@ def test_warm_start_refuses_other_data(ray_session: None, tmp_path: Path, store:
         )
     assert not (tmp_path / "x").exists()
     # the same data and split, scored by another metric: its scores would not compare
-    with pytest.raises(UserInputError, match=r"scored its trials by accuracy .* pass --metric accuracy"):
+    with pytest.raises(
+        UserInputError,
+        match=r"scored its trials by accuracy and this search scores by balanced accuracy.*\(pass --metric accuracy",
+    ):
         search(
             "digits",
             TESTS / "single.yaml",
