@@ -239,11 +239,12 @@ class FinalFits:
         return [self.done[name] for name in self.names]
 
     def _time_is_up(self, next_epoch: float = 0.0) -> bool:
-        """The time for fitting is spent, or would be before an epoch of ``next_epoch`` seconds
-        ends: the fits ran past the time planned for them, and what is left is the export
-        reserve, kept so that the run ends inside its budget. Second seeds are never cut: a cut
-        fit's score would not stand beside its trial's."""
-        left = self.session.budget.fit_time_left()
+        """The whole time budget is spent, or would be before an epoch of ``next_epoch`` seconds
+        ends: the fits ran past the time planned for them and through the export reserve. (Not
+        at the reserve itself: a fit that starts late, after a search phase that overran under
+        load, would then be cut after one epoch.) Second seeds are never cut: a cut fit's score
+        would not stand beside its trial's."""
+        left = self.session.budget.left()
         return not self.kind.second_seed and left is not None and left <= next_epoch
 
     def _skip(self, job: str, rec: TrialRecord) -> None:
@@ -254,8 +255,8 @@ class FinalFits:
         )
 
     def _cut(self, job: str, rec: TrialRecord, epoch: EpochResult) -> None:
-        """A fit still training whose next epoch would not end before the time for fitting does
-        stops after this epoch; its weights are checked against the trial's own like any final fit's."""
+        """A fit still training whose next epoch would not end inside the time budget stops after
+        this epoch; its weights are checked against the trial's own like any final fit's."""
         total = self._candidate(rec).training.epochs
         self.session.tracker.set_tags(self.runs[job], {"automl_cnn.stopped_at_epoch": epoch.epoch})
         self.session.progress.message(
