@@ -22,6 +22,7 @@ from baselines import markdown_table
 from imbalance import task_data
 
 from automl_cnn.data import split_data
+from automl_cnn.data.bundle import log_prior as prior_offsets
 from automl_cnn.metrics import score
 
 
@@ -36,7 +37,7 @@ def main() -> None:
     images, _ = task_data(args.task, args.rare_share, args.seed, args.difficulty)
     data = split_data(images, seed=args.seed).search_data()
     y = np.asarray(data.y_eval)
-    log_prior = np.log(np.bincount(data.y_train, minlength=data.num_classes) / len(data.y_train))
+    log_prior = np.asarray(prior_offsets(np.asarray(data.y_train), data.num_classes))
     rows = []
     for line in (args.run / "trials.jsonl").read_text().splitlines():
         record = json.loads(line)

@@ -58,7 +58,8 @@ def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_pat
         fine = _run(s, _record(1))
         assert static_check(s, fine, cost) is None
         profiled = fine.record  # the gate profiled it: a new record
-        assert profiled.profile is not None and profiled.latency_ms is not None and profiled.latency_ms > 0
+        assert profiled.profile is not None
+        assert profiled.latency_ms is None  # no latency limit or objective: timed only if it completes
         for _ in range(3):  # this machine trains a FLOP at most this fast
             cost.observe(profiled.profile.flops, 1000.0)
         slow = static_check(s, _run(s, _record(2)), cost)
@@ -67,6 +68,12 @@ def test_gate_refuses_what_cannot_be_built_breaks_a_limit_or_is_too_slow(tmp_pat
     with session_for(plan_for(tmp_path / "b", trials=1, max_params=5)) as s:
         over = static_check(s, _run(s, _record(3)), CostModel(1, 1))
         assert over is not None and set(over.constraints) == {"max_params"}
+    for folder, limits in (("c", {"max_latency_ms": 1e6}), ("d", {"objectives": ("accuracy", "latency")})):
+        with session_for(plan_for(tmp_path / folder, trials=1, **limits)) as s:
+            timed = _run(s, _record(4))  # a latency limit or objective: timed before training
+            assert static_check(s, timed, CostModel(1, 1)) is None
+            assert timed.record.latency_ms is not None and timed.record.latency_ms > 0
+            assert s.tracker.client.get_run(timed.record.run_id).data.metrics["latency_ms"] > 0
 
 
 def test_the_gate_refuses_only_a_candidate_whose_first_rung_cannot_fit(tmp_path: Path) -> None:
@@ -83,7 +90,7 @@ def test_the_gate_refuses_only_a_candidate_whose_first_rung_cannot_fit(tmp_path:
         for _ in range(3):  # at best 5 s an epoch: 15 epochs take at least 75 s, over 30 s
             cost.observe(flops, 5.0)
         admitted = _run(s, _record(1, long))
-        assert static_check(s, admitted, cost) is None and admitted.record.latency_ms is not None
+        assert static_check(s, admitted, cost) is None and admitted.record.profile is not None
         dear = CostModel(len(s.bundle.train_idx), len(s.bundle.val_idx))
         for _ in range(3):  # at best 40 s an epoch: even its first rung is over 30 s
             dear.observe(flops, 40.0)

@@ -201,10 +201,14 @@ def _concat(a: ImageSet, b: ImageSet) -> ImageSet:
     )
 
 
+def _counts(y: np.ndarray, k: int) -> np.ndarray:
+    """Images per class, a class with none counted as one (so neither helper divides by 0)."""
+    return np.maximum(np.bincount(y, minlength=k).astype(np.float64), 1.0)
+
+
 def class_weights_for(y: np.ndarray, k: int) -> tuple[float, ...]:
     """Inverse-frequency weights ``n / (k * n_c)``: each class counts as much in the loss."""
-    counts = np.bincount(y, minlength=k).astype(np.float64)
-    return tuple(float(len(y) / (k * max(c, 1.0))) for c in counts)
+    return tuple(float(len(y) / (k * c)) for c in _counts(y, k))
 
 
 def log_prior(y: np.ndarray, k: int) -> tuple[float, ...]:
@@ -212,7 +216,7 @@ def log_prior(y: np.ndarray, k: int) -> tuple[float, ...]:
     logit-adjusted loss (Menon et al., "Long-tail learning via logit adjustment", ICLR 2021, tau = 1),
     which adds it to the logits the loss sees, so the network's own logits rank classes as if
     they were balanced."""
-    counts = np.maximum(np.bincount(y, minlength=k).astype(np.float64), 1.0)
+    counts = _counts(y, k)
     return tuple(float(v) for v in np.log(counts / counts.sum()))
 
 

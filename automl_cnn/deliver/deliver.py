@@ -9,6 +9,7 @@ and register the model in MLflow; write the reports and the summary.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 from collections import Counter
@@ -30,6 +31,7 @@ from automl_cnn.engine.final.plan import FinalPlan
 from automl_cnn.engine.more import earlier_versions
 from automl_cnn.engine.outcome import Outcome
 from automl_cnn.engine.records import TrialRecord
+from automl_cnn.engine.search.gate import cached_latency_ms
 from automl_cnn.engine.search.pausing import length_line
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.trained import TrainedModel
@@ -92,6 +94,9 @@ def deliver(
 ) -> SearchResult:
     """Deliver ``plan`` (default: the winner alone) from its final ``fits``."""
     assert winner.profile is not None
+    if winner.latency_ms is None:  # a winner that never completed is timed here (search/gate.py)
+        shape, k = tuple(session.bundle.input_shape), session.bundle.num_classes
+        winner = dataclasses.replace(winner, latency_ms=cached_latency_ms(winner.candidate.architecture, shape, k))
     plan = plan or FinalPlan(((winner.number, 1.0),), {}, (), {})
     delivery = build_delivery(session, records, plan, fits)
     scored = score_fits(session, records, fits, delivery.model)

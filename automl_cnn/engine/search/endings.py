@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from automl_cnn.engine.outcome import Ending, Outcome
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.dedupe import Known, KnownResult
+from automl_cnn.engine.search.gate import time_latency
 from automl_cnn.engine.search.running import RunningTrial
 from automl_cnn.engine.session import SearchSession
 from automl_cnn.model.profile import profile
@@ -50,6 +51,8 @@ class Endings:
     def finish(self, run: RunningTrial, trial: optuna.Trial, ending: Ending) -> TrialRecord:
         """Record how a trained (or refused) trial ended, and settle the repeats waiting for it;
         its final record."""
+        if ending.outcome == Outcome.COMPLETED and run.record.latency_ms is None and run.record.profile is not None:
+            time_latency(self.session, run)  # not timed before training (gate.py)
         values = self.values(run.record) if ending.outcome == Outcome.COMPLETED else None
         if ending.outcome == Outcome.COMPLETED and values is None:
             ending = Ending(Outcome.FAILED, "no finite validation accuracy")

@@ -2,7 +2,8 @@
 cannot reach its first rung inside its share of the time budget is refused before it costs anything.
 
 The driver runs the gate for every trial it launches; a network's profile (parameters, FLOPs) and
-its measured latency are kept per architecture, so a network proposed again (with other training
+its measured latency (timed here only where a limit or an objective needs it before training,
+else when the trial completes) are kept per architecture, so a network proposed again (with other training
 settings, or by another search in this process) is not counted or timed again.
 """
 
@@ -38,8 +39,26 @@ def cached_latency_ms(architecture: Architecture, input_shape: Shape, num_classe
     return measure_latency_ms(build_model(architecture, input_shape, num_classes), input_shape)
 
 
+def latency_needed_before_training(session: SearchSession) -> bool:
+    """Whether the gate times a network's latency: only where a ``--max-latency-ms`` limit or a
+    latency objective needs it before training. Otherwise a trial is timed when it completes
+    (:func:`time_latency`, from its ending): timing costs the driver ~40 ms a launch (a tenth of
+    a launch on the cluster stores, ``docs/benchmarks.md``), and a pruned trial never needs it."""
+    return session.config.limits.max_latency_ms is not None or "latency" in session.objectives
+
+
+def time_latency(session: SearchSession, run: RunningTrial) -> float:
+    """Time ``run``'s network (once per architecture) and record it on the trial and its run."""
+    bundle = session.bundle
+    latency = cached_latency_ms(run.record.candidate.architecture, tuple(bundle.input_shape), bundle.num_classes)
+    run.update(latency_ms=latency)
+    session.tracker.log_metrics(run.record.run_id, {"latency_ms": latency})
+    return latency
+
+
 def static_check(session: SearchSession, run: RunningTrial, cost: CostModel) -> Ending | None:
-    """Why ``run`` must not be trained, or None; its record gains its profile and latency."""
+    """Why ``run`` must not be trained, or None; its record gains its profile (and its latency
+    where :func:`latency_needed_before_training`)."""
     bundle, tracker = session.bundle, session.tracker
     architecture, run_id = run.record.candidate.architecture, run.record.run_id
     try:
@@ -54,11 +73,8 @@ def static_check(session: SearchSession, run: RunningTrial, cost: CostModel) -> 
         too_slow = _too_slow(session, run.record, cost)
         if too_slow is not None:
             return too_slow
-        # worth timing: it may be trained
-        latency = cached_latency_ms(architecture, tuple(bundle.input_shape), bundle.num_classes)
-        run.update(latency_ms=latency)
-        tracker.log_metrics(run_id, {"latency_ms": latency})
-        broken = limits.check(measured, latency)
+        if latency_needed_before_training(session):  # worth timing: it may be trained
+            broken = limits.check(measured, time_latency(session, run))
     if broken:
         reason = "not trained: " + "; ".join(r for r, _ in broken.values())
         return Ending(Outcome.FAILED, reason, TrialState.PRUNED, {k: v for k, (_, v) in broken.items()})
