@@ -42,8 +42,9 @@ def cached_latency_ms(architecture: Architecture, input_shape: Shape, num_classe
 def latency_needed_before_training(session: SearchSession) -> bool:
     """Whether the gate times a network's latency: only where a ``--max-latency-ms`` limit or a
     latency objective needs it before training. Otherwise a trial is timed when it completes
-    (:func:`time_latency`, from its ending): timing costs the driver ~40 ms a launch (a tenth of
-    a launch on the cluster stores, ``docs/benchmarks.md``), and a pruned trial never needs it."""
+    (:func:`time_latency`, from its ending): timing cost the driver ~40 ms a launch (6-18% of one
+    in an earlier breakdown; the gain measured at 256 slots was small, ``docs/benchmarks.md``), and
+    a pruned trial never needs it."""
     return session.config.limits.max_latency_ms is not None or "latency" in session.objectives
 
 
