@@ -64,6 +64,24 @@ def test_final_fits_stop_when_the_time_budget_is_spent(tmp_path: Path) -> None:
     assert run.data.tags["automl_cnn.stopped_at_epoch"] == "1" and run.info.status == "FINISHED"
 
 
+@pytest.mark.parametrize("stretched", [True, False])
+def test_a_stretched_final_fit_leaves_the_export_reserve_and_a_fit_at_its_trials_epochs_does_not(
+    tmp_path: Path, stretched: bool
+) -> None:
+    """With only the export reserve left, a fit planned longer than its trial (spare time
+    stretched it) stops after one epoch so that the run ends inside its budget; a fit at its
+    trial's own epochs trains them all (it may run into the reserve, never past the budget)."""
+    with session_for(plan_for(tmp_path, FAILURES, trials=1, pruner="none", enqueue=(GOOD,))) as s:
+        winner = SearchDriver(s, never).run()[0]
+        assert winner.epochs >= 2
+        s.budget.seconds = s.budget.elapsed() + s.budget.export_reserve  # the reserve is all that is left
+        epochs = {winner.number: winner.epochs * 2} if stretched else None
+        [fit] = final_fit(s, [(winner, 5)], epochs=epochs)
+        [run] = _final_runs(s)
+    assert len(fit.history) == (1 if stretched else winner.epochs)
+    assert run.data.tags.get("automl_cnn.stopped_at_epoch") == ("1" if stretched else None)
+
+
 class ThreadsExecutor(InProcessExecutor):
     """Two workers of one thread each (a search of two CPUs), recording the threads each job asks for."""
 

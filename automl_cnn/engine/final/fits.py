@@ -238,14 +238,19 @@ class FinalFits:
         self.session.state.save()
         return [self.done[name] for name in self.names]
 
-    def _time_is_up(self, next_epoch: float = 0.0) -> bool:
-        """The whole time budget is spent, or would be before an epoch of ``next_epoch`` seconds
-        ends: the fits ran past the time planned for them and through the export reserve. (Not
-        at the reserve itself: a fit that starts late, after a search phase that overran under
-        load, would then be cut after one epoch.) Second seeds are never cut: a cut fit's score
-        would not stand beside its trial's."""
+    def _time_is_up(self, next_epoch: float = 0.0, rec: TrialRecord | None = None) -> bool:
+        """The time for ``rec``'s fit is spent, or would be before an epoch of ``next_epoch``
+        seconds ends (without ``rec``: the whole budget is spent). A fit planned longer than its
+        trial's epochs (spare time stretched it) stops before the export reserve, so that the run
+        ends inside its budget when the fits run slower than planned; a fit at its trial's own
+        epochs runs into the reserve, up to the whole budget (a fit that starts late, after a
+        search phase that overran under load, would otherwise be cut after one epoch). Second
+        seeds are never cut: a cut fit's score would not stand beside its trial's."""
         left = self.session.budget.left()
-        return not self.kind.second_seed and left is not None and left <= next_epoch
+        if self.kind.second_seed or left is None:
+            return False
+        stretched = rec is not None and self._candidate(rec).training.epochs > rec.epochs
+        return left <= next_epoch + (self.session.budget.export_reserve if stretched else 0.0)
 
     def _skip(self, job: str, rec: TrialRecord) -> None:
         """A further seed of a trial already fitted is not started once the time is spent."""
@@ -255,13 +260,13 @@ class FinalFits:
         )
 
     def _cut(self, job: str, rec: TrialRecord, epoch: EpochResult) -> None:
-        """A fit still training whose next epoch would not end inside the time budget stops after
-        this epoch; its weights are checked against the trial's own like any final fit's."""
+        """A fit still training whose next epoch would not end inside its time stops after this
+        epoch; its weights are checked against the trial's own like any final fit's."""
         total = self._candidate(rec).training.epochs
+        why = "the time budget is spent" if total <= rec.epochs else "the time left is kept for the export"
         self.session.tracker.set_tags(self.runs[job], {"automl_cnn.stopped_at_epoch": epoch.epoch})
         self.session.progress.message(
-            f"{job}: stopped at epoch {epoch.epoch}/{total}: the time budget is spent (its weights are checked "
-            "against the trial's own)"
+            f"{job}: stopped at epoch {epoch.epoch}/{total}: {why} (its weights are checked against the trial's own)"
         )
 
     def _show_waiting(self) -> None:
@@ -307,7 +312,7 @@ class FinalFits:
         score = "" if math.isnan(epoch.val_acc) else f"  {on} {epoch.val_acc:.4f}"
         text = f"{self.what} of trial {rec.number}: epoch {epoch.epoch}/{total}{score}"
         self.session.progress.trial_running(job, text)
-        if not done and self._time_is_up(next_epoch=epoch.seconds):  # the next epoch, as long as this one
+        if not done and self._time_is_up(epoch.seconds, rec):  # the next epoch, as long as this one
             self._cut(job, rec, epoch)
             done = True
         if done:
