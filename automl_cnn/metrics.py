@@ -31,6 +31,16 @@ METRICS = ("auto", "accuracy", "balanced_accuracy", "macro_f1")
 CLASS_METRICS = ("balanced_accuracy", "macro_f1")  # every class counts the same: for imbalanced data
 AUTO_IMBALANCE = 1.5
 LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1"}
+# a score less than this share of the way from chance (1 / classes) to perfect: the task is far
+# from solved (the summary's warning on the delivered model; the learned training length's
+# reason to train longer, engine/search/ceiling.py)
+SOLVED_SHARE = 0.5
+
+
+def unsolved(score: float, classes: int) -> bool:
+    """``score`` is less than halfway (:data:`SOLVED_SHARE`) from chance to perfect."""
+    chance = 1.0 / classes
+    return score < chance + SOLVED_SHARE * (1.0 - chance)
 
 
 def metric_name(text: str) -> str:

@@ -64,6 +64,21 @@ def test_leaders_still_rising_grow_the_ceiling_up_to_the_hard_cap() -> None:
     assert [d.ceiling for d in ceiling.decisions] == [5, 5]
 
 
+def test_a_field_far_from_solved_grows_the_ceiling_though_its_ranking_holds() -> None:
+    """Six classes, every trial near chance and flat: PASHA's rule alone would hold (all tied
+    within noise); less than halfway from chance to perfect, the ceiling grows. The same curves
+    without the classes known hold, and a solved field with the same shape holds too."""
+    near_chance = {1: [0.17, 0.20, 0.21], 2: [0.18, 0.19, 0.20], 3: [0.16, 0.18, 0.19]}
+    assert Ceiling(3, cap=81, n_val=450).decide(near_chance).grew is False  # type: ignore[union-attr]
+    grown = Ceiling(3, cap=81, n_val=450, classes=6).decide(near_chance)
+    assert grown is not None and grown.grew and grown.ceiling == 9 and grown.swaps == () and grown.rising == ()
+    assert grown.unlearned == 0.21 and "scored 21.0%, less than halfway from chance to perfect" in grown.describe()
+    # halfway from 1/6 to 1 is 58.3%: a leader at 60%, flat, holds
+    learned = {1: [0.59, 0.60, 0.60], 2: [0.57, 0.58, 0.59]}
+    held = Ceiling(3, cap=81, n_val=450, classes=6).decide(learned)
+    assert held is not None and not held.grew and held.unlearned is None
+
+
 def test_only_a_schedule_that_can_be_continued_is_extended() -> None:
     arch = Architecture((ConvBlock(filters=4),), Head())
     wsd = Candidate(arch, TrainConfig(epochs=3, lr_schedule="wsd"))

@@ -29,11 +29,8 @@ from automl_cnn.engine.final.outcome import (
 from automl_cnn.engine.final.plan import FinalPlan
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.session import SearchSession
+from automl_cnn.metrics import unsolved
 from automl_cnn.model.trained import TrainedModel
-
-# the delivered model's check-half accuracy below which a task is called far from solved: less
-# than halfway from chance to perfect
-SOLVED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -172,7 +169,7 @@ def far_from_solved_warning(delivered: float | None, images: int, best_val: floa
         acc, what = delivered, f"the delivered model scores {delivered:.1%} on {images} held-out images"
     else:
         acc, what = best_val, f"the best validation accuracy is {best_val:.1%}"
-    if acc >= chance + SOLVED_SHARE * (1.0 - chance):
+    if not unsolved(acc, classes):
         return None
     return (
         f"far from solved: {what} where chance is {chance:.1%} ({classes} classes); a longer "

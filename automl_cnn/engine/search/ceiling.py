@@ -16,7 +16,11 @@ at the two highest rungs still changes. This module is that rule, on our records
   beyond :func:`noise_epsilon`. Two scores within noise are tied, and a tie is no swap: a
   validation set of a few hundred images cannot order trials a point apart. The leaders (the
   best at ``C`` and those tied with it) still *rise* when one gained more than noise from ``p``
-  to ``C``. Either one: the ceiling grows by ``factor``, up to the cap. Neither: it holds.
+  to ``C``. And where the best of them is still less than halfway from chance to perfect
+  (:func:`automl_cnn.metrics.unsolved`, the summary's bar), no trial has learned the task
+  yet: their ranking says nothing (a field near chance is all "tied within noise", which PASHA's
+  rule would read as a stable ranking) and the ceiling grows too. Any one of the three: the
+  ceiling grows by ``factor``, up to the cap. None: it holds.
   A hold is not final: as in PASHA, the rule is asked again whenever another trial reaches the
   ceiling.
 * **Noise.** Validation accuracy on ``n`` images has a binomial standard error
@@ -40,6 +44,7 @@ from dataclasses import dataclass, field
 
 from automl_cnn.engine.records import TrialRecord
 from automl_cnn.engine.search.moasha import ETA, MIN_EPOCHS, rung_epochs
+from automl_cnn.metrics import unsolved
 from automl_cnn.model.architecture import Candidate
 from automl_cnn.training.schedules import EXTENDABLE
 
@@ -96,6 +101,7 @@ class CeilingDecision:
     swaps: tuple[Swap, ...] = ()
     rising: tuple[int, ...] = ()  # leaders that gained more than noise between the rungs
     at_cap: bool = False
+    unlearned: float | None = None  # the best score at the ceiling, where it is far from solved
 
     @property
     def grew(self) -> bool:
@@ -103,7 +109,9 @@ class CeilingDecision:
 
     def describe(self) -> str:
         lower = f"the {self.trials} trials at epoch {self.previous}"
-        if self.swaps:
+        if self.unlearned is not None:
+            why = f"the best of {lower} scored {self.unlearned:.1%}, less than halfway from chance to perfect"
+        elif self.swaps:
             s = self.swaps[0]
             why = f"the ranking of {lower} changed beyond noise (trial {s.ahead_after} overtook {s.ahead_before})"
         elif self.rising:
@@ -125,6 +133,7 @@ class Ceiling:
     factor: int = ETA
     min_epochs: int = MIN_EPOCHS
     min_trials: int = 2  # fewer at the ceiling: nothing to compare yet
+    classes: int = 0  # of the task, for chance (0: unknown, the ceiling never grows for that reason)
     decisions: list[CeilingDecision] = field(default_factory=list)
 
     def decide(self, curves: Curves) -> CeilingDecision | None:
@@ -136,9 +145,12 @@ class Ceiling:
         before = {t: curves[t][below - 1] for t in top} if below is not None else {}
         swaps = self._swaps(before, top) if below is not None else ()
         rising = self._rising(before, top) if below is not None else tuple(top)
-        grow = bool(swaps or rising)
+        best = max(top.values())
+        unlearned = best if self.classes > 1 and unsolved(best, self.classes) else None
+        grow = bool(swaps or rising) or unlearned is not None
         new = min(self.cap, self.ceiling * self.factor) if grow else self.ceiling
-        decision = CeilingDecision(new, self.ceiling, len(top), swaps, rising, at_cap=grow and new == self.ceiling)
+        at_cap = grow and new == self.ceiling
+        decision = CeilingDecision(new, self.ceiling, len(top), swaps, rising, at_cap, unlearned)
         self.ceiling = new
         self.decisions.append(decision)
         return decision

@@ -74,7 +74,8 @@ def decision_from_json(saved: dict[str, Any]) -> CeilingDecision:
     swaps = tuple(Swap(int(a), int(b)) for a, b in saved.get("swaps", []))
     rising = tuple(int(t) for t in saved.get("rising", []))
     numbers = int(saved["ceiling"]), int(saved["previous"]), int(saved["trials"])
-    return CeilingDecision(*numbers, swaps, rising, bool(saved["at_cap"]))
+    unlearned = None if saved.get("unlearned") is None else float(saved["unlearned"])
+    return CeilingDecision(*numbers, swaps, rising, bool(saved["at_cap"]), unlearned)
 
 
 class TrainingLength:
@@ -96,7 +97,8 @@ class TrainingLength:
 
     def _started(self) -> Ceiling:
         cap = self.max_epochs or self.session.space.max_epochs()
-        return Ceiling(start_ceiling(cap), cap=cap, n_val=len(self.session.bundle.val_idx))
+        n_val, classes = len(self.session.bundle.val_idx), self.session.bundle.num_classes
+        return Ceiling(start_ceiling(cap), cap=cap, n_val=n_val, classes=classes)
 
     def _restored(self) -> Ceiling | None:
         saved = self.session.state.extra.get(STATE_KEY) or {}
@@ -104,8 +106,8 @@ class TrainingLength:
             return None
         decisions = [decision_from_json(d) for d in saved.get("decisions", [])]
         self._paused_before = {str(job): int(epochs) for job, epochs in saved.get("paused_at", {}).items()}
-        n_val = len(self.session.bundle.val_idx)
-        return Ceiling(int(saved["ceiling"]), cap=int(saved["cap"]), n_val=n_val, decisions=decisions)
+        n_val, classes = len(self.session.bundle.val_idx), self.session.bundle.num_classes
+        return Ceiling(int(saved["ceiling"]), int(saved["cap"]), n_val, classes=classes, decisions=decisions)
 
     def _save(self) -> None:
         state = self.session.state
